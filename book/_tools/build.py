@@ -1,0 +1,169 @@
+"""Execute the book's notebooks with papermill and build the HTML with Jupyter Book.
+
+Usage: ``python book/_tools/build.py --profile {smoke,cpu,gpu}``
+
+1. Copy ``_config.yml``, ``_toc.yml`` and ``book/`` into the staging directory ``_build/src/``
+   (papermill output never goes over ``book/``: the committed notebooks stay output-free).
+2. Execute every notebook listed in ``_toc.yml`` there with papermill (``-p profile P``,
+   kernel ``python3``, working directory = the staged ``book/``), and tag the injected
+   parameters cell ``remove-cell`` so the book does not show it.
+3. ``jupyter-book build _build/src --all -W -n --keep-going``, HTML in ``_build/html``.
+
+Per-notebook and total times are printed; any failure exits non-zero with one line naming
+the notebook. Book: *Introduction*, "How to run the book".
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import nbformat
+import papermill
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = ("smoke", "cpu", "gpu")
+REMOVE_TAG = "remove-cell"
+INJECTED_TAG = "injected-parameters"
+STAMP = ".built"  # written into the staging dir after a complete build: holds the profile
+
+
+class BuildError(Exception):
+    """A failure reported as one line: what failed and where."""
+
+
+def toc_files(toc: object) -> Iterator[str]:
+    """Every ``file:`` entry of a parsed ``_toc.yml`` (root first), in reading order."""
+    if isinstance(toc, dict):
+        for key in ("root", "file"):
+            if isinstance(toc.get(key), str):
+                yield toc[key]
+        for key in ("parts", "chapters", "sections"):
+            for entry in toc.get(key) or ():
+                yield from toc_files(entry)
+    elif isinstance(toc, list):
+        for entry in toc:
+            yield from toc_files(entry)
+
+
+def stage(repo: Path, src: Path) -> list[Path]:
+    """Copy the book sources into ``src`` and return the staged notebooks listed in the toc."""
+    for name in ("_config.yml", "_toc.yml", "book"):
+        if not (repo / name).exists():
+            raise BuildError(f"{repo / name} is missing: run from a checkout of the tdsa repo")
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    shutil.copy2(repo / "_config.yml", src / "_config.yml")
+    shutil.copy2(repo / "_toc.yml", src / "_toc.yml")
+    shutil.copytree(
+        repo / "book",
+        src / "book",
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "_build"),
+    )
+    try:
+        toc = yaml.safe_load((src / "_toc.yml").read_text())
+    except yaml.YAMLError as exc:
+        raise BuildError(f"_toc.yml is not valid YAML: {exc}") from exc
+    notebooks = []
+    for entry in toc_files(toc):
+        path = src / (entry if entry.endswith(".ipynb") else f"{entry}.ipynb")
+        if path.exists():
+            notebooks.append(path)
+    return notebooks
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Add the ``remove-cell`` tag to the cell papermill injected, so the book hides it."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if INJECTED_TAG in tags and REMOVE_TAG not in tags:
+            cell.metadata["tags"] = [*tags, REMOVE_TAG]
+    nbformat.write(nb, path)
+
+
+def execute(notebook: Path, profile: str) -> float:
+    """Run one staged notebook in place with papermill; return the wall time in seconds."""
+    start = time.perf_counter()
+    cells = nbformat.read(notebook, as_version=4).cells
+    if not any("parameters" in c.metadata.get("tags", []) for c in cells):
+        raise BuildError(f"notebook book/{notebook.name} has no cell tagged 'parameters' "
+                         "(papermill needs one to set the profile)")
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(notebook),
+            parameters={"profile": profile},
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            log_output=False,
+        )
+    except papermill.PapermillExecutionError as exc:
+        first = str(exc.evalue).strip().splitlines()
+        detail = first[0] if first else ""
+        raise BuildError(
+            f"notebook book/{notebook.name} failed in cell {exc.exec_count}: "
+            f"{exc.ename}: {detail}"
+        ) from exc
+    except Exception as exc:
+        raise BuildError(f"notebook book/{notebook.name} could not be executed: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    hide_injected_parameters(notebook)
+    return time.perf_counter() - start
+
+
+def build_html(src: Path, out_root: Path) -> float:
+    """Build the HTML of the staged book into ``out_root/_build/html``; return seconds."""
+    start = time.perf_counter()
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+               "build", str(src), "--all", "-W", "-n", "--keep-going",
+               "--path-output", str(out_root)]
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0:
+        raise BuildError(f"jupyter-book build failed with exit code {result.returncode} "
+                         "(the warnings above name the page)")
+    return time.perf_counter() - start
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stage, execute and build; print times. Returns the process exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=PROFILES, default="cpu",
+                        help="notebook profile: smoke (seconds), cpu (default), gpu")
+    parser.add_argument("--no-html", action="store_true",
+                        help="execute the notebooks only, skip the jupyter-book build")
+    args = parser.parse_args(argv)
+
+    build = REPO / "_build"
+    src = build / "src"
+    total = time.perf_counter()
+    try:
+        notebooks = stage(REPO, src)
+        print(f"build: profile {args.profile}, {len(notebooks)} notebooks staged in {src}",
+              flush=True)
+        for notebook in notebooks:
+            seconds = execute(notebook, args.profile)
+            print(f"build: {notebook.name:<32} {seconds:7.1f} s", flush=True)
+        if not args.no_html:
+            seconds = build_html(src, REPO)
+            print(f"build: {'jupyter-book build':<32} {seconds:7.1f} s", flush=True)
+            (src / STAMP).write_text(args.profile + "\n")
+    except BuildError as exc:
+        print(f"build: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"build: total {time.perf_counter() - total:.1f} s"
+          + ("" if args.no_html else f"; HTML in {build / 'html'}"), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""``python -m tdsa <command>``: see :mod:`tdsa.cli`."""
+
+from tdsa.cli import main
+
+raise SystemExit(main())

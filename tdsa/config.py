@@ -1,0 +1,428 @@
+"""Run configuration: nested dataclasses, YAML load/dump and dotted command-line overrides.
+
+A config has seven sections (``data``, ``model``, ``loss``, ``optim``, ``schedule``,
+``train``, ``runtime``). YAML files name only what differs from the defaults below; the
+resolved config (every field, ``model.num_classes`` filled in from the dataset) is written
+to ``config.yaml`` in the run folder. Overrides look like ``optim.lr=0.01``; the value is
+parsed with ``yaml.safe_load`` and checked against the field's type. An unknown key or a
+value of the wrong type is a :class:`tdsa.errors.ConfigError` that names it (and, for an
+unknown key, the closest valid one).
+
+Book: chapter 4, *Full training*.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tdsa.errors import ConfigError
+
+AMP_MODES = ("none", "bf16", "fp16")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+
+
+@dataclass
+class DataConfig:
+    """Dataset, transforms and loader workers.
+
+    ``synthetic`` holds the keyword arguments of :func:`tdsa.data.synthetic.generate`, used
+    when ``dataset`` is ``synthetic``, ``generate`` is true and ``root`` does not exist yet.
+    ``options`` are extra keyword arguments of :func:`tdsa.data.build_dataset`.
+
+    Book: chapter 1, *The data*.
+    """
+
+    dataset: str = "synthetic"
+    root: str = "data/synthetic"
+    regime: str = "scratch"
+    image_size: int = 224
+    resize: int | None = None
+    workers: int = 2
+    generate: bool = False
+    synthetic: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """The network: a :func:`tdsa.models.create_model` name, ``xi = [xi_mid, xi_high]``,
+    ``pretrained`` (false, true or a local state-dict path) and builder ``options``
+    (``width``, ``head``, ``adapter``, ``input_size``; ``input_size`` defaults to
+    ``data.image_size``). ``num_classes`` null means "from the dataset".
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+
+    name: str = "tdsa_vgg16"
+    num_classes: int | None = None
+    xi: list[int] = field(default_factory=lambda: [9, 3])
+    pretrained: bool | str = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Weights of the TDSA loss (all four 0 = cross-entropy only) and its options.
+
+    ``ramp_epochs`` ramps the auxiliary terms in linearly from 0 to 1 over that many epochs
+    (0 = full weight from the first step, as published).
+
+    Book: chapter 4, *Full training*.
+    """
+
+    alpha_mid: float = 1.5
+    beta_mid: float = 15.0
+    alpha_high: float = 1.5
+    beta_high: float = 15.0
+    top_down: bool = True
+    keep_mid: int | None = None
+    keep_high: int | None = None
+    div_temperature: float = 1.0
+    ramp_epochs: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser (``sgd`` or ``adamw``); ``head_lr`` is the learning rate of the classifier
+    head's parameters (null = ``lr``).
+
+    Book: chapter 4, *Full training*.
+    """
+
+    name: str = "sgd"
+    lr: float = 0.1
+    head_lr: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule: ``step`` (``milestones`` in epochs, or every ``step_size``
+    epochs, times ``gamma``), ``cosine`` (to ``min_lr_factor`` x lr) or ``constant``, after
+    ``warmup_epochs`` of linear warm-up. ``per_iteration`` updates the rate every optimiser
+    step (epoch milestones still fall on epoch boundaries); false updates it once per epoch.
+
+    Book: chapter 4, *Full training*.
+    """
+
+    name: str = "step"
+    milestones: list[int] = field(default_factory=list)
+    step_size: int | None = None
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    min_lr_factor: float = 0.0
+    per_iteration: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The training loop. ``batch_size`` is the global batch of one optimiser step (over
+    all processes and accumulation steps). ``grad_clip`` 0 = off.
+
+    Book: chapter 4, *Full training*.
+    """
+
+    epochs: int = 300
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    accum_steps: int = 1
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float = 0.0
+    ema: bool = False
+    ema_decay: float = 0.9998
+
+
+@dataclass
+class RuntimeConfig:
+    """Seed, device and run-time switches.
+
+    ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``progress`` null shows
+    tqdm bars only on a terminal. ``sync_bn`` null = on when more than one process.
+    ``stop_after_epoch`` ends the run cleanly (``last.pt`` saved, resumable) after that epoch:
+    for sessions with a time limit, such as Colab.
+
+    Book: chapter 7, *Reproducing the paper on a GPU*.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = True
+    threads: int | None = None
+    progress: bool | None = None
+    tensorboard: bool = False
+    sync_bn: bool | None = None
+    stop_after_epoch: int | None = None
+
+
+@dataclass
+class Config:
+    """A whole run: the seven sections.
+
+    Book: chapter 4, *Full training*.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists, not tuples) for YAML and checkpoints.
+
+        Book: chapter 4, *Full training*.
+        """
+        return copy.deepcopy(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> Config:
+        """Build and validate a config from a nested mapping; missing keys keep defaults.
+
+        Book: chapter 4, *Full training*.
+        """
+        cfg = cls()
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: expected a mapping of sections, got {_tname(data)}")
+        for section, values in data.items():
+            sec = _section(cfg, str(section), source)
+            if values is None:
+                continue
+            if not isinstance(values, Mapping):
+                raise ConfigError(
+                    f"{source}: section {section!r} must be a mapping of keys, "
+                    f"got {_tname(values)}"
+                )
+            for key, value in values.items():
+                _set_field(sec, f"{section}.{key}", str(key), value, source)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "config") -> None:
+        """Check value ranges and choices; raise ConfigError naming the key.
+
+        Book: chapter 4, *Full training*.
+        """
+        checks: list[tuple[str, Any, bool, str]] = [
+            ("data.image_size", self.data.image_size, self.data.image_size >= 1, ">= 1"),
+            ("data.workers", self.data.workers, self.data.workers >= 0, ">= 0"),
+            ("model.xi", self.model.xi, len(self.model.xi) == 2
+             and all(v >= 1 for v in self.model.xi), "two positive integers [xi_mid, xi_high]"),
+            ("optim.name", self.optim.name, self.optim.name in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+            ("optim.lr", self.optim.lr, self.optim.lr > 0, "> 0"),
+            ("optim.betas", self.optim.betas, len(self.optim.betas) == 2, "two floats"),
+            ("schedule.name", self.schedule.name, self.schedule.name in SCHEDULES,
+             f"one of {SCHEDULES}"),
+            ("schedule.warmup_epochs", self.schedule.warmup_epochs,
+             self.schedule.warmup_epochs >= 0, ">= 0"),
+            ("train.epochs", self.train.epochs, self.train.epochs >= 1, ">= 1"),
+            ("train.batch_size", self.train.batch_size, self.train.batch_size >= 1, ">= 1"),
+            ("train.accum_steps", self.train.accum_steps, self.train.accum_steps >= 1, ">= 1"),
+            ("train.amp", self.train.amp, self.train.amp in AMP_MODES, f"one of {AMP_MODES}"),
+            ("train.grad_clip", self.train.grad_clip, self.train.grad_clip >= 0, ">= 0"),
+            ("train.ema_decay", self.train.ema_decay, 0 <= self.train.ema_decay < 1, "in [0, 1)"),
+            ("loss.ramp_epochs", self.loss.ramp_epochs, self.loss.ramp_epochs >= 0, ">= 0"),
+            ("runtime.device", self.runtime.device,
+             self.runtime.device in ("auto", "cpu", "cuda") or
+             self.runtime.device.startswith("cuda:"), "auto, cpu, cuda or cuda:N"),
+        ]
+        if self.model.num_classes is not None:
+            checks.append(("model.num_classes", self.model.num_classes,
+                           self.model.num_classes >= 1, ">= 1"))
+        if self.optim.head_lr is not None:
+            checks.append(("optim.head_lr", self.optim.head_lr, self.optim.head_lr > 0, "> 0"))
+        if self.schedule.step_size is not None:
+            checks.append(("schedule.step_size", self.schedule.step_size,
+                           self.schedule.step_size >= 1, ">= 1"))
+        for key, value, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"{source}: {key}={value!r} is invalid: expected {expected}")
+
+
+def _tname(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _closest(name: str, valid: Iterable[str]) -> str:
+    valid = list(valid)
+    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.0)
+    return f"did you mean {match[0]!r}? " if match else ""
+
+
+def _section(cfg: Config, name: str, source: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cfg)]
+    if name not in names:
+        raise ConfigError(
+            f"{source}: unknown section {name!r}; {_closest(name, names)}"
+            f"valid sections: {', '.join(names)}"
+        )
+    return getattr(cfg, name)
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _set_field(sec: Any, dotted: str, key: str, value: Any, source: str) -> None:
+    types_ = _field_types(sec)
+    if key not in types_:
+        section = dotted.split(".", 1)[0]
+        valid = [f"{section}.{k}" for k in types_]
+        raise ConfigError(
+            f"{source}: unknown key {dotted!r}; {_closest(dotted, valid)}"
+            f"valid keys of {section!r}: {', '.join(types_)}"
+        )
+    setattr(sec, key, _coerce(value, types_[key], dotted, source))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """``value`` checked against the annotation ``tp`` (ints accepted for floats)."""
+    ok, out = _match(value, tp)
+    if not ok:
+        raise ConfigError(
+            f"{source}: {key}={value!r} has the wrong type: expected {_describe(tp)}, "
+            f"got {_tname(value)}"
+        )
+    return out
+
+
+def _match(value: Any, tp: Any) -> tuple[bool, Any]:
+    if tp is Any:
+        return True, copy.deepcopy(value)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, out = _match(value, arg)
+            if ok:
+                return True, out
+        return False, None
+    if tp is type(None):
+        return value is None, None
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            return False, None
+        (item,) = typing.get_args(tp)
+        items = [_match(v, item) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if origin is dict:
+        return isinstance(value, Mapping), copy.deepcopy(dict(value)) if isinstance(
+            value, Mapping
+        ) else None
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if tp is str:
+        return isinstance(value, str), value
+    raise TypeError(f"unsupported config annotation {tp!r}")
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config file (missing keys keep their defaults).
+
+    Book: chapter 4, *Full training*.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    return Config.from_dict({} if data is None else data, source=str(path))
+
+
+def dump_config(cfg: Config, path: str | Path | None = None) -> str:
+    """The config as YAML text; also written to ``path`` when given.
+
+    Book: chapter 4, *Full training*.
+    """
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
+
+
+def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
+    """A copy of ``cfg`` with dotted ``key=value`` overrides applied and validated.
+
+    ``section.key=value`` sets a field; for mapping fields ``section.key.sub=value`` sets one
+    entry (e.g. ``data.synthetic.num_classes=4``). Values are parsed with ``yaml.safe_load``.
+
+    Book: chapter 4, *Full training*.
+    """
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        dotted = dotted.strip()
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        parts = dotted.split(".")
+        if len(parts) < 2:
+            raise ConfigError(
+                f"override {item!r}: expected section.key=value (e.g. optim.lr=0.01), "
+                f"got key {dotted!r}"
+            )
+        sec = _section(cfg, parts[0], "override")
+        if len(parts) == 2:
+            _set_field(sec, dotted, parts[1], value, "override")
+            continue
+        head = ".".join(parts[:2])
+        types_ = _field_types(sec)
+        if parts[1] not in types_ or typing.get_origin(types_[parts[1]]) is not dict:
+            if parts[1] not in types_:
+                _set_field(sec, head, parts[1], value, "override")
+            raise ConfigError(
+                f"override {item!r}: {head} is not a mapping, so {dotted!r} cannot be set; "
+                f"use {head}=VALUE"
+            )
+        target = getattr(sec, parts[1])
+        for sub in parts[2:-1]:
+            target = target.setdefault(sub, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {item!r}: {dotted!r} goes through a non-mapping")
+        target[parts[-1]] = value
+    cfg.validate("override")
+    return cfg

@@ -1,0 +1,71 @@
+"""Oxford Flowers-102 (102 classes; train 1,020 + val 1,020, test 6,149).
+
+Official page: https://www.robots.ox.ac.uk/~vgg/data/flowers/102/. Splits: ``"train"`` is
+train + val (2,040 images, as the field trains), ``"test"`` the official test set (6,149);
+``"official_train"`` and ``"val"`` are the two halves. Class names are torchvision's list (the
+official files only number the classes). A parser rather than
+``torchvision.datasets.Flowers102``, which insists on the archive's MD5 sums and a
+``flowers-102`` sub-folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tdsa.data.base import FGVCDataset
+from tdsa.errors import DataError
+
+_SET_KEYS = {"train": ("trnid", "valid"), "official_train": ("trnid",), "val": ("valid",),
+             "test": ("tstid",)}
+
+
+class Flowers102(FGVCDataset):
+    """Flowers-102; ``root`` holds ``jpg/``, ``imagelabels.mat`` and ``setid.mat`` (or is the
+    parent of a ``flowers-102`` folder that does).
+
+    Book: chapter 1, *The data*.
+    """
+
+    name = "flowers102"
+    splits = ("train", "test", "official_train", "val")
+    tree = "<root>/{imagelabels.mat, setid.mat, jpg/image_NNNNN.jpg}"
+
+    def _mat(self, path: Path) -> dict[str, Any]:
+        from scipy.io import loadmat
+
+        if not path.is_file():
+            raise DataError(f"flowers102: missing annotation file {path}; expected {self.tree}")
+        try:
+            return loadmat(path, squeeze_me=True)
+        except (ValueError, OSError, TypeError) as exc:
+            raise DataError(f"flowers102: {path} is not a readable .mat file ({exc!r})") from None
+
+    def _load(self) -> tuple[list[str], list[tuple[str, int]]]:
+        from torchvision.datasets import Flowers102 as TorchvisionFlowers
+
+        base = next((c for c in (self.root, self.root / "flowers-102")
+                     if (c / "imagelabels.mat").is_file()), None)
+        if base is None:
+            raise DataError(f"flowers102: no imagelabels.mat in {self.root} or "
+                            f"{self.root / 'flowers-102'}; expected {self.tree}")
+        labels_mat, setid = self._mat(base / "imagelabels.mat"), self._mat(base / "setid.mat")
+        try:
+            labels = np.atleast_1d(labels_mat["labels"]).astype(int)
+            ids = np.concatenate([np.atleast_1d(setid[k]) for k in _SET_KEYS[self.split]])
+        except KeyError as exc:
+            raise DataError(f"flowers102: {base} .mat files lack the key {exc}") from None
+        names = TorchvisionFlowers.classes
+        if labels.min() < 1 or labels.max() > len(names):
+            raise DataError(f"flowers102: {base / 'imagelabels.mat'}: labels must lie in "
+                            f"1..{len(names)}, found {labels.min()}..{labels.max()}")
+        samples = []
+        for image_id in sorted(int(i) for i in ids):
+            if not 1 <= image_id <= len(labels):
+                raise DataError(f"flowers102: {base / 'setid.mat'}: image id {image_id} is "
+                                f"outside 1..{len(labels)} (imagelabels.mat)")
+            samples.append((str(base / "jpg" / f"image_{image_id:05d}.jpg"),
+                            int(labels[image_id - 1]) - 1))
+        return list(names[: labels.max()]), samples

@@ -1,0 +1,151 @@
+"""Training and test transforms of the two regimes, with a fast decoding path.
+
+``"scratch"`` is the reference code's recipe (training from scratch at 224): ``Resize((S, S))``
+(aspect not kept); train ``RandomCrop(S, padding=4)`` + ``RandomHorizontalFlip``; test resize
+only, no centre crop; ``Normalize(0.5, 0.5)``. ``"pretrained"`` is the usual ImageNet-backbone
+recipe: ``Resize(R)`` of the short side (default ``R = round(S * 8 / 7)``, 512 at S = 448; the
+MC-Loss recipe uses 600); train ``RandomCrop(S)`` + flip; test ``CenterCrop(S)``; ImageNet
+mean/std.
+
+``decoder="fast"`` (default) decodes JPEGs at a reduced scale when the target is at most half
+the source (:func:`tdsa.data.base.decode_rgb`) and does resize, crop, flip and normalisation on
+uint8 tensors, converting to float only at the output size. It draws its random numbers from
+torch's generator in the same order as the torchvision transforms, so under the same seed it
+makes the same crops and flips as ``decoder="pil"``, the plain torchvision + PIL pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+import torchvision.transforms.v2.functional as F
+from PIL import Image
+
+from tdsa.data.base import Box, decode_rgb
+
+REGIMES = ("scratch", "pretrained")
+DECODERS = ("fast", "pil")
+SCRATCH_MEAN = SCRATCH_STD = (0.5, 0.5, 0.5)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_SIZE = {"scratch": 224, "pretrained": 448}
+
+
+class FastTransform:
+    """Resize, crop, flip and normalise on uint8 tensors; ``from_file`` also decodes.
+
+    ``resize`` is ``(h, w)`` (exact size) or an int (short side). ``crop`` is ``"random"``,
+    ``"center"`` or None; ``padding`` pads (with zeros) before a random crop.
+    Call it on a PIL image or a uint8 ``[3, H, W]`` tensor; datasets call ``from_file``.
+
+    Book: chapter 1, *The data*.
+    """
+
+    def __init__(self, *, size: int, resize: int | tuple[int, int], crop: str | None,
+                 padding: int, flip: bool, mean: tuple[float, ...], std: tuple[float, ...]
+                 ) -> None:
+        self.size, self.resize, self.crop = size, resize, crop
+        self.padding, self.flip = padding, flip
+        self.mean, self.std = mean, std
+        std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self._scale = 1.0 / (255.0 * std_t)
+        self._shift = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) / std_t
+        self.min_side = resize if isinstance(resize, int) else min(resize)
+
+    def from_file(self, path: str | Path, box: Box | None = None) -> torch.Tensor:
+        """Decode ``path`` (cropped to ``box``) at the smallest sufficient scale and transform.
+
+        Book: chapter 1, *The data*.
+        """
+        return self(decode_rgb(path, min_side=self.min_side, box=box))
+
+    def __call__(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        if isinstance(image, Image.Image):
+            image = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+        size = list(self.resize) if isinstance(self.resize, tuple) else [self.resize]
+        x = F.resize(image, size, interpolation=T.InterpolationMode.BILINEAR, antialias=True)
+        s = self.size
+        height, width = x.shape[-2:]
+        if self.crop == "random":
+            padded_h, padded_w = height + 2 * self.padding, width + 2 * self.padding
+            if padded_h < s or padded_w < s:
+                raise ValueError(f"crop size {s} is larger than the resized image "
+                                 f"{padded_w}x{padded_h}")
+            top = left = 0  # torchvision draws nothing when there is a single possible crop
+            if (padded_h, padded_w) != (s, s):
+                top = int(torch.randint(0, padded_h - s + 1, size=(1,)).item())
+                left = int(torch.randint(0, padded_w - s + 1, size=(1,)).item())
+            x = _padded_crop(x, top - self.padding, left - self.padding, s)
+        elif self.crop == "center":
+            top, left = round((height - s) / 2.0), round((width - s) / 2.0)
+            x = x[:, top:top + s, left:left + s]
+        if self.flip and torch.rand(1).item() < 0.5:
+            x = x.flip(-1)
+        return x.contiguous().to(torch.float32).mul_(self._scale).sub_(self._shift)
+
+    def __repr__(self) -> str:
+        return (f"FastTransform(size={self.size}, resize={self.resize}, crop={self.crop}, "
+                f"padding={self.padding}, flip={self.flip}, mean={self.mean}, std={self.std})")
+
+
+def _padded_crop(x: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
+    """``x[:, top:top+size, left:left+size]`` where rows/columns outside ``x`` are zeros."""
+    height, width = x.shape[-2:]
+    if top >= 0 and left >= 0 and top + size <= height and left + size <= width:
+        return x[:, top:top + size, left:left + size]
+    out = x.new_zeros((x.shape[0], size, size))
+    y0, y1 = max(top, 0), min(top + size, height)
+    x0, x1 = max(left, 0), min(left + size, width)
+    out[:, y0 - top:y1 - top, x0 - left:x1 - left] = x[:, y0:y1, x0:x1]
+    return out
+
+
+def build_transforms(regime: str, image_size: int | None = None, *, train: bool,
+                     resize: int | None = None, decoder: str = "fast"
+                     ) -> Callable[[Any], torch.Tensor]:
+    """The transform of ``regime`` ("scratch" or "pretrained") at ``image_size`` S.
+
+    ``image_size`` defaults to 224 (scratch) or 448 (pretrained); ``resize`` is the short side
+    before cropping in the pretrained regime (default ``round(S * 8 / 7)``). ``decoder="fast"``
+    returns a :class:`FastTransform` (datasets hand it the file path); ``decoder="pil"`` the
+    plain ``torchvision.transforms.Compose`` of PIL transforms.
+
+    Book: chapter 1, *The data*.
+    """
+    if regime not in REGIMES:
+        raise ValueError(f"unknown transform regime {regime!r}; valid regimes: "
+                         f"{', '.join(REGIMES)}")
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; valid decoders: {', '.join(DECODERS)}")
+    size = DEFAULT_SIZE[regime] if image_size is None else int(image_size)
+    if size < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    if regime == "scratch":
+        if resize is not None:
+            raise ValueError("resize applies to the 'pretrained' regime only; the 'scratch' "
+                             "regime resizes to (image_size, image_size)")
+        spec = {"resize": (size, size), "crop": "random" if train else None,
+                "padding": 4 if train else 0, "mean": SCRATCH_MEAN, "std": SCRATCH_STD}
+    else:
+        short = round(size * 8 / 7) if resize is None else int(resize)
+        if short < size:
+            raise ValueError(f"resize ({short}) must be >= image_size ({size}) in the "
+                             f"'pretrained' regime")
+        spec = {"resize": short, "crop": "random" if train else "center", "padding": 0,
+                "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    if decoder == "fast":
+        return FastTransform(size=size, flip=train, **spec)
+    steps: list[Callable[[Any], Any]] = [T.Resize(spec["resize"])]
+    if spec["crop"] == "random":
+        steps.append(T.RandomCrop(size, padding=spec["padding"] or None))
+    elif spec["crop"] == "center":
+        steps.append(T.CenterCrop(size))
+    if train:
+        steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(spec["mean"], spec["std"])]
+    return T.Compose(steps)

@@ -1,0 +1,255 @@
+"""Checkpoints: atomic writes, safe loading, RNG capture and model rebuilding.
+
+A checkpoint is a dict of plain types (tensors, numbers, strings, lists, dicts) so that it
+loads with ``torch.load(weights_only=True)``: ``model``, ``optimizer``, ``scheduler``,
+``scaler``, ``ema``, ``epoch`` (completed epochs), ``batch`` (batches done in the next epoch
+when interrupted mid-epoch, else 0), ``partial`` (that epoch's running sums), ``metrics``
+(one dict per epoch), ``best``, ``config`` (plain dict), ``num_classes``, ``version`` and
+``rng`` (torch, CUDA, numpy, python, mask generator and the data-loader seed scheme).
+
+Book: chapter 4, *Full training*.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tdsa import __version__
+from tdsa.config import Config
+from tdsa.errors import CheckpointError, ConfigError
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("model", "epoch", "config", "version")
+LOADER_SEED_SCHEME = (
+    "shuffle: SeedSequence([seed, epoch]); loader workers: SeedSequence([seed, epoch, rank, "
+    "start_step])"
+)
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
+
+    A crash during the write leaves any previous file at ``path`` intact.
+
+    Book: chapter 4, *Full training*.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a tdsa checkpoint with ``weights_only=True``; CheckpointError if it is missing,
+    unreadable or not a tdsa checkpoint.
+
+    Book: chapter 4, *Full training*.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {msg}") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not a tdsa checkpoint (a {type(ckpt).__name__})")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a tdsa checkpoint: missing key(s) {', '.join(missing)}"
+        )
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
+    """The :class:`~tdsa.config.Config` stored in a checkpoint.
+
+    Book: chapter 4, *Full training*.
+    """
+    try:
+        return Config.from_dict(ckpt["config"], source=f"{path} (stored config)")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def check_compatible(ckpt: dict[str, Any], cfg: Config, num_classes: int, path: str | Path) -> None:
+    """Raise CheckpointError saying what differs when ``ckpt`` was trained with another model,
+    ``xi``, model options or class count than ``cfg`` / ``num_classes``.
+
+    Book: chapter 4, *Full training*.
+    """
+    stored = checkpoint_config(ckpt, path)
+    diffs = []
+    if int(ckpt.get("num_classes", stored.model.num_classes or -1)) != num_classes:
+        diffs.append(
+            f"num_classes {ckpt.get('num_classes', stored.model.num_classes)} in the "
+            f"checkpoint vs {num_classes} now"
+        )
+    for key in ("name", "xi", "options"):
+        old, new = getattr(stored.model, key), getattr(cfg.model, key)
+        if old != new:
+            diffs.append(f"model.{key} {old!r} in the checkpoint vs {new!r} now")
+    if diffs:
+        raise CheckpointError(f"checkpoint {path} does not fit this run: {'; '.join(diffs)}")
+
+
+def model_kwargs(cfg: Config) -> dict[str, Any]:
+    """Builder options of :func:`tdsa.models.create_model` (``input_size`` defaults to
+    ``data.image_size``).
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+    kw = dict(cfg.model.options)
+    kw.setdefault("input_size", cfg.data.image_size)
+    return kw
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP and/or ``torch.compile`` wrappers.
+
+    Book: chapter 7, *Reproducing the paper on a GPU*.
+    """
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, Config]:
+    """Rebuild the model from a checkpoint's config and load its weights (eval mode).
+
+    When the run used EMA, the EMA weights (the ones it evaluated) are loaded. Returns
+    ``(model, config)``; ``config.model.num_classes`` is the trained class count.
+
+    Book: chapter 6, *Visualising and measuring attention*.
+    """
+    from tdsa.models import create_model
+
+    ckpt = load_checkpoint(path, map_location)
+    cfg = checkpoint_config(ckpt, path)
+    num_classes = int(ckpt.get("num_classes") or cfg.model.num_classes or 0)
+    if num_classes < 1:
+        raise CheckpointError(f"{path}: the checkpoint does not record its number of classes")
+    cfg.model.num_classes = num_classes
+    model = create_model(
+        cfg.model.name, num_classes, xi=tuple(cfg.model.xi), pretrained=False,
+        **model_kwargs(cfg),
+    )
+    state = ckpt["ema"]["model"] if ckpt.get("ema") else ckpt["model"]
+    load_state(model, state, path)
+    model.to(map_location).eval()
+    return model, cfg
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """``load_state_dict`` that turns missing/unexpected keys and shape mismatches into one
+    CheckpointError naming the first few.
+
+    Book: chapter 4, *Full training*.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {list(state[k].shape)} vs {list(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:3])}")
+    if shapes:
+        problems.append(f"shape mismatch {', '.join(shapes[:3])} (checkpoint vs model)")
+    if problems:
+        raise CheckpointError(f"weights in {path} do not fit the model: {'; '.join(problems)}")
+    model.load_state_dict(state)
+
+
+def capture_rng(mask_generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG state as plain types (numpy's key as an int64 tensor, python's as a list).
+
+    Book: chapter 4, *Full training*.
+    """
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": str(np_state[0]),
+            "key": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {
+            "version": int(py_state[0]),
+            "state": [int(v) for v in py_state[1]],
+            "gauss_next": py_state[2],
+        },
+        "mask_generator": mask_generator.get_state(),
+        "loader_seed_scheme": LOADER_SEED_SCHEME,
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], mask_generator: torch.Generator) -> None:
+    """Inverse of :func:`capture_rng`.
+
+    Book: chapter 4, *Full training*.
+    """
+    torch.set_rng_state(state["torch"].cpu())
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            npst["kind"],
+            npst["key"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
+    mask_generator.set_state(state["mask_generator"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def new_checkpoint(**entries: Any) -> dict[str, Any]:
+    """A checkpoint dict with ``version`` and ``format`` filled in.
+
+    Book: chapter 4, *Full training*.
+    """
+    return {"version": __version__, "format": FORMAT_VERSION, **entries}

@@ -1,0 +1,60 @@
+"""``python -m tdsa train --config configs/X.yaml [key=value ...] --out runs/NAME [--resume P]``.
+
+Exit codes: 0 done (or stopped by ``runtime.stop_after_epoch``), 2 bad config, 1 other
+errors (data, checkpoint, NaN loss), 130 / 143 stopped by SIGINT / SIGTERM after saving
+``last.pt`` (run the same command again to resume).
+
+Book: chapter 4, *Full training*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+from tdsa.config import load_config
+from tdsa.engine.checkpoint import checkpoint_config, load_checkpoint
+from tdsa.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``tdsa train``.
+
+    Book: chapter 4, *Full training*.
+    """
+    parser.add_argument("--config", help="YAML config (optional when resuming)")
+    parser.add_argument("--out", required=True, help="run folder (resumes if it has last.pt)")
+    parser.add_argument("--resume", help="checkpoint to resume from (default: OUT/last.pt)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, e.g. optim.lr=0.01 train.epochs=10")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``tdsa train``; print the final and best test top-1.
+
+    Book: chapter 4, *Full training*.
+    """
+    from tdsa.engine.trainer import train
+
+    if args.config:
+        cfg = load_config(args.config)
+    else:
+        source = Path(args.resume) if args.resume else Path(args.out) / "last.pt"
+        if not source.is_file():
+            raise ConfigError(f"--config is required (no checkpoint to resume from at {source})")
+        cfg = checkpoint_config(load_checkpoint(source), source)
+    summary = train(cfg, args.out, overrides=args.overrides, resume=args.resume)
+    if summary["stopped"] not in (None, "stop_after_epoch"):
+        print(f"stopped by {summary['stopped']}: {args.out}/last.pt saved; run the same "
+              f"command again to resume")
+        return 128 + int(signal.Signals[summary["stopped"]])
+    if summary["epochs_completed"]:
+        print(
+            f"final (epoch {summary['epochs_completed']}): test top-1 "
+            f"{summary['final_top1']:.2f}%  top-5 {summary['final_top5']:.2f}%\n"
+            f"best (epoch {summary['best_epoch']}): test top-1 {summary['best_top1']:.2f}%  "
+            f"[{summary['selection_note']}]\n"
+            f"run folder: {summary['run_dir']}"
+        )
+    return 0

@@ -1,0 +1,458 @@
+"""The TDSA loss: channel constraint (L_dis, L_div), top-down spatial attention, TDSALoss.
+
+Notation (paper-spec): a stage feature map ``F`` is ``[B, K*xi, H, W]``; class ``k`` owns the
+contiguous channels ``k*xi .. k*xi+xi-1``. CCMP is cross-channel max pooling over each class
+group, GAP global average pooling. Everything here works for any ``K``, ``xi`` and non-square
+maps, on the CPU and the GPU, under autocast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "TDSALoss",
+    "ccmp",
+    "channel_constraint",
+    "mc_loss_weights",
+    "random_channel_mask",
+    "top_down_attention",
+    "top_down_gate",
+]
+
+
+def _shape(t: Tensor) -> list[int]:
+    return list(t.shape)
+
+
+def _check_group(num_classes: int, xi: int) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
+        raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
+
+
+def _resolve_keep(xi: int, keep: int | None) -> int:
+    if keep is None:
+        return math.ceil(xi / 2)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= xi:
+        raise ValueError(f"keep must be an integer in [1, xi={xi}], got {keep!r}")
+    return keep
+
+
+def _check_features(features: Tensor, xi: int, name: str = "features") -> int:
+    """Validate a ``[B, K*xi, H, W]`` stage map and return ``K``."""
+    if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
+        raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
+    if features.dim() != 4:
+        raise ValueError(f"{name} must be 4-D [B, C, H, W], got shape {_shape(features)}")
+    channels = features.shape[1]
+    if channels == 0 or channels % xi:
+        raise ValueError(
+            f"{name} have C={channels} channels, not a positive multiple of xi={xi}: "
+            f"C must equal num_classes*xi"
+        )
+    return channels // xi
+
+
+def ccmp(features: Tensor, xi: int) -> Tensor:
+    """Cross-channel max pooling: ``[B, K*xi, H, W] -> [B, K, H, W]``.
+
+    Output channel ``k`` is the element-wise maximum of input channels ``k*xi .. k*xi+xi-1``.
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+    k = _check_features(features, xi)
+    b, _, h, w = features.shape
+    return features.reshape(b, k, xi, h, w).amax(dim=2)
+
+
+def random_channel_mask(
+    num_classes: int,
+    xi: int,
+    keep: int | None = None,
+    *,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A float 0/1 channel mask of shape ``[K*xi]`` keeping ``keep`` channels of every class.
+
+    ``keep`` defaults to ``ceil(xi/2)`` (2 of 3, 5 of 9), as published. The kept channels of
+    each group are drawn uniformly without replacement (argsort of uniform noise per group,
+    no Python loop), on ``device`` from ``generator`` when given: the same seed gives the same
+    mask. ``device`` defaults to the generator's device, else the CPU.
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+    _check_group(num_classes, xi)
+    keep = _resolve_keep(xi, keep)
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    device = torch.device(device)
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"generator is on {generator.device} but the mask is drawn on {device}: "
+            f"expected a generator on the features' device"
+        )
+    noise = torch.rand(num_classes, xi, device=device, generator=generator)
+    kept = noise.argsort(dim=1)[:, :keep]
+    mask = torch.zeros(num_classes, xi, device=device)
+    mask.scatter_(1, kept, 1.0)
+    return mask.reshape(num_classes * xi)
+
+
+def _check_targets(targets: Tensor, batch: int, num_classes: int) -> None:
+    if targets.dim() != 1:
+        raise ValueError(f"targets must be 1-D [B] class indices, got shape {_shape(targets)}")
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}")
+    if targets.shape[0] != batch:
+        raise ValueError(
+            f"targets have batch size {targets.shape[0]} but features have batch size {batch}: "
+            f"expected one target per image"
+        )
+    # Checking values needs the host; on an accelerator that would be a sync every step.
+    if targets.device.type == "cpu" and batch:
+        bad = targets[(targets < 0) | (targets >= num_classes)]
+        if bad.numel():
+            raise ValueError(
+                f"targets must lie in [0, {num_classes}) (num_classes = C/xi), "
+                f"got value {int(bad[0])}"
+            )
+
+
+def _mask_view(mask: Tensor, features: Tensor, num_classes: int, xi: int) -> Tensor:
+    """Validate a ``[K*xi]`` or ``[B, K*xi]`` mask; return it as ``[1|B, C]``."""
+    b, c = features.shape[:2]
+    if mask.shape == (c,):
+        view = mask.reshape(1, c)
+    elif mask.shape == (b, c):
+        view = mask
+    else:
+        raise ValueError(
+            f"mask must have shape [K*xi]=[{c}] or [B, K*xi]=[{b}, {c}] "
+            f"(K={num_classes}, xi={xi}), got {_shape(mask)}"
+        )
+    return view.to(device=features.device, dtype=features.dtype)
+
+
+def _accumulation_dtype(features: Tensor) -> torch.dtype:
+    """float32 for half/bfloat16/float32 features, float64 for float64 features."""
+    return torch.promote_types(features.dtype, torch.float32)
+
+
+def _group_max(x: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Max over dim 2 of ``x`` ``[B, K, xi, N]`` (of ``x * scale`` when given, ``scale``
+    ``[1|B, K, xi, 1]``) and the first index of the maximum, one channel slice at a time into
+    preallocated buffers: no temporary as large as ``x`` (on the CPU, large allocations cost
+    more than the arithmetic)."""
+    best = x[:, :, 0].clone() if scale is None else x[:, :, 0] * scale[:, :, 0]
+    # The winning index is the last i whose slice beats all before it, i.e. the max of
+    # i * [slice_i > best so far]; float buffers keep every step a vectorised kernel.
+    index = torch.zeros(best.shape, dtype=torch.float32, device=x.device)
+    won = torch.empty_like(index)
+    cand = torch.empty_like(best)
+    for i in range(1, x.shape[2]):
+        if scale is None:
+            cand.copy_(x[:, :, i])
+        else:
+            torch.mul(x[:, :, i], scale[:, :, i], out=cand)
+        torch.gt(cand, best, out=won)
+        won.mul_(i)
+        torch.maximum(index, won, out=index)
+        torch.maximum(best, cand, out=best)
+    return best, index.long()
+
+
+class _ChannelConstraint(torch.autograd.Function):
+    """``(l_dis, l_div)`` of one stage with a hand-written backward that writes the gradient
+    into a single buffer (autograd through the same ops makes about three times as many
+    full-size tensors). CCMP's gradient goes to the first maximal channel, as ``torch.max``."""
+
+    @staticmethod
+    def forward(ctx, features, mask, targets, xi, temperature):  # type: ignore[override]
+        b, c, h, w = features.shape
+        k, n = c // xi, h * w
+        acc = _accumulation_dtype(features)
+        flat = features.reshape(b, k, xi, n)
+        if temperature == 1.0:
+            # One softmax that reads the (possibly half) input directly: no extra copy.
+            prob = torch.softmax(flat, dim=-1, dtype=acc)
+        else:
+            prob = torch.softmax(flat.to(acc) / temperature, dim=-1)
+        peak, div_index = _group_max(prob, None)
+        l_div = 1.0 - peak.sum() / (b * k * xi)
+        m = mask.reshape(mask.shape[0], k, xi, 1)
+        pooled, dis_index = _group_max(flat, m)
+        logits = pooled.sum(dim=-1, dtype=acc) / n
+        l_dis = F.cross_entropy(logits, targets)
+        dlogits = torch.softmax(logits, dim=-1)
+        dlogits[torch.arange(b, device=logits.device), targets] -= 1.0
+        ctx.save_for_backward(prob, peak, div_index, dis_index, m, dlogits / b)
+        ctx.meta = (features.shape, features.dtype, temperature)
+        return l_dis, l_div
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_dis, g_div):  # type: ignore[override]
+        prob, peak, div_index, dis_index, m, dlogits = ctx.saved_tensors
+        shape, dtype, temperature = ctx.meta
+        b, k, xi, n = prob.shape
+        # L_div: dL/dprob = c at each position's argmax channel (G), 0 elsewhere; through the
+        # softmax dL/dz = prob * (G - s), s = sum_n G * prob = c * (sum of peaks it wins).
+        c = -g_div / (b * k * xi)
+        won = torch.zeros(b, k, xi, dtype=prob.dtype, device=prob.device)
+        won.scatter_add_(2, div_index, peak)
+        grad = prob * (won * -c).unsqueeze(-1)
+        grad.scatter_add_(2, div_index.unsqueeze(2), (peak * c).unsqueeze(2))
+        if temperature != 1.0:
+            grad.div_(temperature)
+        # L_dis: logits = mean_n F[argmax] * m[argmax]; dL/dlogits = (softmax - onehot) / B.
+        kept = m.squeeze(-1).expand(b, k, xi).gather(2, dis_index).to(grad.dtype)
+        step = (dlogits * (g_dis / n)).unsqueeze(-1) * kept
+        grad.scatter_add_(2, dis_index.unsqueeze(2), step.unsqueeze(2))
+        return grad.reshape(shape).to(dtype), None, None, None, None
+
+
+def channel_constraint(
+    features: Tensor,
+    targets: Tensor,
+    xi: int,
+    *,
+    mask: Tensor | None = None,
+    keep: int | None = None,
+    generator: torch.Generator | None = None,
+    div_temperature: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """The channel-constraint losses ``(l_dis, l_div)`` of one stage (float32 scalars, float64
+    for float64 features).
+
+    ``l_div = 1 - mean_{b,k} sum_hw CCMP(softmax_hw(F / T)) / xi`` on the unmasked features,
+    in ``[0, 1 - 1/xi]`` (the softmax runs in float32 even under autocast; ``T = 1`` is the
+    published method, other values a labelled ablation). ``l_dis = CE(GAP(CCMP(F * mask)), y)``
+    with ``mask`` of shape ``[K*xi]`` (one for the batch, as published) or ``[B, K*xi]``; kept
+    channels are not rescaled. When ``mask`` is None one is drawn with
+    :func:`random_channel_mask` (``keep`` channels per class, from ``generator``); ``keep`` is
+    only used then.
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+    num_classes = _check_features(features, xi)
+    batch = features.shape[0]
+    _check_targets(targets, batch, num_classes)
+    if not div_temperature > 0:
+        raise ValueError(f"div_temperature must be > 0, got {div_temperature!r}")
+    if mask is None:
+        mask = random_channel_mask(
+            num_classes, xi, keep, device=features.device, generator=generator
+        )
+    m = _mask_view(mask, features, num_classes, xi)
+    return _ChannelConstraint.apply(features, m, targets.long(), xi, float(div_temperature))
+
+
+def _attention_map(high: Tensor, mid: Tensor) -> tuple[Tensor, int]:
+    """``sigmoid(nearest-upsample(high))`` at mid's size, ``[B, C_high, H_mid, W_mid]``, and
+    the channel ratio ``r = C_mid / C_high``."""
+    if high.dim() != 4 or mid.dim() != 4:
+        raise ValueError(
+            f"high and mid must be 4-D [B, C, H, W], got high {_shape(high)}, mid {_shape(mid)}"
+        )
+    if high.shape[0] != mid.shape[0]:
+        raise ValueError(
+            f"high has batch size {high.shape[0]} but mid has batch size {mid.shape[0]}: "
+            f"expected the same batch"
+        )
+    c_high, c_mid = high.shape[1], mid.shape[1]
+    if c_high == 0 or c_mid % c_high:
+        raise ValueError(
+            f"mid has C_mid={c_mid} channels and high C_high={c_high}: the ratio "
+            f"C_mid / C_high must be an integer (xi_mid a multiple of xi_high)"
+        )
+    # Sigmoid commutes with nearest upsampling: apply it on the smaller map.
+    gate = F.interpolate(torch.sigmoid(high), size=tuple(mid.shape[-2:]), mode="nearest")
+    return gate, c_mid // c_high
+
+
+def top_down_attention(high: Tensor, mid: Tensor) -> Tensor:
+    """The top-down gate map ``A`` at mid's shape ``[B, C_mid, H_mid, W_mid]``.
+
+    ``A = sigmoid(nearest-upsample(high to mid's H x W))`` with high channel ``i`` repeated for
+    mid channels ``i*r .. i*r+r-1``, ``r = C_mid / C_high`` (an integer, else ValueError).
+    With post-ReLU ``high``, ``A`` lies in ``[0.5, 1)``. Nothing is detached.
+
+    Book: chapter 3, *Top-down spatial attention*.
+    """
+    gate, r = _attention_map(high, mid)
+    return gate.repeat_interleave(r, dim=1)
+
+
+def top_down_gate(high: Tensor, mid: Tensor) -> Tensor:
+    """The gated mid-level features ``mid * top_down_attention(high, mid)``.
+
+    The gate is broadcast over each group of ``r`` mid channels rather than materialised at
+    mid's size. Gradients reach ``high`` through the gate.
+
+    Book: chapter 3, *Top-down spatial attention*.
+    """
+    gate, r = _attention_map(high, mid)
+    b, c_mid, h, w = mid.shape
+    gated = mid.reshape(b, c_mid // r, r, h, w) * gate.unsqueeze(2)
+    return gated.reshape(b, c_mid, h, w)
+
+
+def mc_loss_weights(mu: float, lam: float, xi: int) -> tuple[float, float]:
+    """Convert MC-Loss paper weights ``(mu, lambda)`` to this code's ``(alpha, beta)``.
+
+    The MC-Loss paper writes ``L_CE + mu * (L_dis - lambda * L_div')`` with ``L_div'`` the
+    un-normalised diversity (``mean_{b,k} h_{b,k}`` in ``[1, xi]``); this code writes
+    ``L_CE + alpha * L_dis + beta * L_div`` with ``L_div = 1 - L_div' / xi``. With
+    ``alpha = mu`` and ``beta = mu * lambda * xi`` the two agree up to the constant
+    ``mu * lambda * xi``, so they have the same gradients.
+
+    Book: page *code_vs_paper*.
+    """
+    if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
+        raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
+    return float(mu), float(mu) * float(lam) * xi
+
+
+_STAGES = ("mid", "high")
+
+
+class TDSALoss(nn.Module):
+    """The full TDSA training loss.
+
+    ``total = ce + aux_scale * (alpha_mid*dis_mid + beta_mid*div_mid + alpha_high*dis_high +
+    beta_high*div_high)``, where the mid-level terms use the top-down gated mid features
+    (:func:`top_down_gate`; raw mid features with ``top_down=False``, the ablation) and the
+    high-level terms the high features. A stage whose alpha and beta are both 0 is skipped
+    (its terms are zero tensors). ``keep_*`` are the channels kept per class by the random
+    mask (default ``ceil(xi/2)``); ``div_temperature`` is an ablation of the diversity
+    softmax (1 is the published method).
+
+    Book: chapter 3, *Top-down spatial attention*; chapter 4, *Full training*.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        xi_mid: int = 9,
+        xi_high: int = 3,
+        alpha_mid: float = 1.5,
+        beta_mid: float = 15.0,
+        alpha_high: float = 1.5,
+        beta_high: float = 15.0,
+        top_down: bool = True,
+        keep_mid: int | None = None,
+        keep_high: int | None = None,
+        div_temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        _check_group(num_classes, xi_mid)
+        _check_group(num_classes, xi_high)
+        if top_down and xi_mid % xi_high:
+            raise ValueError(
+                f"top_down needs xi_mid a multiple of xi_high (each high channel gates "
+                f"xi_mid/xi_high mid channels of its class), got xi_mid={xi_mid}, "
+                f"xi_high={xi_high}"
+            )
+        if not div_temperature > 0:
+            raise ValueError(f"div_temperature must be > 0, got {div_temperature!r}")
+        self.num_classes = num_classes
+        self.xi = {"mid": xi_mid, "high": xi_high}
+        self.alpha = {"mid": float(alpha_mid), "high": float(alpha_high)}
+        self.beta = {"mid": float(beta_mid), "high": float(beta_high)}
+        self.keep = {
+            "mid": _resolve_keep(xi_mid, keep_mid),
+            "high": _resolve_keep(xi_high, keep_high),
+        }
+        self.top_down = bool(top_down)
+        self.div_temperature = float(div_temperature)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, xi_mid={self.xi['mid']}, "
+            f"xi_high={self.xi['high']}, alpha_mid={self.alpha['mid']}, "
+            f"beta_mid={self.beta['mid']}, alpha_high={self.alpha['high']}, "
+            f"beta_high={self.beta['high']}, top_down={self.top_down}, "
+            f"keep_mid={self.keep['mid']}, keep_high={self.keep['high']}, "
+            f"div_temperature={self.div_temperature}"
+        )
+
+    def active(self, stage: str) -> bool:
+        """Whether ``stage`` (``"mid"`` or ``"high"``) has a non-zero weight and is computed.
+
+        Book: chapter 5, *Ablations*.
+        """
+        return self.alpha[stage] != 0.0 or self.beta[stage] != 0.0
+
+    def _check_inputs(self, logits: Tensor, mid: Tensor, high: Tensor) -> None:
+        for stage, t in (("mid", mid), ("high", high)):
+            want = self.num_classes * self.xi[stage]
+            if t.dim() != 4 or t.shape[1] != want:
+                raise ValueError(
+                    f"{stage} features must be [B, num_classes*xi_{stage}={want}, H, W] "
+                    f"(num_classes={self.num_classes}, xi_{stage}={self.xi[stage]}), "
+                    f"got shape {_shape(t)}"
+                )
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"logits must be [B, num_classes={self.num_classes}], got shape {_shape(logits)}"
+            )
+        batches = {"logits": logits.shape[0], "mid": mid.shape[0], "high": high.shape[0]}
+        if len(set(batches.values())) != 1:
+            raise ValueError(f"logits, mid and high must have the same batch size, got {batches}")
+
+    def forward(
+        self,
+        logits: Tensor,
+        mid: Tensor,
+        high: Tensor,
+        targets: Tensor,
+        masks: dict[str, Tensor] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        aux_scale: float | Tensor = 1.0,
+    ) -> dict[str, Tensor]:
+        """The loss terms ``{total, ce, dis_mid, div_mid, dis_high, div_high}``.
+
+        ``masks`` is None or ``{"mid": mask, "high": mask}`` (a missing stage draws its own
+        mask from ``generator``); ``aux_scale`` multiplies the auxiliary terms (a ramp-in).
+
+        Book: chapter 4, *Full training*.
+        """
+        self._check_inputs(logits, mid, high)
+        _check_targets(targets, logits.shape[0], self.num_classes)
+        masks = {} if masks is None else masks
+        unknown = set(masks) - set(_STAGES)
+        if unknown:
+            raise ValueError(f"masks keys must be 'mid' and/or 'high', got {sorted(unknown)}")
+        ce = F.cross_entropy(logits, targets)
+        out = {"ce": ce}
+        aux = ce.new_zeros(())
+        for stage in _STAGES:
+            if not self.active(stage):
+                out[f"dis_{stage}"] = ce.new_zeros(())
+                out[f"div_{stage}"] = ce.new_zeros(())
+                continue
+            feats = high if stage == "high" else mid
+            if stage == "mid" and self.top_down:
+                feats = top_down_gate(high, mid)
+            dis, div = channel_constraint(
+                feats,
+                targets,
+                self.xi[stage],
+                mask=masks.get(stage),
+                keep=self.keep[stage],
+                generator=generator,
+                div_temperature=self.div_temperature,
+            )
+            out[f"dis_{stage}"], out[f"div_{stage}"] = dis, div
+            aux = aux + self.alpha[stage] * dis + self.beta[stage] * div
+        out["total"] = ce + aux_scale * aux
+        return {k: out[k] for k in ("total", "ce", "dis_mid", "div_mid", "dis_high", "div_high")}

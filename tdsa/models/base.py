@@ -1,0 +1,139 @@
+"""The common interface of every tdsa network: two feature taps and a classifier head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from tdsa.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PUBLISHED_MEAN = (0.5, 0.5, 0.5)
+PUBLISHED_STD = (0.5, 0.5, 0.5)
+
+HEADS = ("flatten", "gap")
+
+
+def check_classes_xi(num_classes: Any, xi: Any) -> tuple[int, tuple[int, int]]:
+    """Validate ``num_classes`` (int >= 1) and ``xi`` (two ints >= 1); return them normalised.
+
+    Book: api.md.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if (
+        not isinstance(xi, Sequence)
+        or len(xi) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in xi)
+    ):
+        raise ConfigError(f"xi must be two positive integers (xi_mid, xi_high), got {xi!r}")
+    return num_classes, (int(xi[0]), int(xi[1]))
+
+
+def parse_input_size(input_size: Any) -> tuple[int, int]:
+    """``224`` or ``(h, w)`` -> ``(h, w)``; anything else is a ConfigError.
+
+    Book: api.md.
+    """
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        input_size = (input_size, input_size)
+    if (
+        not isinstance(input_size, Sequence)
+        or len(input_size) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input_size)
+    ):
+        raise ConfigError(
+            f"input_size must be a positive int or a pair (height, width), got {input_size!r}"
+        )
+    return int(input_size[0]), int(input_size[1])
+
+
+def init_conv_bn(module: nn.Module) -> None:
+    """He-normal (fan-out) convolutions with zero bias, BatchNorm at weight 1 and bias 0.
+
+    Book: chapter 4, *Full training*.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class TdsaNet(nn.Module):
+    """Base class: ``forward_features(x) -> {"mid", "high"}``, ``forward_head(high)``.
+
+    ``mid`` has ``num_classes * xi[0]`` channels and ``high`` ``num_classes * xi[1]``;
+    both are post-ReLU, class ``k`` owning the contiguous channels ``k*xi .. k*xi+xi-1``.
+    ``default_cfg`` holds ``input_size`` (3, h, w), ``mean``, ``std``, ``mid_stride``,
+    ``high_stride``, ``architecture`` and ``torchvision_weights``.
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+
+    num_classes: int
+    xi: tuple[int, int]
+    default_cfg: dict[str, Any]
+    head: nn.Module
+
+    def feature_hw(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Spatial sizes ``((hm, wm), (hh, wh))`` of the two taps for an input ``height x width``.
+
+        Book: chapter 3, *Top-down spatial attention*.
+        """
+        raise NotImplementedError
+
+    def feature_shapes(self, input_size: int | tuple[int, int]) -> dict[str, tuple[int, int, int]]:
+        """Shapes ``(C, H, W)`` of ``mid`` and ``high`` for an input size (int or (h, w)).
+
+        Book: chapter 3, *Top-down spatial attention*.
+        """
+        mid_hw, high_hw = self.feature_hw(*parse_input_size(input_size))
+        c = self.num_classes
+        return {"mid": (c * self.xi[0], *mid_hw), "high": (c * self.xi[1], *high_hw)}
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear ConfigError if ``x`` is not ``[B, 3, H, W]`` with H, W large enough.
+
+        Book: chapter 1, *The data*.
+        """
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ConfigError(
+                f"{self.default_cfg['architecture']}: expected images [B, 3, H, W], "
+                f"got a tensor of shape {list(x.shape)}"
+            )
+        _, high_hw = self.feature_hw(x.shape[2], x.shape[3])
+        if min(high_hw) < 1:
+            raise ConfigError(
+                f"{self.default_cfg['architecture']}: input {x.shape[2]}x{x.shape[3]} is too "
+                f"small: the high-level map would be {high_hw[0]}x{high_hw[1]} "
+                f"(stride {self.default_cfg['high_stride']})"
+            )
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The two taps ``{"mid": [B, c*xi_mid, Hm, Wm], "high": [B, c*xi_high, Hh, Wh]}``.
+
+        Book: chapter 3, *Top-down spatial attention*.
+        """
+        raise NotImplementedError
+
+    def forward_head(self, high: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` from the high-level features (the inference path).
+
+        Book: chapter 4, *Full training*.
+        """
+        return self.head(high)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` for images ``x``.
+
+        Book: chapter 4, *Full training*.
+        """
+        return self.forward_head(self.forward_features(x)["high"])

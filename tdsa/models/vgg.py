@@ -1,0 +1,143 @@
+"""The published TDSA network: VGG16-BN with conv4_3 widened to 9c and conv5_3 to 3c."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tdsa.errors import ConfigError
+from tdsa.models.base import (
+    PUBLISHED_MEAN,
+    PUBLISHED_STD,
+    TdsaNet,
+    check_classes_xi,
+    init_conv_bn,
+    parse_input_size,
+)
+from tdsa.models.heads import build_head
+from tdsa.models.registry import register_model
+
+# VGG16-BN ("D") up to conv5_3, without pool 5; "mid"/"high" are the class-coded convs.
+_VGG16_PLAN: tuple[int | str, ...] = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    "mid",
+    "M",
+    512,
+    512,
+    "high",
+)
+
+
+def vgg_layer_list(num_classes: int, xi: tuple[int, int], width: float = 1.0) -> list[int | str]:
+    """The layer list: conv out-channels and ``"M"`` (2x2 max-pool), e.g. for 200 classes
+    ``64,64,M,128,128,M,256,256,256,M,512,512,1800,M,512,512,600``.
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+    out: list[int | str] = []
+    for v in _VGG16_PLAN:
+        if v == "M":
+            out.append("M")
+        elif v == "mid":
+            out.append(num_classes * xi[0])
+        elif v == "high":
+            out.append(num_classes * xi[1])
+        else:
+            out.append(max(1, round(int(v) * width)))
+    return out
+
+
+class TdsaVGG(TdsaNet):
+    """VGG16-BN trunk with two class-coded convs: ``mid`` (c*xi_mid, stride 8) and ``high``
+    (c*xi_high, stride 16), and the published flatten head (or GAP).
+
+    ``features`` is indexed like torchvision's ``vgg16_bn().features``, so torchvision
+    weights load by name wherever the shapes agree.
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        xi: tuple[int, int] = (9, 3),
+        *,
+        width: float = 1.0,
+        head: str = "flatten",
+        input_size: int | tuple[int, int] = 224,
+    ) -> None:
+        super().__init__()
+        num_classes, xi = check_classes_xi(num_classes, xi)
+        if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
+            raise ConfigError(f"width must be a positive number, got {width!r}")
+        size = parse_input_size(input_size)
+        self.num_classes = num_classes
+        self.xi = xi
+        layers: list[nn.Module] = []
+        in_ch = 3
+        self.mid_index = -1  # index in `features` of the ReLU after the c*xi_mid conv
+        for kind, v in zip(_VGG16_PLAN, vgg_layer_list(num_classes, xi, width), strict=True):
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                continue
+            layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.BatchNorm2d(int(v))]
+            layers.append(nn.ReLU(inplace=True))
+            in_ch = int(v)
+            if kind == "mid":
+                self.mid_index = len(layers) - 1
+        self.features = nn.Sequential(*layers)
+        self.default_cfg = {
+            "architecture": "tdsa_vgg16",
+            "input_size": (3, *size),
+            "mean": PUBLISHED_MEAN,
+            "std": PUBLISHED_STD,
+            "mid_stride": 8,
+            "high_stride": 16,
+            "torchvision_weights": "VGG16_BN_Weights.IMAGENET1K_V1",
+        }
+        _, high_hw = self.feature_hw(*size)
+        self.head = build_head(head, num_classes * xi[1], high_hw, num_classes, size)
+        init_conv_bn(self)
+
+    def feature_hw(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Three 2x2 pools before ``mid``, one more before ``high`` (floor division)."""
+        mid = (height // 8, width // 8)
+        return mid, (mid[0] // 2, mid[1] // 2)
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``mid`` = ReLU output of the c*xi_mid conv, ``high`` = that of the c*xi_high conv."""
+        self.check_input(x)
+        mid = x
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == self.mid_index:
+                mid = x
+        return {"mid": mid, "high": x}
+
+
+@register_model
+def tdsa_vgg16(
+    num_classes: int,
+    *,
+    xi: tuple[int, int] = (9, 3),
+    width: float = 1.0,
+    head: str = "flatten",
+    input_size: int | tuple[int, int] = 224,
+) -> TdsaVGG:
+    """The published TDSA network (VGG16-BN, no pool 5); ``width=0.25`` is the compact
+    CPU version, ``head="gap"`` the GAP ablation.
+
+    Book: chapter 2, *The channel-constraint module*.
+    """
+    return TdsaVGG(num_classes, xi, width=width, head=head, input_size=input_size)

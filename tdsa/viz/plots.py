@@ -1,0 +1,338 @@
+"""Figures: per-class channel maps, top-down gates, parts, training curves, confusion matrix.
+
+Every function builds a :class:`matplotlib.figure.Figure` without pyplot (safe headless and
+in notebooks, nothing left open) and saves it as PNG when given ``path``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tdsa.errors import DataError
+from tdsa.viz.maps import class_gate_maps, to_image
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "LOSS_KEYS",
+    "draw_parts",
+    "plot_class_channels",
+    "plot_confusion_matrix",
+    "plot_gate_maps",
+    "plot_training_curves",
+    "read_metrics",
+]
+
+LOSS_KEYS = ("total", "ce", "dis_mid", "div_mid", "dis_high", "div_high")
+"""Training-loss terms plotted by :func:`plot_training_curves` (when present)."""
+
+
+def _figure(rows: int, cols: int, cell: float = 1.8) -> tuple[Figure, np.ndarray]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(cols * cell, rows * cell), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    return fig, axes
+
+
+def _save(fig: Figure, path: str | Path | None) -> None:
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=100)
+
+
+def _maps(maps: Tensor, name: str) -> np.ndarray:
+    arr = torch.as_tensor(maps).detach().float().cpu()
+    if arr.dim() != 3:
+        raise ValueError(f"{name} must be one class's maps [xi, h, w], got shape {list(arr.shape)}")
+    return arr.numpy()
+
+
+def _show_map(
+    ax: Axes, heat: np.ndarray, title: str, vmin: float | None = None, vmax: float | None = None
+) -> None:
+    ax.imshow(heat, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def plot_class_channels(
+    image: Tensor | np.ndarray,
+    mid_maps: Tensor,
+    high_maps: Tensor,
+    *,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """One image and one class's channel maps at both stages.
+
+    ``image`` is displayable (see :func:`tdsa.viz.maps.to_image`; un-normalise network inputs
+    first), ``mid_maps`` ``[xi_mid, hm, wm]`` and ``high_maps`` ``[xi_high, h, w]`` (e.g.
+    :func:`tdsa.metrics.class_channels` of the features). Row 1: the image and the high-level
+    channels; row 2: the mid-level channels. Each map has its own colour scale.
+
+    Book: chapter 6, *Visualising and measuring attention*.
+    """
+    mid, high = _maps(mid_maps, "mid_maps"), _maps(high_maps, "high_maps")
+    cols = max(len(mid), len(high) + 1)
+    fig, axes = _figure(2, cols)
+    axes[0, 0].imshow(to_image(image))
+    axes[0, 0].set_title("image", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    for j, m in enumerate(high):
+        _show_map(axes[0, j + 1], m, f"high {j}")
+    for j, m in enumerate(mid):
+        _show_map(axes[1, j], m, f"mid {j}")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+    return fig
+
+
+def plot_gate_maps(
+    image: Tensor | np.ndarray,
+    high_maps: Tensor,
+    mid_maps: Tensor,
+    *,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """The top-down gate of one class: for each high channel ``i``, its gate map and the
+    ``r`` mid channels it gates, before and after gating.
+
+    Row ``i``: gate ``sigmoid(up(high_i))`` (shared colour scale ``[0.5, 1]``), then mid
+    channels ``i*r .. i*r+r-1`` raw and gated (each pair on one colour scale). The image sits
+    in the first column of an extra top row.
+
+    Book: chapter 3, *Top-down spatial attention*.
+    """
+    high, mid = _maps(high_maps, "high_maps"), _maps(mid_maps, "mid_maps")
+    gate, gated = class_gate_maps(torch.from_numpy(high), torch.from_numpy(mid))
+    xi_high, xi_mid = len(high), len(mid)
+    r = xi_mid // xi_high
+    fig, axes = _figure(xi_high + 1, 1 + 2 * r)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes[0, 0].imshow(to_image(image))
+    axes[0, 0].set_title("image", fontsize=8)
+    for i in range(xi_high):
+        _show_map(axes[i + 1, 0], gate[i * r].numpy(), f"gate {i}", 0.5, 1.0)
+        for s in range(r):
+            j = i * r + s
+            top = float(max(mid[j].max(), 1e-12))
+            _show_map(axes[i + 1, 1 + s], mid[j], f"mid {j}", 0.0, top)
+            _show_map(axes[i + 1, 1 + r + s], gated[j].numpy(), f"gated {j}", 0.0, top)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+    return fig
+
+
+def draw_parts(
+    image: Tensor | np.ndarray,
+    parts: Tensor | np.ndarray,
+    names: Sequence[str] | None = None,
+    *,
+    radius: float | None = None,
+    ax: Axes | None = None,
+    path: str | Path | None = None,
+) -> Axes:
+    """Draw part locations on an image; returns the axes.
+
+    ``parts`` ``[P, 3]`` is normalised ``(x, y, visible)`` (as in :mod:`tdsa.metrics`);
+    invisible parts are skipped. ``radius`` (a fraction of the image side) also draws the
+    hit circle of the pointing game. Saves the figure when ``path`` is given.
+
+    Book: chapter 6, *Visualising and measuring attention*.
+    """
+    from matplotlib.patches import Ellipse
+
+    img = to_image(image)
+    pts = torch.as_tensor(parts, dtype=torch.float32).cpu()
+    if pts.dim() != 2 or pts.shape[1] != 3:
+        raise ValueError(
+            f"parts must be [P, 3] of normalised (x, y, visible), got {list(pts.shape)}"
+        )
+    if names is not None and len(names) != len(pts):
+        raise ValueError(f"names has {len(names)} entries but parts has {len(pts)} rows")
+    if ax is None:
+        _, axes = _figure(1, 1, cell=4.0)
+        ax = axes[0, 0]
+    h, w = img.shape[:2]
+    ax.imshow(img)
+    ax.axis("off")
+    for p, (x, y, vis) in enumerate(pts.tolist()):
+        if vis <= 0:
+            continue
+        ax.plot(x * w, y * h, "o", ms=5, mec="black", mfc="yellow")
+        if names is not None:
+            ax.annotate(
+                names[p],
+                (x * w, y * h),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=7,
+                color="white",
+                bbox={"boxstyle": "round,pad=0.1", "fc": "black", "alpha": 0.5},
+            )
+        if radius is not None:
+            ax.add_patch(
+                Ellipse(
+                    (x * w, y * h), 2 * radius * w, 2 * radius * h, fill=False, ec="yellow", lw=1
+                )
+            )
+    if path is not None:
+        _save(ax.figure, path)
+    return ax
+
+
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run: ``run/metrics.jsonl`` (or that file itself).
+
+    Raises :class:`tdsa.errors.DataError` naming the file (and line) when it is missing or
+    not JSON lines.
+
+    Book: chapter 4, *Full training*.
+    """
+    path = Path(run)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise DataError(f"no metrics file: {path} (expected a run folder with metrics.jsonl)")
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{n}: not a JSON object ({exc})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object per line, got {line[:40]!r}")
+        records.append(record)
+    if not records:
+        raise DataError(f"{path}: no records (expected one JSON object per epoch)")
+    return records
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for i, rec in enumerate(records):
+        value = rec.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            xs.append(float(rec.get("epoch", i)))
+            ys.append(float(value))
+    return xs, ys
+
+
+def plot_training_curves(
+    run: str | Path | list[dict[str, Any]],
+    *,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """Training curves of a run: the loss terms, test top-1/top-5 accuracy and the LR.
+
+    ``run`` is a run folder, its ``metrics.jsonl`` or the records themselves. Keys per epoch:
+    ``epoch``, the loss terms :data:`LOSS_KEYS`, ``test_top1``, ``test_top5``, ``lr``;
+    missing keys are skipped. The best top-1 epoch is marked.
+
+    Book: chapter 4, *Full training*.
+    """
+    records = run if isinstance(run, list) else read_metrics(run)
+    fig, axes = _figure(1, 3, cell=3.4)
+    ax_loss, ax_acc, ax_lr = axes[0]
+    for key in LOSS_KEYS:
+        xs, ys = _series(records, key)
+        if xs:
+            ax_loss.plot(xs, ys, label=key, lw=2.0 if key == "total" else 1.0)
+    ax_loss.set(title="training loss", xlabel="epoch")
+    for key, label in (("test_top1", "top-1"), ("test_top5", "top-5")):
+        xs, ys = _series(records, key)
+        if xs:
+            ax_acc.plot(xs, ys, label=label)
+            if key == "test_top1":
+                best = int(np.argmax(ys))
+                ax_acc.plot(
+                    xs[best],
+                    ys[best],
+                    "*",
+                    ms=10,
+                    color="C3",
+                    label=f"best top-1 {ys[best]:.2f} (epoch {xs[best]:g})",
+                )
+    ax_acc.set(title="test accuracy (%)", xlabel="epoch")
+    xs, ys = _series(records, "lr")
+    if xs:
+        ax_lr.plot(xs, ys)
+        if min(ys) > 0:
+            ax_lr.set_yscale("log")
+    ax_lr.set(title="learning rate", xlabel="epoch")
+    for ax in (ax_loss, ax_acc):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+    return fig
+
+
+def plot_confusion_matrix(
+    confusion: Tensor | np.ndarray,
+    class_names: Sequence[str] | None = None,
+    *,
+    normalize: bool = True,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """A seaborn heatmap of a confusion matrix (rows = true class, columns = predicted).
+
+    ``normalize`` divides each row by its count (empty rows stay 0). Numbers are written in
+    the cells only for up to 20 classes.
+
+    Book: chapter 4, *Full training*.
+    """
+    import seaborn as sns
+
+    conf = torch.as_tensor(confusion).detach().double().cpu()
+    if conf.dim() != 2 or conf.shape[0] != conf.shape[1]:
+        raise ValueError(f"confusion must be a square [K, K] matrix, got {list(conf.shape)}")
+    k = conf.shape[0]
+    if class_names is not None and len(class_names) != k:
+        raise ValueError(f"class_names has {len(class_names)} entries, expected {k}")
+    data = conf
+    if normalize:
+        data = conf / conf.sum(dim=1, keepdim=True).clamp(min=1)
+    size = min(3.0 + 0.35 * k, 16.0)
+    fig, axes = _figure(1, 1, cell=size)
+    labels: Any = list(class_names) if class_names is not None else "auto"
+    sns.heatmap(
+        data.numpy(),
+        ax=axes[0, 0],
+        cmap="Blues",
+        square=True,
+        annot=k <= 20,
+        fmt=".2f" if normalize else ".0f",
+        xticklabels=labels,
+        yticklabels=labels,
+        vmin=0.0,
+        vmax=1.0 if normalize else None,
+        cbar=True,
+    )
+    axes[0, 0].set(xlabel="predicted class", ylabel="true class")
+    if title:
+        axes[0, 0].set_title(title)
+    _save(fig, path)
+    return fig

@@ -1,0 +1,167 @@
+"""The notebooks as committed in ``book/``, the table of contents, and ``build.py`` itself."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from book_helpers import BOOK, REPO, load_build_module, toc_entries
+
+NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+PROFILES = {"smoke", "cpu", "gpu"}
+COLAB = "https://colab.research.google.com/github/tdsa-book/tdsa/blob/main/book/{}"
+INSTALL = "git+https://github.com/tdsa-book/tdsa"
+
+
+def test_book_has_notebooks() -> None:
+    assert len(NOTEBOOKS) >= 3, f"expected the chapter notebooks in {BOOK}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.outputs == [], f"{path.name} cell {index} has outputs: strip them"
+        assert cell.execution_count is None, f"{path.name} cell {index} has an execution count"
+        assert "papermill" not in cell.metadata, f"{path.name} cell {index}: papermill metadata"
+    assert "papermill" not in nb.metadata, f"{path.name} was overwritten by papermill output"
+
+
+def _parameters(nb: nbformat.NotebookNode, name: str) -> dict[str, object]:
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{name}: expected exactly one cell tagged 'parameters'"
+    values: dict[str, object] = {}
+    for node in ast.parse(cells[0].source).body:
+        assert isinstance(node, ast.Assign), f"{name}: the parameters cell only assigns"
+        for target in node.targets:
+            assert isinstance(target, ast.Name)
+            values[target.id] = ast.literal_eval(node.value)
+    return values
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_cell(path: Path) -> None:
+    values = _parameters(nbformat.read(path, as_version=4), path.name)
+    assert values.get("profile") == "cpu", f"{path.name}: default profile must be 'cpu'"
+    assert values["profile"] in PROFILES
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_badge_and_install_cell(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    first_md = next(c for c in nb.cells if c.cell_type == "markdown")
+    assert first_md.source.startswith("# "), f"{path.name}: the first cell is the chapter title"
+    assert "colab-badge.svg" in first_md.source, f"{path.name}: no Colab badge in the first cell"
+    assert COLAB.format(path.name) in first_md.source, f"{path.name}: badge points elsewhere"
+    assert nb.cells.index(first_md) == 0
+    install = next(c for c in nb.cells if c.cell_type == "code")
+    assert "google.colab" in install.source and INSTALL in install.source, (
+        f"{path.name}: the first code cell must install tdsa when running on Colab"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_links_the_api_page(path: Path) -> None:
+    text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+    assert "{doc}`api`" in text, f"{path.name}: link the API reference"
+
+
+def test_toc_lists_every_page_and_only_existing_ones() -> None:
+    entries = toc_entries()
+    assert entries[0] == "book/intro"
+    for entry in entries:
+        assert (REPO / f"{entry}.md").exists() or (REPO / f"{entry}.ipynb").exists(), entry
+    listed = {Path(e).name for e in entries}
+    pages = {p.stem for p in BOOK.iterdir() if p.suffix in {".md", ".ipynb"}}
+    assert pages == listed, f"not in _toc.yml: {pages - listed}"
+
+
+def test_toc_files_walks_parts_chapters_sections() -> None:
+    build = load_build_module()
+    toc = {
+        "root": "intro",
+        "parts": [
+            {"caption": "A", "chapters": [{"file": "a", "sections": [{"file": "a1"}]}]},
+            {"chapters": [{"file": "b"}, {"url": "https://example.org", "title": "x"}]},
+        ],
+    }
+    assert list(build.toc_files(toc)) == ["intro", "a", "a1", "b"]
+
+
+def _notebook(tmp_path: Path, *sources: str, parameters: bool = True) -> Path:
+    cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    if parameters:
+        cells[0].metadata["tags"] = ["parameters"]
+    path = tmp_path / "book" / "99_probe.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_execute_injects_profile_and_hides_the_injected_cell(tmp_path: Path) -> None:
+    build = load_build_module()
+    path = _notebook(tmp_path, 'profile = "cpu"', "import os\nprint(profile, os.getcwd())")
+    build.execute(path, "smoke")
+    nb = nbformat.read(path, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    assert "remove-cell" in injected[0].metadata["tags"]
+    assert "parameters" not in injected[0].metadata["tags"]
+    printed = nb.cells[-1].outputs[0]["text"].split()
+    assert printed == ["smoke", str(path.parent)], "profile injected, cwd = the notebook's folder"
+
+
+def test_execute_failure_is_one_line_naming_the_notebook(tmp_path: Path) -> None:
+    build = load_build_module()
+    path = _notebook(tmp_path, 'profile = "cpu"', "raise RuntimeError('boom')")
+    with pytest.raises(build.BuildError) as info:
+        build.execute(path, "smoke")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "99_probe.ipynb" in message and "RuntimeError" in message and "boom" in message
+
+
+def test_execute_requires_a_parameters_cell(tmp_path: Path) -> None:
+    build = load_build_module()
+    path = _notebook(tmp_path, "x = 1", parameters=False)
+    with pytest.raises(build.BuildError, match=r"99_probe\.ipynb.*parameters"):
+        build.execute(path, "smoke")
+
+
+def test_stage_copies_sources_and_never_writes_to_book(tmp_path: Path) -> None:
+    build = load_build_module()
+    repo = tmp_path / "repo"
+    (repo / "book").mkdir(parents=True)
+    (repo / "_config.yml").write_text("title: t\n")
+    (repo / "_toc.yml").write_text(json.dumps(
+        {"format": "jb-book", "root": "book/intro",
+         "chapters": [{"file": "book/01_a"}, {"file": "book/notes"}]}))
+    (repo / "book" / "intro.md").write_text("# Intro\n")
+    (repo / "book" / "notes.md").write_text("# Notes\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(nb, repo / "book" / "01_a.ipynb")
+    nbformat.write(nb, repo / "book" / "02_unlisted.ipynb")
+    src = tmp_path / "out" / "src"
+    (src / "stale.txt").parent.mkdir(parents=True)
+    (src / "stale.txt").write_text("old")
+    notebooks = build.stage(repo, src)
+    assert notebooks == [src / "book" / "01_a.ipynb"], "only notebooks listed in the toc"
+    assert not (src / "stale.txt").exists(), "the staging dir starts clean"
+    assert (src / "_config.yml").exists() and (src / "book" / "notes.md").exists()
+
+
+def test_stage_reports_a_missing_toc(tmp_path: Path) -> None:
+    build = load_build_module()
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    with pytest.raises(build.BuildError, match=r"_toc\.yml is missing"):
+        build.stage(tmp_path, tmp_path / "src")

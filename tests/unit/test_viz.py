@@ -1,0 +1,340 @@
+"""Visualisation: image helpers, overlays, plots written as valid PNGs, Grad-CAM agreement."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from tdsa.errors import DataError
+from tdsa.losses import top_down_attention
+from tdsa.viz import (
+    cam_maps,
+    class_gate_maps,
+    draw_parts,
+    grad_cam,
+    gradcam_maps,
+    normalize_map,
+    overlay,
+    plot_class_channels,
+    plot_confusion_matrix,
+    plot_gate_maps,
+    plot_training_curves,
+    read_metrics,
+    save_triplet,
+    to_image,
+    unnormalize,
+)
+
+matplotlib.use("Agg")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _assert_png(path, min_side=50):
+    assert path.is_file()
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert min(im.size) >= min_side
+
+
+def test_unnormalize_inverts_normalize():
+    g = torch.Generator().manual_seed(0)
+    raw = torch.rand(3, 5, 7, generator=g)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    normed = (raw - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    out = unnormalize(normed, mean, std)
+    assert out.shape == (5, 7, 3)
+    assert np.allclose(out, raw.permute(1, 2, 0).numpy(), atol=1e-6)
+    assert unnormalize(torch.full((3, 2, 2), 5.0)).max() == 1.0  # clipped for display
+
+
+def test_to_image_accepts_uint8_chw_and_grey():
+    u8 = np.full((4, 6, 3), 255, dtype=np.uint8)
+    assert np.allclose(to_image(u8), 1.0)
+    chw = torch.zeros(3, 4, 6)
+    chw[1] = 0.5
+    assert to_image(chw)[0, 0].tolist() == [0.0, 0.5, 0.0]
+    assert to_image(np.zeros((4, 6))).shape == (4, 6, 3)
+    with pytest.raises(ValueError, match=r"image must be \[H, W, 3\]"):
+        to_image(np.zeros((4, 6, 5)))
+
+
+def test_normalize_map_min_max_and_constant():
+    heat = torch.tensor([[[1.0, 3.0], [2.0, 5.0]], [[7.0, 7.0], [7.0, 7.0]]])
+    out = normalize_map(heat)
+    assert out[0].tolist() == [[0.0, 0.5], [0.25, 1.0]]
+    assert out[1].tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_overlay_blends_image_and_colormap():
+    img = np.zeros((8, 12, 3), dtype=np.float32)
+    img[..., 2] = 1.0  # blue image
+    heat = torch.zeros(2, 3)
+    heat[0, 0] = 1.0
+    out = overlay(img, heat, alpha=0.4, cmap="gray")
+    assert out.dtype == np.uint8 and out.shape == (8, 12, 3)
+    # With the grey colormap the colour is the min-max-normalised, bilinearly resized heat.
+    up = torch.nn.functional.interpolate(
+        heat[None, None], size=(8, 12), mode="bilinear", align_corners=False
+    )[0, 0].numpy()
+    expected = 0.6 * img + 0.4 * np.repeat((up / up.max())[..., None], 3, axis=-1)
+    assert np.abs(out.astype(int) - np.rint(expected * 255).astype(int)).max() <= 1
+    assert np.array_equal(overlay(img, heat, alpha=0.0), np.rint(img * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="alpha must be in"):
+        overlay(img, heat, alpha=1.5)
+
+
+def test_save_triplet_writes_png(tmp_path):
+    img = torch.rand(3, 16, 16)
+    path = save_triplet(tmp_path / "sub" / "t.png", img, torch.rand(4, 4), title="x")
+    _assert_png(path)
+
+
+def test_class_gate_maps_use_the_published_gate():
+    g = torch.Generator().manual_seed(1)
+    high = torch.relu(torch.randn(3, 2, 2, generator=g))
+    mid = torch.relu(torch.randn(9, 4, 4, generator=g))
+    gate, gated = class_gate_maps(high, mid)
+    assert torch.equal(gate, top_down_attention(high[None], mid[None])[0])
+    # Mid channel 7 is gated by high channel 7 // 3 = 2; cell (3, 1) by high cell (1, 0).
+    assert gate[7, 3, 1] == pytest.approx(torch.sigmoid(high[2, 1, 0]).item())
+    assert torch.allclose(gated, mid * gate)
+
+
+def test_channel_and_gate_figures_write_pngs(tmp_path):
+    img = unnormalize(torch.randn(3, 32, 32))
+    mid, high = torch.rand(9, 8, 8), torch.rand(3, 4, 4)
+    fig = plot_class_channels(img, mid, high, title="class 0", path=tmp_path / "ch.png")
+    assert len([ax for ax in fig.axes if ax.images]) == 1 + 3 + 9
+    _assert_png(tmp_path / "ch.png")
+    fig = plot_gate_maps(img, high, mid, path=tmp_path / "gate.png")
+    assert len([ax for ax in fig.axes if ax.images]) == 1 + 3 * (1 + 2 * 3)
+    _assert_png(tmp_path / "gate.png")
+    with pytest.raises(ValueError, match="mid_maps must be one class's maps"):
+        plot_class_channels(img, torch.rand(2, 9, 8, 8), high)
+
+
+def test_draw_parts_skips_invisible(tmp_path):
+    parts = torch.tensor([[0.25, 0.5, 1.0], [0.75, 0.5, 0.0], [0.5, 0.1, 1.0]])
+    ax = draw_parts(
+        torch.rand(3, 20, 30),
+        parts,
+        ["beak", "eye", "wing"],
+        radius=0.12,
+        path=tmp_path / "parts.png",
+    )
+    xs = sorted(float(line.get_xdata()[0]) for line in ax.lines)
+    assert xs == pytest.approx([0.25 * 30, 0.5 * 30])
+    assert [t.get_text() for t in ax.texts] == ["beak", "wing"]
+    assert len(ax.patches) == 2
+    _assert_png(tmp_path / "parts.png")
+
+
+def _write_run(tmp_path, epochs=4):
+    lines = []
+    for e in range(epochs):
+        rec = {
+            "epoch": e,
+            "total": 3.0 - e * 0.5,
+            "ce": 2.0 - e * 0.3,
+            "dis_mid": 1.0,
+            "div_mid": 0.5,
+            "dis_high": 1.0,
+            "div_high": 0.4,
+            "test_top1": [10, 30, 25, 20][e],
+            "test_top5": 50.0 + e,
+            "lr": 0.1 if e < 2 else 0.01,
+        }
+        lines.append(json.dumps(rec))
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_training_curves_from_run_folder(tmp_path):
+    run = _write_run(tmp_path)
+    assert len(read_metrics(run)) == 4
+    fig = plot_training_curves(run, path=tmp_path / "curves.png")
+    ax_loss, ax_acc, ax_lr = fig.axes[:3]
+    assert sorted(line.get_label() for line in ax_loss.lines) == sorted(
+        ["total", "ce", "dis_mid", "div_mid", "dis_high", "div_high"]
+    )
+    best = next(line for line in ax_acc.lines if line.get_label().startswith("best"))
+    assert best.get_label() == "best top-1 30.00 (epoch 1)"
+    assert ax_lr.get_yscale() == "log"
+    _assert_png(tmp_path / "curves.png")
+
+
+def test_read_metrics_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="no metrics file"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0}\nnot json\n')
+    with pytest.raises(DataError, match=r"metrics.jsonl:2: not a JSON object"):
+        read_metrics(tmp_path)
+
+
+def test_confusion_matrix_plot(tmp_path):
+    conf = torch.tensor([[3, 1, 0], [0, 0, 0], [1, 1, 2]])
+    fig = plot_confusion_matrix(conf, ["a", "b", "c"], path=tmp_path / "cm.png")
+    mesh = fig.axes[0].collections[0].get_array().reshape(3, 3)
+    assert np.allclose(mesh, [[0.75, 0.25, 0], [0, 0, 0], [0.25, 0.25, 0.5]])
+    _assert_png(tmp_path / "cm.png")
+    with pytest.raises(ValueError, match="class_names has 2 entries, expected 3"):
+        plot_confusion_matrix(conf, ["a", "b"])
+
+
+class TinyTdsa(nn.Module):
+    """A small two-tap network with the tdsa model interface (3 classes, xi = (3, 1))."""
+
+    num_classes = 3
+    xi = (3, 1)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Sequential(nn.Conv2d(3, 9, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.high = nn.Sequential(nn.Conv2d(9, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+
+    def forward_features(self, x):
+        mid = self.stem(x)
+        return {"mid": mid, "high": self.high(mid)}
+
+    def forward_head(self, high):
+        return self.head(high)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x)["high"])
+
+
+def _slow_grad_cam(model, images, targets):
+    """Grad-CAM from its definition, one image at a time with .backward()."""
+    maps = []
+    for x, t in zip(images, targets.tolist(), strict=True):
+        high = model.forward_features(x[None])["high"]
+        high.retain_grad()
+        model.forward_head(high)[0, t].backward()
+        a, g = high[0].detach(), high.grad[0]
+        cam = sum(g[c].mean() * a[c] for c in range(a.shape[0]))
+        maps.append(torch.clamp(cam, min=0))
+    return torch.stack(maps)
+
+
+def test_grad_cam_matches_definition_and_package():
+    pytest.importorskip("pytorch_grad_cam")
+    model = TinyTdsa().train()
+    g = torch.Generator().manual_seed(2)
+    images = torch.randn(3, 3, 16, 16, generator=g)
+    targets = torch.tensor([0, 2, 1])
+    raw = grad_cam(model, images, targets)
+    assert raw.shape == (3, 4, 4)
+    assert model.training  # mode restored
+    model.eval()
+    assert torch.allclose(raw, _slow_grad_cam(model, images, targets), atol=1e-6)
+    assert raw.amax(dim=(-2, -1)).gt(0).all()  # the comparison is not between zero maps
+    model.train()
+    ours = gradcam_maps(model, images, targets, backend="torch")
+    theirs = gradcam_maps(model, images, targets, backend="package")
+    assert model.training
+    assert ours.shape == theirs.shape == (3, 16, 16)
+    assert torch.allclose(ours, theirs, atol=2e-3)
+    # A module target (the package's usual interface) gives the same maps as the tap.
+    module_maps = gradcam_maps(model, images, targets, layer=model.high, backend="package")
+    assert torch.allclose(module_maps, theirs, atol=1e-5)
+
+
+def test_cam_maps_match_gap_linear_logits():
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(2, 5, 3, 4, generator=g)
+    fc = nn.Linear(5, 7)
+    targets = torch.tensor([6, 1])
+    cams = cam_maps(feats, fc.weight, targets)
+    # The mean of the CAM is the GAP-linear logit without the bias.
+    logits = fc(feats.mean(dim=(-2, -1))) - fc.bias
+    assert torch.allclose(cams.mean(dim=(-2, -1)), logits[[0, 1], targets], atol=1e-6)
+    ref = torch.stack(
+        [
+            sum(fc.weight[t, c] * feats[b, c] for c in range(5))
+            for b, t in enumerate(targets.tolist())
+        ]
+    )
+    assert torch.allclose(cams, ref, atol=1e-6)
+
+
+def test_gradcam_rejects_bad_layer_and_backend():
+    model = TinyTdsa()
+    x, y = torch.zeros(1, 3, 16, 16), torch.tensor([0])
+    with pytest.raises(ValueError, match="layer must be 'high'"):
+        grad_cam(model, x, y, layer="mid")
+    with pytest.raises(ValueError, match="not a submodule"):
+        grad_cam(model, x, y, layer=nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        gradcam_maps(model, x, y, backend="cuda")
+
+
+def _tiny_run(tmp_path):
+    """A synthetic dataset and an untrained compact TDSA-VGG checkpoint that fits it."""
+    from tdsa.config import Config
+    from tdsa.data.synthetic import generate
+    from tdsa.engine.checkpoint import atomic_save, new_checkpoint
+    from tdsa.models import create_model
+
+    root = tmp_path / "synth"
+    generate(root, num_classes=2, train_per_class=1, test_per_class=2, image_size=48, seed=0)
+    cfg = Config()
+    cfg.data.dataset, cfg.data.root, cfg.data.image_size = "synthetic", str(root), 32
+    cfg.model.name, cfg.model.num_classes, cfg.model.xi = "tdsa_vgg16", 2, [3, 1]
+    cfg.model.options = {"width": 0.125}
+    torch.manual_seed(0)
+    model = create_model("tdsa_vgg16", 2, xi=(3, 1), width=0.125, input_size=32)
+    path = tmp_path / "run" / "best.pt"
+    path.parent.mkdir()
+    atomic_save(new_checkpoint(model=model.state_dict(), epoch=0, config=cfg.to_dict()), path)
+    return path
+
+
+def test_visualize_command_writes_pngs(tmp_path, capsys):
+    from tdsa import cli
+
+    ckpt = _tiny_run(tmp_path)
+    out = tmp_path / "viz"
+    argv = [
+        "visualize",
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--num-images",
+        "3",
+        "--gradcam-backend",
+        "torch",
+    ]
+    assert cli.main(argv) == 0
+    assert "wrote 15 PNG files for 3 images" in capsys.readouterr().out
+    index = json.loads((out / "index.json").read_text())
+    assert [rec["index"] for rec in index] == [0, 2, 3]  # spread over the 4 test images
+    assert [rec["label"] for rec in index] == [0, 1, 1]
+    for rec in index:
+        assert set(rec["files"]) == {"channels", "gates", "attention", "gradcam", "parts"}
+        for name in rec["files"].values():
+            _assert_png(out / name)
+
+
+def test_visualize_command_errors_are_one_line(tmp_path, capsys):
+    from tdsa import cli
+
+    missing = tmp_path / "nope.pt"
+    assert cli.main(["visualize", "--checkpoint", str(missing), "--out", str(tmp_path)]) == 1
+    assert (
+        capsys.readouterr().err.strip() == f"tdsa visualize: error: checkpoint not found: {missing}"
+    )
+    argv = ["visualize", "--checkpoint", str(missing), "--out", str(tmp_path), "--num-images", "0"]
+    assert cli.main(argv) == 2
+    assert "--num-images must be a positive integer, got 0" in capsys.readouterr().err
