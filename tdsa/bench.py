@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tdsa.errors import ConfigError
 from tdsa.losses import TDSALoss
 from tdsa.models import create_model
 
@@ -368,9 +369,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "which",
         nargs="*",
-        choices=[*BENCHES, "all"],
-        default=["all"],
-        help="benchmarks to run (default: all)",
+        metavar="BENCH",
+        help=f"benchmarks to run, from {', '.join(BENCHES)} (default: all)",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
@@ -384,7 +384,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    which = BENCHES if "all" in args.which else tuple(dict.fromkeys(args.which))
+    unknown = sorted(set(args.which) - {*BENCHES, "all"})
+    if unknown:
+        raise ConfigError(
+            f"unknown benchmark {unknown[0]!r}: expected one of {', '.join(BENCHES)}, all"
+        )
+    which = BENCHES if not args.which or "all" in args.which else tuple(dict.fromkeys(args.which))
     result = run_benchmarks(
         which, device=args.device, quick=args.quick, repeats=args.repeats, warmup=args.warmup
     )

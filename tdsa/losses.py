@@ -45,16 +45,16 @@ def _resolve_keep(xi: int, keep: int | None) -> int:
     return keep
 
 
-def _check_features(features: Tensor, xi: int, name: str = "features") -> int:
+def _check_features(features: Tensor, xi: int) -> int:
     """Validate a ``[B, K*xi, H, W]`` stage map and return ``K``."""
     if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
         raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
     if features.dim() != 4:
-        raise ValueError(f"{name} must be 4-D [B, C, H, W], got shape {_shape(features)}")
+        raise ValueError(f"features must be 4-D [B, C, H, W], got shape {_shape(features)}")
     channels = features.shape[1]
     if channels == 0 or channels % xi:
         raise ValueError(
-            f"{name} have C={channels} channels, not a positive multiple of xi={xi}: "
+            f"features have C={channels} channels, not a positive multiple of xi={xi}: "
             f"C must equal num_classes*xi"
         )
     return channels // xi
@@ -156,12 +156,9 @@ def _group_max(x: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor]:
     # i * [slice_i > best so far]; float buffers keep every step a vectorised kernel.
     index = torch.zeros(best.shape, dtype=torch.float32, device=x.device)
     won = torch.empty_like(index)
-    cand = torch.empty_like(best)
+    scaled = None if scale is None else torch.empty_like(best)
     for i in range(1, x.shape[2]):
-        if scale is None:
-            cand.copy_(x[:, :, i])
-        else:
-            torch.mul(x[:, :, i], scale[:, :, i], out=cand)
+        cand = x[:, :, i] if scaled is None else torch.mul(x[:, :, i], scale[:, :, i], out=scaled)
         torch.gt(cand, best, out=won)
         won.mul_(i)
         torch.maximum(index, won, out=index)
@@ -170,38 +167,44 @@ def _group_max(x: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor]:
 
 
 class _ChannelConstraint(torch.autograd.Function):
-    """``(l_dis, l_div)`` of one stage with a hand-written backward that writes the gradient
-    into a single buffer (autograd through the same ops makes about three times as many
-    full-size tensors). CCMP's gradient goes to the first maximal channel, as ``torch.max``."""
+    """``(l_dis, l_div)`` of one stage, optionally on top-down gated features
+    ``features * gate`` (``gate`` ``[B, C/r, H, W]``, broadcast over groups of ``r`` channels),
+    with a hand-written backward that writes the gradient into a single buffer: autograd
+    through the same ops makes several more full-size tensors, and on the CPU allocating them
+    costs more than the arithmetic. CCMP's gradient goes to the first maximal channel, as
+    ``torch.max``'s does."""
 
     @staticmethod
-    def forward(ctx, features, mask, targets, xi, temperature):  # type: ignore[override]
+    def forward(ctx, features, gate, mask, targets, xi, temperature):  # type: ignore[override]
         b, c, h, w = features.shape
         k, n = c // xi, h * w
-        acc = _accumulation_dtype(features)
-        flat = features.reshape(b, k, xi, n)
+        if gate is None:
+            src = features.reshape(b, k, xi, n)
+        else:
+            src = features.reshape(b, gate.shape[1], -1, n) * gate.reshape(b, -1, 1, n)
+            src = src.reshape(b, k, xi, n)
+        acc = _accumulation_dtype(src)
         if temperature == 1.0:
             # One softmax that reads the (possibly half) input directly: no extra copy.
-            prob = torch.softmax(flat, dim=-1, dtype=acc)
+            prob = torch.softmax(src, dim=-1, dtype=acc)
         else:
-            prob = torch.softmax(flat.to(acc) / temperature, dim=-1)
+            prob = torch.softmax(src.to(acc) / temperature, dim=-1)
         peak, div_index = _group_max(prob, None)
         l_div = 1.0 - peak.sum() / (b * k * xi)
         m = mask.reshape(mask.shape[0], k, xi, 1)
-        pooled, dis_index = _group_max(flat, m)
+        pooled, dis_index = _group_max(src, m)
         logits = pooled.sum(dim=-1, dtype=acc) / n
         l_dis = F.cross_entropy(logits, targets)
         dlogits = torch.softmax(logits, dim=-1)
         dlogits[torch.arange(b, device=logits.device), targets] -= 1.0
-        ctx.save_for_backward(prob, peak, div_index, dis_index, m, dlogits / b)
-        ctx.meta = (features.shape, features.dtype, temperature)
+        ctx.save_for_backward(prob, peak, div_index, dis_index, m, dlogits / b, features, gate)
+        ctx.temperature = temperature
         return l_dis, l_div
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_dis, g_div):  # type: ignore[override]
-        prob, peak, div_index, dis_index, m, dlogits = ctx.saved_tensors
-        shape, dtype, temperature = ctx.meta
+        prob, peak, div_index, dis_index, m, dlogits, features, gate = ctx.saved_tensors
         b, k, xi, n = prob.shape
         # L_div: dL/dprob = c at each position's argmax channel (G), 0 elsewhere; through the
         # softmax dL/dz = prob * (G - s), s = sum_n G * prob = c * (sum of peaks it wins).
@@ -210,13 +213,49 @@ class _ChannelConstraint(torch.autograd.Function):
         won.scatter_add_(2, div_index, peak)
         grad = prob * (won * -c).unsqueeze(-1)
         grad.scatter_add_(2, div_index.unsqueeze(2), (peak * c).unsqueeze(2))
-        if temperature != 1.0:
-            grad.div_(temperature)
+        if ctx.temperature != 1.0:
+            grad.div_(ctx.temperature)
         # L_dis: logits = mean_n F[argmax] * m[argmax]; dL/dlogits = (softmax - onehot) / B.
         kept = m.squeeze(-1).expand(b, k, xi).gather(2, dis_index).to(grad.dtype)
         step = (dlogits * (g_dis / n)).unsqueeze(-1) * kept
         grad.scatter_add_(2, dis_index.unsqueeze(2), step.unsqueeze(2))
-        return grad.reshape(shape).to(dtype), None, None, None, None
+        grad_gate = None
+        if gate is not None:
+            # d(features * gate): gate gets sum over its r channels of grad * features (one
+            # slice at a time, in place), features get grad * gate (in place).
+            grouped = grad.reshape(b, gate.shape[1], -1, n)
+            if ctx.needs_input_grad[1]:
+                feats = features.reshape(grouped.shape)
+                grad_gate = grad.new_zeros(grouped[:, :, 0].shape)
+                for j in range(grouped.shape[2]):
+                    grad_gate.addcmul_(grouped[:, :, j], feats[:, :, j])
+                grad_gate = grad_gate.reshape(gate.shape).to(gate.dtype)
+            grouped.mul_(gate.reshape(b, -1, 1, n))
+        grad = grad.reshape(features.shape).to(features.dtype)
+        return grad, grad_gate, None, None, None, None
+
+
+def _constraint(
+    features: Tensor,
+    targets: Tensor,
+    xi: int,
+    mask: Tensor | None,
+    keep: int | None,
+    generator: torch.Generator | None,
+    div_temperature: float,
+    gate: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Validate and compute ``(l_dis, l_div)`` of ``features`` (times ``gate`` when given)."""
+    num_classes = _check_features(features, xi)
+    _check_targets(targets, features.shape[0], num_classes)
+    if not div_temperature > 0:
+        raise ValueError(f"div_temperature must be > 0, got {div_temperature!r}")
+    if mask is None:
+        mask = random_channel_mask(
+            num_classes, xi, keep, device=features.device, generator=generator
+        )
+    m = _mask_view(mask, features, num_classes, xi)
+    return _ChannelConstraint.apply(features, gate, m, targets.long(), xi, float(div_temperature))
 
 
 def channel_constraint(
@@ -236,23 +275,14 @@ def channel_constraint(
     in ``[0, 1 - 1/xi]`` (the softmax runs in float32 even under autocast; ``T = 1`` is the
     published method, other values a labelled ablation). ``l_dis = CE(GAP(CCMP(F * mask)), y)``
     with ``mask`` of shape ``[K*xi]`` (one for the batch, as published) or ``[B, K*xi]``; kept
-    channels are not rescaled. When ``mask`` is None one is drawn with
-    :func:`random_channel_mask` (``keep`` channels per class, from ``generator``); ``keep`` is
-    only used then.
+    channels are not rescaled; the mask is a constant (no gradient). When ``mask`` is None one
+    is drawn with :func:`random_channel_mask` (``keep`` channels per class, from
+    ``generator``); ``keep`` is only used then. Where several channels tie for a maximum, the
+    gradient goes to the first, as with ``torch.max``.
 
     Book: chapter 2, *The channel-constraint module*.
     """
-    num_classes = _check_features(features, xi)
-    batch = features.shape[0]
-    _check_targets(targets, batch, num_classes)
-    if not div_temperature > 0:
-        raise ValueError(f"div_temperature must be > 0, got {div_temperature!r}")
-    if mask is None:
-        mask = random_channel_mask(
-            num_classes, xi, keep, device=features.device, generator=generator
-        )
-    m = _mask_view(mask, features, num_classes, xi)
-    return _ChannelConstraint.apply(features, m, targets.long(), xi, float(div_temperature))
+    return _constraint(features, targets, xi, mask, keep, generator, div_temperature)
 
 
 def _attention_map(high: Tensor, mid: Tensor) -> tuple[Tensor, int]:
@@ -432,7 +462,7 @@ class TDSALoss(nn.Module):
         unknown = set(masks) - set(_STAGES)
         if unknown:
             raise ValueError(f"masks keys must be 'mid' and/or 'high', got {sorted(unknown)}")
-        ce = F.cross_entropy(logits, targets)
+        ce = F.cross_entropy(logits, targets.long())
         out = {"ce": ce}
         aux = ce.new_zeros(())
         for stage in _STAGES:
@@ -440,17 +470,18 @@ class TDSALoss(nn.Module):
                 out[f"dis_{stage}"] = ce.new_zeros(())
                 out[f"div_{stage}"] = ce.new_zeros(())
                 continue
-            feats = high if stage == "high" else mid
-            if stage == "mid" and self.top_down:
-                feats = top_down_gate(high, mid)
-            dis, div = channel_constraint(
-                feats,
+            # The mid gate is applied inside the fused stage loss: the same values as
+            # channel_constraint(top_down_gate(high, mid), ...) with fewer large temporaries.
+            gate = _attention_map(high, mid)[0] if stage == "mid" and self.top_down else None
+            dis, div = _constraint(
+                high if stage == "high" else mid,
                 targets,
                 self.xi[stage],
-                mask=masks.get(stage),
-                keep=self.keep[stage],
-                generator=generator,
-                div_temperature=self.div_temperature,
+                masks.get(stage),
+                self.keep[stage],
+                generator,
+                self.div_temperature,
+                gate,
             )
             out[f"dis_{stage}"], out[f"div_{stage}"] = dis, div
             aux = aux + self.alpha[stage] * dis + self.beta[stage] * div

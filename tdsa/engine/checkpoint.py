@@ -29,8 +29,8 @@ from tdsa.errors import CheckpointError, ConfigError
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "epoch", "config", "version")
 LOADER_SEED_SCHEME = (
-    "shuffle: SeedSequence([seed, epoch]); loader workers: SeedSequence([seed, epoch, rank, "
-    "start_step])"
+    "shuffle: SeedSequence([seed, epoch]); augmentation of sample i: torch seed "
+    "((seed * 1000003 + epoch) * 10000019 + i) mod 2**63"
 )
 
 

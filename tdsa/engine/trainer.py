@@ -10,8 +10,10 @@ no validation split): the summary labels it so and also reports the final epoch.
 Exactness: on the CPU with ``runtime.deterministic`` a run stopped at an epoch boundary (or by
 ``runtime.stop_after_epoch``) and resumed ends bit-identical to one that never stopped. A
 SIGINT/SIGTERM stops at the next optimiser step, saves ``last.pt`` with the position in the
-epoch and exits with code 128 + signal number (130, 143); resuming from there is exact in
-sample order, and also in augmentation when ``data.workers`` is 0.
+epoch and exits with code 128 + signal number (130, 143); resuming from there is exact too.
+Sample order comes from ``(seed, epoch)`` and each sample's augmentation from
+``(seed, epoch, index)`` (:class:`SeededAugment`), so neither depends on the number of
+processes or loader workers.
 
 Book: chapter 4, *Full training*.
 """
@@ -79,6 +81,29 @@ class _Taps(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         feats = self.model.forward_features(x)
         return self.model.forward_head(feats["high"]), feats["mid"], feats["high"]
+
+
+class SeededAugment(Dataset):
+    """Wraps a training set so the random augmentation of sample ``i`` in epoch ``e`` is drawn
+    from a torch RNG seeded by ``(seed, e, i)`` (the global RNG is forked and restored).
+
+    So the augmentations do not depend on the number of processes, loader workers, or where a
+    resumed run starts: N processes see exactly the images one process sees.
+
+    Book: chapter 4, *Full training*.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        sample_seed = ((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % 2**63
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed)
+            return self.dataset[index]
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -178,6 +203,7 @@ class Trainer:
             self.test_set = build_dataset(d.dataset, d.root, "test", test_tf, **d.options)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"data (dataset={d.dataset!r}, root={d.root!r}): {exc}") from None
+        self.train_augment = SeededAugment(self.train_set, self.cfg.runtime.seed)
         k = int(self.train_set.num_classes)
         if self.cfg.model.num_classes not in (None, k):
             raise ConfigError(
@@ -309,7 +335,8 @@ class Trainer:
         )
         gen = torch.Generator()
         gen.manual_seed(_loader_seed(rt.seed, epoch, self.info.rank, start_step))
-        return self._loader(self.train_set, self.micro, sampler, gen)
+        self.train_augment.epoch = epoch
+        return self._loader(self.train_augment, self.micro, sampler, gen)
 
     def _test_loader(self) -> DataLoader:
         sampler = ShardSampler(len(self.test_set), self.info.rank, self.info.world_size)

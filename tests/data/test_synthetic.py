@@ -252,20 +252,23 @@ def test_wing_pattern_pixels() -> None:
 
 
 def test_fine_scale_and_separation() -> None:
-    """Eye ring radius >= 4 px at 128 px and scale 1; discriminative parts far apart."""
-    fixed = {"image_size": 128, "min_scale": 1.0, "max_scale": 1.0, "max_rotation": 0.0}
+    """Eye ring radius >= 4 px at 128 px and scale 1; discriminative parts far apart.
+
+    Measured on a 512-px label map (4x the reference) so pixel rounding of the outline is small.
+    """
+    fixed = {"image_size": 512, "min_scale": 1.0, "max_scale": 1.0, "max_rotation": 0.0}
     radii = {}
     for fine_scale in (1.0, 2.0):
         (_, bird), *_ = render_many(1, fine_scale=fine_scale, **fixed)
-        radii[fine_scale] = math.sqrt(float((bird.labels == 2).sum()) / math.pi)
+        radii[fine_scale] = math.sqrt(float((bird.labels == 2).sum()) / math.pi) / 4
         names = [p.name for p in synthetic.PARTS if p.attribute is not None]
         ys, xs = np.nonzero(bird.labels == len(synthetic.PARTS) + 1)
         body = (xs.mean(), ys.mean())
         points = [bird.parts[n] for n in names] + [body]
         for p, q in itertools.combinations(points, 2):
-            assert math.dist(p, q) >= 0.1 * 128
+            assert math.dist(p, q) >= 0.1 * 512
     assert radii[1.0] >= 4.0
-    assert radii[2.0] == pytest.approx(2 * radii[1.0], rel=0.1)
+    assert radii[2.0] == pytest.approx(2 * radii[1.0], rel=0.05)
 
 
 def test_distractors_add_eye_like_blobs() -> None:

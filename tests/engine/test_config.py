@@ -31,6 +31,7 @@ def test_overrides_set_typed_values_and_leave_the_original_alone() -> None:
 
 def test_int_is_accepted_for_a_float_field_but_not_the_reverse() -> None:
     assert apply_overrides(Config(), ["optim.lr=1"]).optim.lr == 1.0
+    assert apply_overrides(Config(), ["optim.lr=1e-4"]).optim.lr == 1e-4  # YAML 1.1 string
     with pytest.raises(ConfigError, match=r"train\.epochs=2\.5 has the wrong type: expected int"):
         apply_overrides(Config(), ["train.epochs=2.5"])
 

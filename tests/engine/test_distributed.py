@@ -25,7 +25,7 @@ def test_global_batches_are_split_across_ranks_like_one_process() -> None:
     perm = epoch_permutation(n, 5, 2)
     assert one == perm[: (n // batch) * batch], "incomplete last global batch dropped"
     for step in range(n // batch):
-        merged = sum((r[step * 2 : step * 2 + 2] for r in ranks), [])
+        merged = [i for r in ranks for i in r[step * 2 : step * 2 + 2]]
         assert merged == one[step * batch : (step + 1) * batch]
     resumed = list(GlobalBatchSampler(n, batch, seed=5, epoch=2, start_step=2))
     assert resumed == one[2 * batch :]
@@ -47,12 +47,16 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
     tiny_root: Path, tmp_path: Path
 ) -> None:
-    """Tolerance: weights within atol 2e-4 + rtol 2e-3, test accuracy equal.
+    """Tolerance: weights within atol 1e-4 + rtol 1e-3, per-epoch metrics within rel 1e-5.
 
-    The per-rank loss means and the cross-rank batch norm are the same sums in a different
-    order, so float32 rounding differs slightly; 2 epochs (8 SGD steps) keep it near 1e-5.
+    Same samples, same augmentations, same masks, batch-norm statistics over the global
+    batch: only the order of float32 sums differs (measured: losses agree to ~2e-7 relative).
+    This tiny 32-px network with batch 8 amplifies rounding quickly at large steps (at lr
+    0.05 with momentum the runs drift apart within 8 steps in both directions), so the test
+    uses plain SGD at lr 1e-3 for 8 steps.
     """
-    cfg = tiny_config(tiny_root, "train.epochs=2", "loss.ramp_epochs=0")
+    cfg = tiny_config(tiny_root, "train.epochs=2", "loss.ramp_epochs=0", "optim.lr=0.001",
+                      "optim.head_lr=0.001", "optim.momentum=0", "optim.weight_decay=0")
     single = train(cfg, tmp_path / "one")
     cfg_path = tmp_path / "c.yaml"
     dump_config(cfg, cfg_path)
@@ -65,19 +69,16 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
     assert proc.returncode == 0, proc.stderr[-3000:]
     one_w, two_w = _weights(tmp_path / "one/last.pt"), _weights(tmp_path / "two/last.pt")
     assert one_w.keys() == two_w.keys()
-    worst = 0.0
     for k, v in one_w.items():
         if v.is_floating_point():
-            torch.testing.assert_close(two_w[k], v, atol=2e-4, rtol=2e-3, msg=k)
-            worst = max(worst, float((two_w[k] - v).abs().max()))
+            torch.testing.assert_close(two_w[k], v, atol=1e-4, rtol=1e-3, msg=k)
         else:
             assert torch.equal(two_w[k], v), k
-    assert worst > 0 or True
     two_rows = torch.load(tmp_path / "two/last.pt", weights_only=True)["metrics"]
     for a, b in zip(single["metrics"], two_rows, strict=True):
         assert a["test_images"] == b["test_images"] == 20
         assert a["test_top1"] == b["test_top1"]
         for k, v in a.items():
             if k not in TIME_KEYS:
-                assert b[k] == pytest.approx(v, rel=1e-3, abs=1e-4), k
+                assert b[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
     assert not list((tmp_path / "two").glob("*.tmp")), "only rank 0 writes"

@@ -39,3 +39,9 @@ def test_quick_benchmarks_report_every_key(tmp_path):
 def test_loss_only_selection():
     result = run_benchmarks(("loss",), quick=True, repeats=1)
     assert "loss_head_fraction" in result and "step_ratio_tdsa_over_ce" not in result
+
+
+def test_unknown_benchmark_is_a_one_line_error(capsys):
+    assert cli.main(["bench", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'nope'" in err and "loss, step, data, memory" in err

@@ -1,0 +1,161 @@
+"""The executed book: nbval over the staged notebooks, and the built pages in a real browser.
+
+Runs on the output of ``book/_tools/build.py`` (``make test-book`` builds it in the smoke
+profile first; the ``built_book`` fixture builds it if it is missing or stale). Screenshots of
+every page are kept in ``_build/screenshots/`` for a human to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+from book_helpers import BOOK, HTML, REPO, STAGED, toc_entries, toc_notebooks
+from PIL import Image
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))),
+                None)
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+    "--disable-background-networking", "--no-first-run", "--disable-component-update",
+    "--disable-sync", "--window-size=1280,1700", "--virtual-time-budget=5000",
+]
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}
+
+
+def test_staged_notebooks_carry_their_outputs(built_book: Path) -> None:
+    for name in toc_notebooks():
+        nb = nbformat.read(STAGED / "book" / f"{name}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.execution_count is not None for c in code), f"{name}: not fully executed"
+        images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+        assert images, f"{name}: no figure in the executed notebook"
+        injected = [c for c in code if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and "remove-cell" in injected[0].metadata["tags"], name
+
+
+def test_nbval_lax_on_executed_notebooks(built_book: Path) -> None:
+    notebooks = [str(STAGED / "book" / f"{name}.ipynb") for name in toc_notebooks()]
+    checked = sum(
+        "# NBVAL_CHECK_OUTPUT" in c.source
+        for path in notebooks
+        for c in nbformat.read(path, as_version=4).cells
+    )
+    assert checked >= len(notebooks), "every chapter has deterministic cells that nbval checks"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q",
+         "-p", "no:cacheprovider", "--rootdir", str(STAGED), *notebooks],
+        cwd=STAGED,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, "nbval failed:\n" + result.stdout[-6000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout), result.stdout[-2000:]
+
+
+class _Page(HTMLParser):
+    """What the tests need from a page's DOM: title, output images, classes, visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, set[str]]] = []
+        self.title = ""
+        self.h1: list[str] = []
+        self.output_images: list[str] = []
+        self.classes: set[str] = set()
+        self.text: list[str] = []
+        self.stderr_text: list[str] = []
+
+    def _inside(self, cls: str) -> bool:
+        return any(cls in classes for _, classes in self.stack)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        classes = set((dict(attrs).get("class") or "").split())
+        self.classes |= classes
+        if tag == "img" and self._inside("cell_output"):
+            self.output_images.append(dict(attrs).get("src") or "")
+        if tag not in VOID:
+            self.stack.append((tag, classes))
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                break
+
+    def handle_data(self, data: str) -> None:
+        tags = [t for t, _ in self.stack]
+        if "script" in tags or "style" in tags:
+            return
+        if "title" in tags:
+            self.title += data
+        if "h1" in tags:
+            self.h1.append(data)
+        if self._inside("stderr"):
+            self.stderr_text.append(data)
+        self.text.append(data)
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM, "the browser check needs Debian's chromium (apt-get install chromium)"
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+
+
+def _title(entry: str) -> str:
+    path = REPO / f"{entry}.ipynb"
+    if path.exists():
+        source = nbformat.read(path, as_version=4).cells[0].source
+    else:
+        source = (REPO / f"{entry}.md").read_text()
+    return source.splitlines()[0].removeprefix("# ").strip()
+
+
+PAGES = toc_entries()
+
+
+@pytest.mark.parametrize("entry", PAGES, ids=[Path(e).name for e in PAGES])
+def test_page_in_headless_chromium(built_book: Path, entry: str) -> None:
+    name = Path(entry).name
+    page = HTML / f"{entry}.html"
+    assert page.exists(), f"{page} was not built"
+    shots = built_book / "screenshots"
+    shots.mkdir(exist_ok=True)
+    shot = shots / f"{name}.png"
+    shot.unlink(missing_ok=True)
+    taken = _chromium(f"--screenshot={shot}", page.as_uri())
+    assert shot.exists(), f"no screenshot of {name}: {taken.stderr[-1000:]}"
+    with Image.open(shot) as image:
+        assert image.size == (1280, 1700)
+        colours = image.convert("RGB").resize((320, 425)).getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 20, f"{name}: the screenshot is blank"
+
+    dom = _chromium("--dump-dom", page.as_uri())
+    assert dom.returncode == 0 and "<html" in dom.stdout, dom.stderr[-1000:]
+    parsed = _Page()
+    parsed.feed(dom.stdout)
+    title = _title(entry)
+    assert title in parsed.title, f"{name}: <title> {parsed.title!r} lacks {title!r}"
+    assert any(title in h for h in parsed.h1), f"{name}: no <h1> {title!r}"
+    text = "".join(parsed.text)
+    assert "Traceback" not in text, f"{name}: a traceback is shown"
+    assert not parsed.classes & {"output_error", "traceback"}, f"{name}: an error output block"
+    stderr = "".join(parsed.stderr_text)
+    assert not re.search(r"Error|Warning|Traceback", stderr), f"{name}: stderr: {stderr[:500]}"
+    if (BOOK / f"{name}.ipynb").exists():
+        assert parsed.output_images, f"{name}: no figure from the notebook outputs"
+        assert "tag_injected-parameters" not in parsed.classes, f"{name}: parameters shown"
+        assert "# Parameters" not in text, f"{name}: the injected parameters cell is shown"
+        assert "tag_parameters" in parsed.classes, f"{name}: the reader's parameters cell is hidden"
