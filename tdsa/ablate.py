@@ -350,14 +350,17 @@ TABLES: list[tuple[str, str, list[tuple[str, str, str]]]] = [
 ]
 
 
-def _per_part_columns(keys: Sequence[str]) -> list[tuple[str, str, str]]:
+def _part_tables(keys: Sequence[str]) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+    """One table per scored part: pointing (%) of each source on that part."""
     parts = [k.split("part:", 1)[1] for k in keys if k.startswith("hit_rate/high/part:")]
-    cols = []
-    for part in parts:
-        for label, source in (("true", "high"), ("wrong", "wrong_high"), ("mid", "mid"),
-                              ("CAM", "gradcam"), ("chance", "chance_high")):
-            cols.append((f"{part} {label}", f"hit_rate/{source}/part:{part}", _PCT))
-    return cols
+    sources = (("true high", "high"), ("wrong high", "wrong_high"), ("true mid", "mid"),
+               ("wrong mid", "wrong_mid"), ("Grad-CAM", "gradcam"),
+               ("chance high", "chance_high"), ("chance mid", "chance_mid"),
+               ("centre", "centre"))
+    return [(f"Part: {part}", f"Share (%) of peaks that hit the {part} (images where it is "
+             f"visible).", [(label, f"hit_rate/{src}/part:{part}", _PCT)
+                            for label, src in sources])
+            for part in parts]
 
 
 def _fmt(values: list[float], scale: float) -> str:
@@ -418,10 +421,8 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str) -> s
         v = grid.variants[name]
         lines.append(f"| {name} | {v.description} | "
                      + (", ".join(f"`{o}`" for o in v.overrides) or "(base)") + " |")
-    keys = sorted({k for r in results for k in r.values})
-    for title, text, columns in [*TABLES,
-                                 ("Per part, high stage", "Pointing (%) per part.",
-                                  _per_part_columns(keys))]:
+    keys = list(dict.fromkeys(k for r in results for k in r.values))
+    for title, text, columns in [*TABLES, *_part_tables(keys)]:
         lines += ["", f"## {title}", "", text, "", *_table(results, variants, columns)]
     failed = [r for r in results if r.status == "failed"]
     if failed:

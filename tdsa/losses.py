@@ -148,22 +148,11 @@ def _accumulation_dtype(features: Tensor) -> torch.dtype:
 
 def _group_max(x: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor]:
     """Max over dim 2 of ``x`` ``[B, K, xi, N]`` (of ``x * scale`` when given, ``scale``
-    ``[1|B, K, xi, 1]``) and the first index of the maximum, one channel slice at a time into
-    preallocated buffers: no temporary as large as ``x`` (on the CPU, large allocations cost
-    more than the arithmetic)."""
-    best = x[:, :, 0].clone() if scale is None else x[:, :, 0] * scale[:, :, 0]
-    # The winning index is the last i whose slice beats all before it, i.e. the max of
-    # i * [slice_i > best so far]; float buffers keep every step a vectorised kernel.
-    index = torch.zeros(best.shape, dtype=torch.float32, device=x.device)
-    won = torch.empty_like(index)
-    scaled = None if scale is None else torch.empty_like(best)
-    for i in range(1, x.shape[2]):
-        cand = x[:, :, i] if scaled is None else torch.mul(x[:, :, i], scale[:, :, i], out=scaled)
-        torch.gt(cand, best, out=won)
-        won.mul_(i)
-        torch.maximum(index, won, out=index)
-        torch.maximum(best, cand, out=best)
-    return best, index.long()
+    ``[1|B, K, xi, 1]``) and the first index of the maximum. One reduction kernel: a loop
+    over the xi slices is faster on one idle core but many times slower when the cores are
+    shared, as every small kernel then waits for a descheduled thread."""
+    values, index = (x if scale is None else x * scale).max(dim=2)
+    return values, index
 
 
 class _ChannelConstraint(torch.autograd.Function):

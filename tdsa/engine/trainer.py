@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from tdsa.config import Config, apply_overrides, dump_config, load_config
 from tdsa.engine import checkpoint as ckpt_mod

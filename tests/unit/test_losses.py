@@ -181,8 +181,10 @@ def test_div_temperature_is_softmax_of_scaled_features():
 # ---------------------------------------------------------------- random mask
 
 
-@pytest.mark.parametrize(("k", "xi", "keep"), [(1, 1, None), (3, 2, None), (7, 5, None),
-                                              (3, 9, None), (4, 9, 2), (2, 4, 4)])
+@pytest.mark.parametrize(
+    ("k", "xi", "keep"),
+    [(1, 1, None), (3, 2, None), (7, 5, None), (3, 9, None), (4, 9, 2), (2, 4, 4)],
+)
 def test_random_mask_keeps_exactly_keep_per_group(k, xi, keep):
     gen = torch.Generator().manual_seed(0)
     for _ in range(10):
@@ -224,9 +226,10 @@ def test_drawn_mask_is_shared_by_the_batch_and_seeded():
 # ---------------------------------------------------------------- top-down gate
 
 
-@pytest.mark.parametrize(("c_high", "r", "hh", "wh", "h", "w"),
-                         [(2, 3, 2, 3, 4, 6), (3, 1, 3, 2, 3, 2), (1, 4, 1, 2, 3, 5),
-                          (4, 2, 3, 3, 5, 4)])
+@pytest.mark.parametrize(
+    ("c_high", "r", "hh", "wh", "h", "w"),
+    [(2, 3, 2, 3, 4, 6), (3, 1, 3, 2, 3, 2), (1, 4, 1, 2, 3, 5), (4, 2, 3, 3, 5, 4)],
+)
 def test_gate_matches_loop_reference(c_high, r, hh, wh, h, w):
     gen = torch.Generator().manual_seed(c_high * 7 + r)
     high = torch.randn(2, c_high, hh, wh, generator=gen, dtype=torch.float64)
@@ -234,8 +237,9 @@ def test_gate_matches_loop_reference(c_high, r, hh, wh, h, w):
     expect = torch.tensor(ref_gate(high, mid), dtype=torch.float64)
     torch.testing.assert_close(top_down_gate(high, mid), expect)
     ones = torch.ones_like(mid)
-    torch.testing.assert_close(top_down_attention(high, mid), torch.tensor(ref_gate(high, ones),
-                                                                           dtype=torch.float64))
+    torch.testing.assert_close(
+        top_down_attention(high, mid), torch.tensor(ref_gate(high, ones), dtype=torch.float64)
+    )
 
 
 def test_gate_in_half_open_unit_half_on_post_relu_features():
@@ -289,8 +293,16 @@ def _stage_inputs(k=3, xi_mid=6, xi_high=2, b=4, seed=0, dtype=torch.float64):
 @pytest.mark.parametrize("top_down", [True, False])
 def test_tdsa_total_is_weighted_sum_of_functional_terms(top_down):
     logits, mid, high, y, masks = _stage_inputs()
-    crit = TDSALoss(3, xi_mid=6, xi_high=2, alpha_mid=0.7, beta_mid=2.0, alpha_high=1.3,
-                    beta_high=5.0, top_down=top_down)
+    crit = TDSALoss(
+        3,
+        xi_mid=6,
+        xi_high=2,
+        alpha_mid=0.7,
+        beta_mid=2.0,
+        alpha_high=1.3,
+        beta_high=5.0,
+        top_down=top_down,
+    )
     out = crit(logits, mid, high, y, masks, aux_scale=0.25)
     assert set(out) == {"total", "ce", "dis_mid", "div_mid", "dis_high", "div_high"}
     mid_in = top_down_gate(high, mid) if top_down else mid
@@ -300,16 +312,25 @@ def test_tdsa_total_is_weighted_sum_of_functional_terms(top_down):
     assert out["div_high"].item() == pytest.approx(ref_div(high, 2), rel=1e-9)
     ce = torch.nn.functional.cross_entropy(logits, y)
     assert out["ce"].item() == pytest.approx(ce.item())
-    expect = ce + 0.25 * (0.7 * out["dis_mid"] + 2.0 * out["div_mid"]
-                          + 1.3 * out["dis_high"] + 5.0 * out["div_high"])
+    expect = ce + 0.25 * (
+        0.7 * out["dis_mid"] + 2.0 * out["div_mid"] + 1.3 * out["dis_high"] + 5.0 * out["div_high"]
+    )
     assert out["total"].item() == pytest.approx(expect.item())
 
 
 def test_tdsa_default_weights_and_repr():
     crit = TDSALoss(200)
     text = repr(crit)
-    for part in ("num_classes=200", "xi_mid=9", "xi_high=3", "alpha_mid=1.5", "beta_mid=15.0",
-                 "top_down=True", "keep_mid=5", "keep_high=2"):
+    for part in (
+        "num_classes=200",
+        "xi_mid=9",
+        "xi_high=3",
+        "alpha_mid=1.5",
+        "beta_mid=15.0",
+        "top_down=True",
+        "keep_mid=5",
+        "keep_high=2",
+    ):
         assert part in text
 
 
@@ -454,8 +475,16 @@ def test_tdsa_gradients_equal_the_unfused_composition(top_down):
     # TDSALoss fuses the gate into the stage loss; its gradients must equal autograd through
     # top_down_gate + channel_constraint, and a gradcheck of the whole loss must pass.
     logits, mid, high, y, masks = _stage_inputs(b=2)
-    crit = TDSALoss(3, xi_mid=6, xi_high=2, alpha_mid=0.7, beta_mid=2.0, alpha_high=1.3,
-                    beta_high=5.0, top_down=top_down)
+    crit = TDSALoss(
+        3,
+        xi_mid=6,
+        xi_high=2,
+        alpha_mid=0.7,
+        beta_mid=2.0,
+        alpha_high=1.3,
+        beta_high=5.0,
+        top_down=top_down,
+    )
 
     def fused(lg, m, h):
         return crit(lg, m, h, y, masks)["total"]
@@ -480,8 +509,10 @@ def test_tdsa_gradients_equal_the_unfused_composition(top_down):
         torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)
     # gradcheck away from ties (post-ReLU zeros tie in the max, where it is not differentiable)
     gen = torch.Generator().manual_seed(8)
-    smooth = [torch.randn(t.shape, generator=gen, dtype=t.dtype, requires_grad=True)
-              for t in (logits, mid, high)]
+    smooth = [
+        torch.randn(t.shape, generator=gen, dtype=t.dtype, requires_grad=True)
+        for t in (logits, mid, high)
+    ]
     assert torch.autograd.gradcheck(fused, smooth)
 
 
