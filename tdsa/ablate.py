@@ -496,8 +496,10 @@ def run(args: argparse.Namespace) -> int:
     if args.loc_batch_size < 1:
         raise ConfigError(f"--loc-batch-size must be >= 1, got {args.loc_batch_size}")
     results_path = Path(args.results) if args.results else Path("results") / grid.path.stem
-    command = "python -m tdsa " + shlex.join(sys.argv[1:] if sys.argv[1:2] == ["ablate"]
-                                             else ["ablate", *_argv(args)])
+    argv = sys.argv[1:] if sys.argv[1:2] == ["ablate"] else ["ablate", *_argv(args)]
+    command = "python -m tdsa " + shlex.join(a for a in argv if a != "--report-only")
+    if args.report_only:
+        command += "` (runs); tables rewritten from the finished runs with `--report-only"
     run_grid(grid, args.out, seeds=args.seeds, only=args.only, report_only=args.report_only,
              loc_batch_size=args.loc_batch_size, gradcam=not args.no_gradcam, log=sys.stdout)
     # The tables cover every finished run of the grid, not only this call's selection.

@@ -57,13 +57,16 @@ def _autocast(device: torch.device):
 def time_interleaved(
     fns: dict[str, Callable[[], None]], device: torch.device, *, warmup: int, repeats: int
 ) -> dict[str, float]:
-    """Median wall time (ms) of each function, calls interleaved A B A B ... after warm-up."""
+    """Median wall time (ms) of each function after warm-up, calls interleaved A B, B A, A B ...
+    (the order flips every repeat so that neither arm always runs first)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    names = list(fns)
+    for rep in range(repeats):
+        for name in names if rep % 2 == 0 else reversed(names):
+            fn = fns[name]
             _sync(device)
             t0 = time.perf_counter()
             fn()
@@ -336,7 +339,7 @@ def run_benchmarks(
         shape = {"num_classes": 200, "size": 224, "batch": 32 if on_gpu else 8}
         resnet = {"resnet_size": 448, "resnet_batch": 16 if on_gpu else 2}
         data = {"images": 64, "source_size": (500, 375)}
-    reps = repeats or (3 if quick else 5)
+    reps = repeats or (2 if quick else 6)
     result: dict[str, Any] = {
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if on_gpu else platform.processor(),
@@ -375,6 +378,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--repeats", type=int, help="timed repeats per arm (median is reported)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: torch's own choice)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per arm first")
     parser.add_argument(
         "--quick",
@@ -389,6 +395,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"unknown benchmark {unknown[0]!r}: expected one of {', '.join(BENCHES)}, all"
         )
+    if args.threads:
+        torch.set_num_threads(args.threads)
     which = BENCHES if not args.which or "all" in args.which else tuple(dict.fromkeys(args.which))
     result = run_benchmarks(
         which, device=args.device, quick=args.quick, repeats=args.repeats, warmup=args.warmup

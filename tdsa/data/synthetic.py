@@ -36,6 +36,16 @@ GENERATOR_VERSION = 1
 
 DEFAULT_ROOT = "data/synthetic"
 METADATA_FILE = "tdsa_synthetic.json"
+#: The arguments of :func:`generate` that :func:`render_bird` takes (the rest are bookkeeping).
+RENDER_ARGS = (
+    "image_size",
+    "fine_scale",
+    "distractors",
+    "min_scale",
+    "max_scale",
+    "max_rotation",
+    "noise_std",
+)
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "wing": ("plain", "bar", "spots"),
@@ -275,18 +285,7 @@ def generate(
 
     classes = choose_classes(num_classes)
     class_dirs = [f"{i:03d}.{_class_name(attrs)}" for i, attrs in enumerate(classes, start=1)]
-    render_kw = {
-        k: args[k]
-        for k in (
-            "image_size",
-            "fine_scale",
-            "distractors",
-            "min_scale",
-            "max_scale",
-            "max_rotation",
-            "noise_std",
-        )
-    }
+    render_kw = {k: args[k] for k in RENDER_ARGS}
     images, labels, split, boxes, locs = [], [], [], [], []
     per_class = train_per_class + test_per_class
     with tqdm(total=num_classes * per_class, desc="synth", unit="img", disable=not progress) as bar:

@@ -25,6 +25,7 @@ from torch import nn
 from tdsa import __version__
 from tdsa.config import Config
 from tdsa.errors import CheckpointError, ConfigError
+from tdsa.models.pretrained import load_state_strict
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "epoch", "config", "version")
@@ -160,39 +161,16 @@ def load_model(
         raise CheckpointError(f"{path}: the checkpoint does not record its number of classes")
     cfg.model.num_classes = num_classes
     model = create_model(
-        cfg.model.name, num_classes, xi=tuple(cfg.model.xi), pretrained=False,
+        cfg.model.name,
+        num_classes,
+        xi=tuple(cfg.model.xi),
+        pretrained=False,
         **model_kwargs(cfg),
     )
     state = ckpt["ema"]["model"] if ckpt.get("ema") else ckpt["model"]
-    load_state(model, state, path)
+    load_state_strict(model, state, str(path))
     model.to(map_location).eval()
     return model, cfg
-
-
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """``load_state_dict`` that turns missing/unexpected keys and shape mismatches into one
-    CheckpointError naming the first few.
-
-    Book: chapter 4, *Full training*.
-    """
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {list(state[k].shape)} vs {list(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:3])}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:3])}")
-    if shapes:
-        problems.append(f"shape mismatch {', '.join(shapes[:3])} (checkpoint vs model)")
-    if problems:
-        raise CheckpointError(f"weights in {path} do not fit the model: {'; '.join(problems)}")
-    model.load_state_dict(state)
 
 
 def capture_rng(mask_generator: torch.Generator) -> dict[str, Any]:

@@ -35,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
     parser.add_argument("--workers", type=int, help="loader workers (default: the run's)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--out", help="folder for eval.json and confusion.csv "
-                        "(default: the checkpoint's folder)")
+    parser.add_argument(
+        "--out", help="folder for eval.json and confusion.csv (default: the checkpoint's folder)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,19 +67,25 @@ def run(args: argparse.Namespace) -> int:
     tr = cfg.train
     bs = args.batch_size or tr.eval_batch_size or tr.batch_size // tr.accum_steps
     workers = d.workers if args.workers is None else args.workers
-    loader = DataLoader(dataset, batch_size=bs, shuffle=False, drop_last=False,
-                        num_workers=workers)
+    loader = DataLoader(dataset, batch_size=bs, shuffle=False, drop_last=False, num_workers=workers)
     with torch.inference_mode():
-        res = evaluate(model, loader, device, num_classes, amp=tr.amp,
-                       channels_last=tr.channels_last)
+        res = evaluate(
+            model, loader, device, num_classes, amp=tr.amp, channels_last=tr.channels_last
+        )
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     classes = list(getattr(dataset, "classes", range(num_classes)))
     stored = _stored_top1(ckpt)
     report = {
-        "checkpoint": str(args.checkpoint), "epoch": int(ckpt["epoch"]), "dataset": name,
-        "root": str(root), "split": args.split, "images": res["n"], "top1": res["top1"],
-        "top5": res["top5"], "mean_class_accuracy": res["mean_class"],
+        "checkpoint": str(args.checkpoint),
+        "epoch": int(ckpt["epoch"]),
+        "dataset": name,
+        "root": str(root),
+        "split": args.split,
+        "images": res["n"],
+        "top1": res["top1"],
+        "top5": res["top5"],
+        "mean_class_accuracy": res["mean_class"],
         "per_class_accuracy": dict(zip(map(str, classes), res["per_class"], strict=True)),
         "stored_test_top1": stored,
     }

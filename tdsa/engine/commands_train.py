@@ -26,8 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config (optional when resuming)")
     parser.add_argument("--out", required=True, help="run folder (resumes if it has last.pt)")
     parser.add_argument("--resume", help="checkpoint to resume from (default: OUT/last.pt)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. optim.lr=0.01 train.epochs=10")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides, e.g. optim.lr=0.01 train.epochs=10",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = checkpoint_config(load_checkpoint(source), source)
     summary = train(cfg, args.out, overrides=args.overrides, resume=args.resume)
     if summary["stopped"] not in (None, "stop_after_epoch"):
-        print(f"stopped by {summary['stopped']}: {args.out}/last.pt saved; run the same "
-              f"command again to resume")
+        print(
+            f"stopped by {summary['stopped']}: {args.out}/last.pt saved; run the same "
+            f"command again to resume"
+        )
         return 128 + int(signal.Signals[summary["stopped"]])
     if summary["epochs_completed"]:
         print(

@@ -132,8 +132,15 @@ class GlobalBatchSampler(Sampler[int]):
     """
 
     def __init__(
-        self, n: int, global_batch: int, *, seed: int, epoch: int, rank: int = 0,
-        world_size: int = 1, start_step: int = 0,
+        self,
+        n: int,
+        global_batch: int,
+        *,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
     ) -> None:
         if global_batch % world_size:
             raise ConfigError(
@@ -196,7 +203,9 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sync = (
-            self.training and dist.is_available() and dist.is_initialized()
+            self.training
+            and dist.is_available()
+            and dist.is_initialized()
             and dist.get_world_size(self.group) > 1
         )
         if not sync:
@@ -218,7 +227,8 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = (
-                    1.0 / float(self.num_batches_tracked) if self.momentum is None
+                    1.0 / float(self.num_batches_tracked)
+                    if self.momentum is None
                     else self.momentum
                 )
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
@@ -243,8 +253,12 @@ def _convert(module: nn.Module, group: dist.ProcessGroup | None) -> nn.Module:
     out = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         out = AllReduceBatchNorm(
-            module.num_features, module.eps, module.momentum, module.affine,
-            module.track_running_stats, group=group,
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+            group=group,
         )
         with torch.no_grad():
             if module.affine:

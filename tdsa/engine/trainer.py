@@ -55,6 +55,7 @@ from tdsa.engine.evaluate import autocast, evaluate
 from tdsa.engine.logging import MetricsWriter
 from tdsa.engine.optim import build_optimizer, build_scheduler
 from tdsa.errors import CheckpointError, ConfigError, DataError, TdsaError
+from tdsa.models.pretrained import load_state_strict
 
 TERMS = ("total", "ce", "dis_mid", "div_mid", "dis_high", "div_high")
 TIME_KEYS = ("epoch_time", "eval_time", "images_per_s")
@@ -237,12 +238,14 @@ class Trainer:
         if ckpt is not None:
             ckpt_mod.check_compatible(ckpt, cfg, self.num_classes, resume_path)
         net = create_model(
-            cfg.model.name, self.num_classes, xi=tuple(cfg.model.xi),
+            cfg.model.name,
+            self.num_classes,
+            xi=tuple(cfg.model.xi),
             pretrained=False if ckpt is not None else cfg.model.pretrained,
             **ckpt_mod.model_kwargs(cfg),
         )
         if ckpt is not None:
-            ckpt_mod.load_state(net, ckpt["model"], resume_path)
+            load_state_strict(net, ckpt["model"], str(resume_path))
         sync_bn = cfg.runtime.sync_bn if cfg.runtime.sync_bn is not None else info.distributed
         if sync_bn and info.distributed:
             net = convert_sync_batchnorm(net, dev)
@@ -260,10 +263,17 @@ class Trainer:
         self.taps = taps
         lc = cfg.loss
         self.criterion = TDSALoss(
-            self.num_classes, xi_mid=cfg.model.xi[0], xi_high=cfg.model.xi[1],
-            alpha_mid=lc.alpha_mid, beta_mid=lc.beta_mid, alpha_high=lc.alpha_high,
-            beta_high=lc.beta_high, top_down=lc.top_down, keep_mid=lc.keep_mid,
-            keep_high=lc.keep_high, div_temperature=lc.div_temperature,
+            self.num_classes,
+            xi_mid=cfg.model.xi[0],
+            xi_high=cfg.model.xi[1],
+            alpha_mid=lc.alpha_mid,
+            beta_mid=lc.beta_mid,
+            alpha_high=lc.alpha_high,
+            beta_high=lc.beta_high,
+            top_down=lc.top_down,
+            keep_mid=lc.keep_mid,
+            keep_high=lc.keep_high,
+            div_temperature=lc.div_temperature,
         )
         self.optimizer = build_optimizer(net, cfg.optim)
         self.scheduler = build_scheduler(
@@ -318,8 +328,9 @@ class Trainer:
             rng=ckpt_mod.capture_rng(self.mask_generator),
         )
 
-    def _save(self, names: tuple[str, ...], epoch: int, batch: int = 0,
-              partial: dict | None = None) -> None:
+    def _save(
+        self, names: tuple[str, ...], epoch: int, batch: int = 0, partial: dict | None = None
+    ) -> None:
         if not self.info.is_main:
             return
         state = self._checkpoint(epoch, batch, partial)
@@ -330,8 +341,13 @@ class Trainer:
     def _train_loader(self, epoch: int, start_step: int) -> DataLoader:
         rt = self.cfg.runtime
         sampler = GlobalBatchSampler(
-            len(self.train_set), self.cfg.train.batch_size, seed=rt.seed, epoch=epoch,
-            rank=self.info.rank, world_size=self.info.world_size, start_step=start_step,
+            len(self.train_set),
+            self.cfg.train.batch_size,
+            seed=rt.seed,
+            epoch=epoch,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+            start_step=start_step,
         )
         gen = torch.Generator()
         gen.manual_seed(_loader_seed(rt.seed, epoch, self.info.rank, start_step))
@@ -348,9 +364,14 @@ class Trainer:
     def _loader(self, ds: Dataset, bs: int, sampler: Any, gen: torch.Generator) -> DataLoader:
         workers = self.cfg.data.workers
         return DataLoader(
-            ds, batch_size=bs, sampler=sampler, num_workers=workers, generator=gen,
+            ds,
+            batch_size=bs,
+            sampler=sampler,
+            num_workers=workers,
+            generator=gen,
             worker_init_fn=_seed_worker if workers else None,
-            pin_memory=self.device.type == "cuda", drop_last=False,
+            pin_memory=self.device.type == "cuda",
+            drop_last=False,
         )
 
     # ---- training -----------------------------------------------------------------------
@@ -377,8 +398,12 @@ class Trainer:
         self.taps.train()
         loader = iter(self._train_loader(epoch, start))
         bar = tqdm(
-            total=self.steps_per_epoch, initial=start, disable=not self._show_progress(),
-            desc=f"epoch {epoch + 1}/{tr.epochs}", dynamic_ncols=True, leave=False,
+            total=self.steps_per_epoch,
+            initial=start,
+            disable=not self._show_progress(),
+            desc=f"epoch {epoch + 1}/{tr.epochs}",
+            dynamic_ncols=True,
+            leave=False,
         )
         t0 = time.perf_counter()
         interrupted = False
@@ -406,8 +431,11 @@ class Trainer:
             if self._stop_requested():
                 interrupted = step + 1 < self.steps_per_epoch
                 if interrupted:
-                    partial = {"sums": sums.tolist(), "lr": lr,
-                               "time": elapsed + time.perf_counter() - t0}
+                    partial = {
+                        "sums": sums.tolist(),
+                        "lr": lr,
+                        "time": elapsed + time.perf_counter() - t0,
+                    }
                     self._save(("last.pt",), epoch, step + 1, partial)
                 break
         bar.close()
@@ -425,8 +453,16 @@ class Trainer:
         row["images_per_s"] = float(sums[-1]) / max(elapsed, 1e-9)
         return row, interrupted
 
-    def _micro_step(self, images: torch.Tensor, targets: torch.Tensor, aux: float,
-                    sums: torch.Tensor, micro: int, epoch: int, step: int) -> None:
+    def _micro_step(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        aux: float,
+        sums: torch.Tensor,
+        micro: int,
+        epoch: int,
+        step: int,
+    ) -> None:
         tr, dev = self.cfg.train, self.device
         images = images.to(dev, non_blocking=True)
         targets = targets.to(dev, non_blocking=True)
@@ -460,7 +496,8 @@ class Trainer:
             name = next(k for k in order if bad[TERMS.index(k)] > 0)
             kept = (
                 f"last.pt keeps epoch {self.start_epoch_done}"
-                if self.start_epoch_done else "no checkpoint was written yet"
+                if self.start_epoch_done
+                else "no checkpoint was written yet"
             )
             raise NonFiniteLossError(
                 f"loss term {name!r} became {float(values[TERMS.index(name)])} at epoch "
@@ -506,12 +543,21 @@ class Trainer:
                 t0 = time.perf_counter()
                 model = self.ema.module if self.ema is not None else self.net
                 res = evaluate(
-                    model, self._test_loader(), self.device, self.num_classes,
-                    amp=cfg.train.amp, channels_last=cfg.train.channels_last,
+                    model,
+                    self._test_loader(),
+                    self.device,
+                    self.num_classes,
+                    amp=cfg.train.amp,
+                    channels_last=cfg.train.channels_last,
                     reduce=self.info.distributed,
                 )
-                row.update(test_top1=res["top1"], test_top5=res["top5"], test_loss=res["loss"],
-                           test_images=res["n"], eval_time=time.perf_counter() - t0)
+                row.update(
+                    test_top1=res["top1"],
+                    test_top5=res["top5"],
+                    test_loss=res["loss"],
+                    test_images=res["n"],
+                    eval_time=time.perf_counter() - t0,
+                )
                 self.metrics.append(row)
                 improved = row["test_top1"] > self.best["top1"]
                 if improved:

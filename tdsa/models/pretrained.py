@@ -111,7 +111,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def _load_tdsa(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> LoadReport:
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(state)`` that turns missing or unexpected keys and shape
+    mismatches into one :class:`CheckpointError` naming the first few and the model.
+
+    Book: chapter 4, *Full training*.
+    """
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -130,11 +135,15 @@ def _load_tdsa(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
             problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
         arch = getattr(model, "default_cfg", {}).get("architecture", type(model).__name__)
         raise CheckpointError(
-            f"{source} is a tdsa state dict that does not fit {arch} "
+            f"{source} holds weights that do not fit {arch} "
             f"(num_classes={getattr(model, 'num_classes', '?')}, xi={getattr(model, 'xi', '?')})"
             f": {', '.join(problems)}"
         )
     model.load_state_dict(state, strict=True)
+
+
+def _load_tdsa(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> LoadReport:
+    load_state_strict(model, state, source)
     return LoadReport(source=source, kind="tdsa", loaded=list(state))
 
 

@@ -165,18 +165,7 @@ def test_written_parts_lie_on_rerendered_parts(small_root: Path) -> None:
     """Re-render images from their per-image RNG: same picture, parts on the part masks."""
     meta = json.loads((small_root / "tdsa_synthetic.json").read_text(encoding="utf-8"))
     args = meta["args"]
-    render_kw = {
-        k: args[k]
-        for k in (
-            "image_size",
-            "fine_scale",
-            "distractors",
-            "min_scale",
-            "max_scale",
-            "max_rotation",
-            "noise_std",
-        )
-    }
+    render_kw = {k: args[k] for k in synthetic.RENDER_ARGS}
     images = read_rows(small_root / "images.txt")
     labels = dict(read_rows(small_root / "image_class_labels.txt"))
     locs = read_rows(small_root / "parts" / "part_locs.txt")

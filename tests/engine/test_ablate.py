@@ -107,7 +107,7 @@ def test_rerun_skips_finished_runs_and_report_only_trains_nothing(swept, monkeyp
     assert main(["ablate", "--grid", str(grid), "--out", str(out), "--results",
                  str(results), "--report-only"]) == 0
     assert len(_rows(results.with_suffix(".csv"))) == 4
-    assert "--report-only" in results.with_suffix(".md").read_text()
+    assert "with `--report-only`" in results.with_suffix(".md").read_text()
 
 
 def test_failed_variant_is_recorded_not_dropped(tiny_root, tmp_path, monkeypatch):
