@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tdsa.errors import ConfigError
+from tdsa.errors import ConfigError, DataError
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -71,10 +71,30 @@ class MetricsWriter:
             self.tb.close()
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` file.
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run: ``run/metrics.jsonl`` (or that file itself).
+
+    Raises :class:`tdsa.errors.DataError` naming the file (and line) when it is missing or
+    not JSON lines.
 
     Book: chapter 4, *Full training*.
     """
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    path = Path(run)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise DataError(f"no metrics file: {path} (expected a run folder with metrics.jsonl)")
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{n}: not a JSON object ({exc})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object per line, got {line[:40]!r}")
+        records.append(record)
+    if not records:
+        raise DataError(f"{path}: no records (expected one JSON object per epoch)")
+    return records

@@ -6,7 +6,6 @@ in notebooks, nothing left open) and saves it as PNG when given ``path``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tdsa.errors import DataError
+from tdsa.engine.logging import read_metrics
 from tdsa.viz.maps import class_gate_maps, to_image
 
 if TYPE_CHECKING:
@@ -198,35 +197,6 @@ def draw_parts(
     return ax
 
 
-def read_metrics(run: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run: ``run/metrics.jsonl`` (or that file itself).
-
-    Raises :class:`tdsa.errors.DataError` naming the file (and line) when it is missing or
-    not JSON lines.
-
-    Book: chapter 4, *Full training*.
-    """
-    path = Path(run)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise DataError(f"no metrics file: {path} (expected a run folder with metrics.jsonl)")
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise DataError(f"{path}:{n}: not a JSON object ({exc})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object per line, got {line[:40]!r}")
-        records.append(record)
-    if not records:
-        raise DataError(f"{path}: no records (expected one JSON object per epoch)")
-    return records
-
-
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for i, rec in enumerate(records):
@@ -246,7 +216,8 @@ def plot_training_curves(
     """Training curves of a run: the loss terms, test top-1/top-5 accuracy and the LR.
 
     ``run`` is a run folder, its ``metrics.jsonl`` or the records themselves. Keys per epoch:
-    ``epoch``, the loss terms :data:`LOSS_KEYS`, ``test_top1``, ``test_top5``, ``lr``;
+    ``epoch``, the training loss terms ``train_<key>`` for each key of :data:`LOSS_KEYS` (as the
+    trainer writes them), ``test_top1``, ``test_top5``, ``lr``;
     missing keys are skipped. The best top-1 epoch is marked.
 
     Book: chapter 4, *Full training*.
@@ -255,7 +226,7 @@ def plot_training_curves(
     fig, axes = _figure(1, 3, cell=3.4)
     ax_loss, ax_acc, ax_lr = axes[0]
     for key in LOSS_KEYS:
-        xs, ys = _series(records, key)
+        xs, ys = _series(records, f"train_{key}")
         if xs:
             ax_loss.plot(xs, ys, label=key, lw=2.0 if key == "total" else 1.0)
     ax_loss.set(title="training loss", xlabel="epoch")

@@ -18,6 +18,7 @@ from tdsa.engine.logging import read_metrics
 from tdsa.engine.trainer import TIME_KEYS, train
 from tdsa.errors import TdsaError
 from tdsa.losses import TDSALoss
+from tdsa.viz import plot_training_curves
 
 from .conftest import REPO, tiny_config
 
@@ -71,6 +72,10 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tiny_root: Path, tmp_pa
     best = max(r["test_top1"] for r in rows)
     assert straight["best_top1"] == best and straight["final_top1"] == a_["test_top1"]
     assert "test set" in straight["selection_note"]
+    # the plotting helper reads the trainer's own metrics file: every loss term is drawn
+    curves = plot_training_curves(tmp_path / "straight")
+    assert sorted(line.get_label() for line in curves.axes[0].lines) == sorted(
+        ["total", "ce", "dis_mid", "div_mid", "dis_high", "div_high"])
 
 
 def test_nan_loss_names_the_term_and_keeps_last_good_checkpoint(

@@ -143,12 +143,12 @@ def _write_run(tmp_path, epochs=4):
     for e in range(epochs):
         rec = {
             "epoch": e,
-            "total": 3.0 - e * 0.5,
-            "ce": 2.0 - e * 0.3,
-            "dis_mid": 1.0,
-            "div_mid": 0.5,
-            "dis_high": 1.0,
-            "div_high": 0.4,
+            "train_total": 3.0 - e * 0.5,
+            "train_ce": 2.0 - e * 0.3,
+            "train_dis_mid": 1.0,
+            "train_div_mid": 0.5,
+            "train_dis_high": 1.0,
+            "train_div_high": 0.4,
             "test_top1": [10, 30, 25, 20][e],
             "test_top5": 50.0 + e,
             "lr": 0.1 if e < 2 else 0.01,
