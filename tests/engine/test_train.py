@@ -210,3 +210,21 @@ def test_eval_command_prints_the_stored_accuracy(tiny_root: Path, tmp_path: Path
     assert len(counts) == 4 and sum(map(sum, counts)) == 20
     assert sum(counts[i][i] for i in range(4)) / 20 * 100 == pytest.approx(best)
     assert all(sum(r) == 5 for r in counts), "rows are true classes, 5 test images each"
+
+
+def test_fp16_with_grad_scaler_runs_on_cpu_and_checkpoints_the_scaler(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    summary = train(tiny_config(tiny_root, "train.epochs=1", "train.amp=fp16"), tmp_path)
+    assert torch.isfinite(torch.tensor(summary["metrics"][0]["train_total"]))
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["scaler"] and state["scaler"]["scale"] > 0
+
+
+def test_torch_compile_training_runs_on_cpu(tiny_root: Path, tmp_path: Path) -> None:
+    summary = train(tiny_config(tiny_root, "train.epochs=1", "train.compile=true"), tmp_path)
+    row = summary["metrics"][0]
+    assert torch.isfinite(torch.tensor(row["train_total"])) and row["test_images"] == 20
+    # the checkpoint holds the plain module's names: an eager model loads it
+    model, _ = ck.load_model(tmp_path / "last.pt")
+    assert not any("_orig_mod" in k for k in model.state_dict())
