@@ -314,6 +314,16 @@ def run_grid(grid: Grid, out: str | Path, *, seeds: Sequence[int] | None = None,
 
 _PCT = "pct"
 
+
+def _pointing_columns(granularity: str) -> list[tuple[str, str, str]]:
+    """Columns of a pointing-game table: true class, wrong class, Grad-CAM and the baselines."""
+    return [
+        (label, f"hit_rate/{src}/granularity:{granularity}", _PCT)
+        for label, src in (("true", "high"), ("wrong", "wrong_high"), ("Grad-CAM", "gradcam"),
+                           ("chance", "chance_high"), ("centre", "centre"))
+    ]
+
+
 TABLES: list[tuple[str, str, list[tuple[str, str, str]]]] = [
     ("Test accuracy", "Top-1 (%) on every test image; *best* is selected on the test set "
      "(the field's convention), *final* is the last epoch. Seconds: training wall time of one run.",
@@ -323,17 +333,9 @@ TABLES: list[tuple[str, str, list[tuple[str, str, str]]]] = [
      "Share (%) of peaks that land within the radius of a fine part. true = the true class's "
      "channels; wrong = the channels of class (y+1) mod K (control); Grad-CAM = of the true "
      "logit at the high tap; chance = a uniform cell of the same grid; centre = the box centre.",
-     [("true", "hit_rate/high/granularity:fine", _PCT),
-      ("wrong", "hit_rate/wrong_high/granularity:fine", _PCT),
-      ("Grad-CAM", "hit_rate/gradcam/granularity:fine", _PCT),
-      ("chance", "hit_rate/chance_high/granularity:fine", _PCT),
-      ("centre", "hit_rate/centre/granularity:fine", _PCT)]),
+     _pointing_columns("fine")),
     ("Coarse parts (wing, tail): pointing game, high stage", "As above, coarse parts.",
-     [("true", "hit_rate/high/granularity:coarse", _PCT),
-      ("wrong", "hit_rate/wrong_high/granularity:coarse", _PCT),
-      ("Grad-CAM", "hit_rate/gradcam/granularity:coarse", _PCT),
-      ("chance", "hit_rate/chance_high/granularity:coarse", _PCT),
-      ("centre", "hit_rate/centre/granularity:coarse", _PCT)]),
+     _pointing_columns("coarse")),
     ("Mid stage and nesting",
      "Mid-stage pointing (%) on fine / coarse parts, true vs wrong class vs chance; coverage = "
      "distinct parts hit per image by the class's high channels; nesting (%) = mid peaks inside "
