@@ -290,19 +290,16 @@ def _stage_inputs(k=3, xi_mid=6, xi_high=2, b=4, seed=0, dtype=torch.float64):
     return logits, mid, high, y, masks
 
 
+def _stage_criterion(top_down: bool) -> TDSALoss:
+    """The TDSALoss that matches `_stage_inputs` (3 classes, xi 6/2, distinct weights)."""
+    return TDSALoss(3, xi_mid=6, xi_high=2, alpha_mid=0.7, beta_mid=2.0, alpha_high=1.3,
+                    beta_high=5.0, top_down=top_down)
+
+
 @pytest.mark.parametrize("top_down", [True, False])
 def test_tdsa_total_is_weighted_sum_of_functional_terms(top_down):
     logits, mid, high, y, masks = _stage_inputs()
-    crit = TDSALoss(
-        3,
-        xi_mid=6,
-        xi_high=2,
-        alpha_mid=0.7,
-        beta_mid=2.0,
-        alpha_high=1.3,
-        beta_high=5.0,
-        top_down=top_down,
-    )
+    crit = _stage_criterion(top_down)
     out = crit(logits, mid, high, y, masks, aux_scale=0.25)
     assert set(out) == {"total", "ce", "dis_mid", "div_mid", "dis_high", "div_high"}
     mid_in = top_down_gate(high, mid) if top_down else mid
@@ -475,16 +472,7 @@ def test_tdsa_gradients_equal_the_unfused_composition(top_down):
     # TDSALoss fuses the gate into the stage loss; its gradients must equal autograd through
     # top_down_gate + channel_constraint, and a gradcheck of the whole loss must pass.
     logits, mid, high, y, masks = _stage_inputs(b=2)
-    crit = TDSALoss(
-        3,
-        xi_mid=6,
-        xi_high=2,
-        alpha_mid=0.7,
-        beta_mid=2.0,
-        alpha_high=1.3,
-        beta_high=5.0,
-        top_down=top_down,
-    )
+    crit = _stage_criterion(top_down)
 
     def fused(lg, m, h):
         return crit(lg, m, h, y, masks)["total"]
