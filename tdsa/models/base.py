@@ -67,6 +67,16 @@ def init_conv_bn(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def adapter_1x1(in_channels: int, out_channels: int) -> nn.Sequential:
+    """A 1x1 conv (no bias) + BN + ReLU: the side adapter that turns a trunk's features into
+    ``out_channels`` class-coded channels (ResNet ``adapter="conv1x1"``, VGG ``stages="side"``).
+
+    Book: code_vs_paper.md, *The network*.
+    """
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
 class TdsaNet(nn.Module):
     """Base class: ``forward_features(x) -> {"mid", "high"}``, ``forward_head(high)``.
 

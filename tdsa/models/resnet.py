@@ -13,6 +13,7 @@ from tdsa.models.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     TdsaNet,
+    adapter_1x1,
     check_classes_xi,
     init_conv_bn,
     parse_input_size,
@@ -83,10 +84,6 @@ def _wide_stage(
     return nn.Sequential(*layers)
 
 
-def _adapter(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(*_conv_bn(in_channels, out_channels, 1), nn.ReLU(inplace=True))
-
-
 def _halve(n: int, stride: bool) -> int:
     """Output length of a stride-2 ResNet layer (k3/p1 or k7/p3 or k1/p0): ceil(n / 2)."""
     return (n + 1) // 2 if stride else n
@@ -140,8 +137,8 @@ class TdsaResNet(TdsaNet):
         self.adapter_high: nn.Module
         if adapter == "conv1x1":
             self.layer3, self.layer4 = trunk.layer3, trunk.layer4
-            self.adapter_mid = _adapter(256 * expansion, mid_ch)
-            self.adapter_high = _adapter(512 * expansion, high_ch)
+            self.adapter_mid = adapter_1x1(256 * expansion, mid_ch)
+            self.adapter_high = adapter_1x1(512 * expansion, high_ch)
             init_conv_bn(self.adapter_mid)
             init_conv_bn(self.adapter_high)
         else:

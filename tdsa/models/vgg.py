@@ -10,6 +10,7 @@ from tdsa.models.base import (
     PUBLISHED_MEAN,
     PUBLISHED_STD,
     TdsaNet,
+    adapter_1x1,
     check_classes_xi,
     init_conv_bn,
     parse_input_size,
@@ -39,9 +40,15 @@ _VGG16_PLAN: tuple[int | str, ...] = (
 )
 
 
-def vgg_layer_list(num_classes: int, xi: tuple[int, int], width: float = 1.0) -> list[int | str]:
-    """The layer list: conv out-channels and ``"M"`` (2x2 max-pool), e.g. for 200 classes
-    ``64,64,M,128,128,M,256,256,256,M,512,512,1800,M,512,512,600``.
+STAGES = ("serial", "side")
+
+
+def vgg_layer_list(
+    num_classes: int, xi: tuple[int, int], width: float = 1.0, stages: str = "serial"
+) -> list[int | str]:
+    """The trunk's layer list: conv out-channels and ``"M"`` (2x2 max-pool), e.g. for 200
+    classes ``64,64,M,128,128,M,256,256,256,M,512,512,1800,M,512,512,600``. With
+    ``stages="side"`` conv4_3 and conv5_3 keep VGG16's own 512 (times ``width``).
 
     Book: chapter 2, *The channel-constraint module*.
     """
@@ -49,18 +56,21 @@ def vgg_layer_list(num_classes: int, xi: tuple[int, int], width: float = 1.0) ->
     for v in _VGG16_PLAN:
         if v == "M":
             out.append("M")
-        elif v == "mid":
-            out.append(num_classes * xi[0])
-        elif v == "high":
-            out.append(num_classes * xi[1])
+        elif v in ("mid", "high") and stages == "serial":
+            out.append(num_classes * xi[0 if v == "mid" else 1])
         else:
-            out.append(max(1, round(int(v) * width)))
+            out.append(max(1, round((512 if v in ("mid", "high") else int(v)) * width)))
     return out
 
 
 class TdsaVGG(TdsaNet):
     """VGG16-BN trunk with two class-coded convs: ``mid`` (c*xi_mid, stride 8) and ``high``
     (c*xi_high, stride 16), and the published flatten head (or GAP).
+
+    ``stages="serial"`` (published): conv4_3 itself emits the c*xi_mid channels and feeds the
+    next block, conv5_3 emits c*xi_high. ``stages="side"`` (ablation): the plain VGG16 trunk,
+    with ``mid`` and ``high`` taken by 1x1 conv+BN+ReLU adapters on conv4_3 and conv5_3, the
+    mid adapter being a side branch (as in the ResNet ports' ``adapter="conv1x1"``).
 
     ``features`` is indexed like torchvision's ``vgg16_bn().features``, so torchvision
     weights load by name wherever the shapes agree.
@@ -76,18 +86,22 @@ class TdsaVGG(TdsaNet):
         width: float = 1.0,
         head: str = "flatten",
         input_size: int | tuple[int, int] = 224,
+        stages: str = "serial",
     ) -> None:
         super().__init__()
         num_classes, xi = check_classes_xi(num_classes, xi)
         if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
             raise ConfigError(f"width must be a positive number, got {width!r}")
+        if stages not in STAGES:
+            raise ConfigError(f"stages must be one of {', '.join(STAGES)}, got {stages!r}")
         size = parse_input_size(input_size)
         self.num_classes = num_classes
         self.xi = xi
         layers: list[nn.Module] = []
         in_ch = 3
         self.mid_index = -1  # index in `features` of the ReLU after the c*xi_mid conv
-        for kind, v in zip(_VGG16_PLAN, vgg_layer_list(num_classes, xi, width), strict=True):
+        plan = vgg_layer_list(num_classes, xi, width, stages)
+        for kind, v in zip(_VGG16_PLAN, plan, strict=True):
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
                 continue
@@ -97,8 +111,15 @@ class TdsaVGG(TdsaNet):
             if kind == "mid":
                 self.mid_index = len(layers) - 1
         self.features = nn.Sequential(*layers)
+        self.adapter_mid: nn.Module = nn.Identity()
+        self.adapter_high: nn.Module = nn.Identity()
+        if stages == "side":
+            trunk_mid = self.features[self.mid_index - 1].num_features
+            self.adapter_mid = adapter_1x1(trunk_mid, num_classes * xi[0])
+            self.adapter_high = adapter_1x1(in_ch, num_classes * xi[1])
         self.default_cfg = {
             "architecture": "tdsa_vgg16",
+            "stages": stages,
             "input_size": (3, *size),
             "mean": PUBLISHED_MEAN,
             "std": PUBLISHED_STD,
@@ -123,7 +144,7 @@ class TdsaVGG(TdsaNet):
             x = layer(x)
             if i == self.mid_index:
                 mid = x
-        return {"mid": mid, "high": x}
+        return {"mid": self.adapter_mid(mid), "high": self.adapter_high(x)}
 
 
 @register_model
@@ -134,10 +155,12 @@ def tdsa_vgg16(
     width: float = 1.0,
     head: str = "flatten",
     input_size: int | tuple[int, int] = 224,
+    stages: str = "serial",
 ) -> TdsaVGG:
     """The published TDSA network (VGG16-BN, no pool 5); ``width=0.25`` is the compact
-    CPU version, ``head="gap"`` the GAP ablation.
+    CPU version, ``head="gap"`` the GAP ablation, ``stages="side"`` the side-adapter ablation.
 
     Book: chapter 2, *The channel-constraint module*.
     """
-    return TdsaVGG(num_classes, xi, width=width, head=head, input_size=input_size)
+    return TdsaVGG(num_classes, xi, width=width, head=head, input_size=input_size, stages=stages)
+

@@ -80,6 +80,9 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     assert "tdsa vs ce: +10.0 ± 1.0 points over 3 seed(s), **higher**" in text
     assert "true-class channels vs a wrong class's channels: +20.0 ± 0.0" in text
     assert "**In these results TDSA does what the paper claims:**" in text
+    assert ("| none (the book's regime: flattened head, 112 px) | ce | tdsa | 3 | 50.0 ± 10.0 | "
+            "60.0 ± 9.0 | +10.0 ± 1.0 | +20.0 ± 0.0 | +25.0 ± 0.0 | +22.0 ± 0.0 | holds |") in text
+    assert "**A regime where TDSA does what the paper claims:** tdsa (none" in text
     streams = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                         for o in c.get("outputs", []))
     assert "tdsa             seeds [0, 1, 2], failed [3]" in streams, "failed runs are shown"

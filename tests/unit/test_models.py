@@ -201,6 +201,39 @@ def test_vgg_taps_and_head_match_a_functional_reference() -> None:
     torch.testing.assert_close(logits, ref["logits"])
 
 
+def test_vgg_side_stages_keep_the_plain_trunk_and_branch_the_mid_tap() -> None:
+    model = create_model("tdsa_vgg16", C, width=0.25, input_size=64, stages="side").eval()
+    randomise_bn(model)
+    convs = [m.out_channels for m in model.features if isinstance(m, nn.Conv2d)]
+    assert convs == [16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128]
+    x = torch.randn(2, 3, 64, 64)
+
+    def adapter(seq: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        conv, bn = seq[0], seq[1]
+        z = F.conv2d(z, conv.weight)
+        z = F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0,
+                         bn.eps)
+        return torch.clamp(z, min=0)
+
+    with torch.no_grad():
+        trunk = []
+        z = x
+        for layer in model.features:
+            z = layer(z)
+            trunk.append(z)
+        feats = model.forward_features(x)
+        ref_mid = adapter(model.adapter_mid, trunk[model.mid_index])
+        ref_high = adapter(model.adapter_high, z)
+        assert feats["mid"].shape == (2, C * 9, 8, 8) and feats["high"].shape == (2, C * 3, 4, 4)
+        torch.testing.assert_close(feats["mid"], ref_mid)
+        torch.testing.assert_close(feats["high"], ref_high)
+        # a side branch: the mid adapter does not feed the high tap
+        model.adapter_mid[0].weight.mul_(-3.0)
+        torch.testing.assert_close(model.forward_features(x)["high"], feats["high"])
+    with pytest.raises(ValueError, match="stages must be one of serial, side, got 'x'"):
+        create_model("tdsa_vgg16", C, width=0.25, input_size=64, stages="x")
+
+
 def test_widened_resnet_stages_emit_exactly_c_xi_channels() -> None:
     model = create_model("tdsa_resnet50", 7, xi=(5, 2), adapter="widen", input_size=64)
     assert len(model.layer3) == 6 and len(model.layer4) == 3

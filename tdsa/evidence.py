@@ -1,0 +1,289 @@
+"""Reading ablation results files and testing the paper's claim on them, seed by seed.
+
+``python -m tdsa ablate`` writes ``results/NAME.csv`` (one row per run). This module reads
+those rows back and asks the book's question of each *lever*, a pair of arms that share the
+network, head, data, schedule and seeds and differ only in the loss: does the method arm beat
+cross-entropy in test accuracy, and do its true-class high-level channels hit the fine parts
+more often than a wrong class's channels, than chance and than the CE model's Grad-CAM? Each
+comparison is a paired difference over the seeds both arms finished, counted only when its
+mean exceeds its sample standard deviation over at least two seeds.
+
+Book: chapter 5, *Ablations* (and the summaries in chapters 4 and 6).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tdsa.errors import DataError
+
+__all__ = [
+    "CLAIM_PARTS",
+    "LEVER_PAIRS",
+    "LeverCheck",
+    "check_lever",
+    "check_levers",
+    "claim_summary",
+    "column_stats",
+    "fine_key",
+    "lever_table",
+    "paired",
+    "read_results",
+    "verdict",
+]
+
+TEXT_COLUMNS = ("variant", "status", "error")
+REQUIRED = ("variant", "seed", "status", "final_top1", "best_top1")
+
+LEVER_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("none (the book's regime: flattened head, 112 px)", "ce", "tdsa"),
+    ("published weights 1.5 / 15, no ramp", "ce", "tdsa_published"),
+    ("no ramp of the auxiliary weights", "ce", "tdsa_no_ramp"),
+    ("MC-Loss on the high stage only", "ce", "mc_high"),
+    ("no top-down gate", "ce", "no_gate"),
+    ("diversity term only", "ce", "div_only"),
+    ("discriminality term only", "ce", "dis_only"),
+    ("xi = (6, 2) channels per class", "ce", "tdsa_xi62"),
+    ("GAP head instead of the flattened map", "ce_gap", "tdsa_gap"),
+    ("plain trunk, 1x1 side adapters", "ce_side", "tdsa_side"),
+    ("fine parts 1.5x larger", "ce_fine15", "tdsa_fine15"),
+    ("80 training images per class", "ce_n80", "tdsa_n80"),
+    ("GAP head and 80 training images per class", "ce_gap_n80", "tdsa_gap_n80"),
+    ("224 px: mid 28x28, high 14x14", "ce_px224", "tdsa_px224"),
+    ("32 epochs instead of 16", "ce_long", "tdsa_long"),
+)
+"""(lever, cross-entropy arm, method arm) of the grids ``configs/ablations/synthetic.yaml``
+and ``levers.yaml``: within a pair only the loss differs."""
+
+CLAIM_PARTS = ("accuracy", "vs wrong class", "vs chance", "vs CE Grad-CAM")
+"""The four comparisons of :class:`LeverCheck`, in order."""
+
+Row = dict[str, object]
+
+
+def fine_key(source: str) -> str:
+    """The results column of a pointing-game source on the fine parts, e.g. ``"high"``.
+
+    Book: chapter 5, *Ablations*.
+    """
+    return f"hit_rate/{source}/granularity:fine"
+
+
+def read_results(path: str | Path) -> list[Row]:
+    """The rows of a results CSV written by ``python -m tdsa ablate``; numbers as floats
+    (NaN for empty cells). A missing file or column raises :class:`tdsa.errors.DataError`
+    naming it.
+
+    Book: chapter 5, *Ablations*.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such results file (written by python -m tdsa ablate)")
+    rows: list[Row] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or ())]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected the "
+                            "header written by python -m tdsa ablate")
+        for line, raw in enumerate(reader, start=2):
+            row: Row = {}
+            for key, value in raw.items():
+                if key in TEXT_COLUMNS:
+                    row[key] = value
+                    continue
+                try:
+                    row[key] = float(value) if value not in ("", None) else math.nan
+                except ValueError:
+                    raise DataError(f"{path}, line {line}: column {key!r} holds {value!r}, "
+                                    "expected a number") from None
+            rows.append(row)
+    return rows
+
+
+def _values(rows: Iterable[Row], variant: str, key: str, scale: float) -> dict[int, float]:
+    out = {}
+    for r in rows:
+        if r["variant"] == variant and r["status"] == "ok":
+            value = float(r.get(key, math.nan))  # type: ignore[arg-type]
+            if not math.isnan(value):
+                out[int(r["seed"])] = value * scale  # type: ignore[call-overload]
+    return out
+
+
+def column_stats(rows: Iterable[Row], variant: str, key: str,
+                 scale: float = 1.0) -> tuple[float, float, list[float]]:
+    """``(mean, sample std, values)`` of one column over a variant's finished runs; NaN
+    mean without runs, NaN std with one.
+
+    Book: chapter 5, *Ablations*.
+    """
+    values = list(_values(rows, variant, key, scale).values())
+    if not values:
+        return math.nan, math.nan, values
+    std = statistics.stdev(values) if len(values) > 1 else math.nan
+    return statistics.fmean(values), std, values
+
+
+def paired(rows: Iterable[Row], a: tuple[str, str], b: tuple[str, str],
+           scale: float = 1.0) -> tuple[float, float, int]:
+    """Mean and sample std over the seeds both finished of ``(variant, column)`` ``a`` minus
+    ``b``, and the number of those seeds.
+
+    Book: chapter 5, *Ablations*.
+    """
+    rows = list(rows)
+    left, right = _values(rows, *a, scale), _values(rows, *b, scale)
+    diffs = [left[s] - right[s] for s in sorted(set(left) & set(right))]
+    if not diffs:
+        return math.nan, math.nan, 0
+    return (statistics.fmean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else math.nan,
+            len(diffs))
+
+
+def verdict(mean: float, std: float, n: int) -> str:
+    """``"higher"`` / ``"lower"`` when a paired mean exceeds its std over >= 2 seeds, else
+    ``"no clear difference"``.
+
+    Book: chapter 5, *Ablations*.
+    """
+    if n < 2 or math.isnan(std) or abs(mean) <= std:
+        return "no clear difference"
+    return "higher" if mean > 0 else "lower"
+
+
+@dataclass(frozen=True)
+class LeverCheck:
+    """The claim tested on one lever: the four paired differences of :data:`CLAIM_PARTS`
+    (points; each ``(mean, std, seeds)``) and which of them are clearly positive.
+
+    Book: chapter 5, *Ablations*.
+    """
+
+    lever: str
+    ce: str
+    arm: str
+    diffs: tuple[tuple[float, float, int], ...]
+
+    @property
+    def failed(self) -> list[str]:
+        """The parts of the claim that are not clearly positive."""
+        return [name for name, d in zip(CLAIM_PARTS, self.diffs, strict=True)
+                if verdict(*d) != "higher"]
+
+    @property
+    def holds(self) -> bool:
+        """True when all four comparisons are clearly positive."""
+        return not self.failed
+
+    @property
+    def seeds(self) -> int:
+        """Seeds behind the accuracy comparison."""
+        return self.diffs[0][2]
+
+
+def check_lever(rows: Iterable[Row], lever: str, ce: str, arm: str) -> LeverCheck:
+    """Test the claim on one pair of arms: ``arm`` - ``ce`` final top-1, then the true-class
+    high-level fine-part hits of ``arm`` minus a wrong class's, minus chance, minus the CE
+    arm's Grad-CAM (in points).
+
+    Book: chapter 5, *Ablations*.
+    """
+    rows = list(rows)
+    true = (arm, fine_key("high"))
+    diffs = [paired(rows, (arm, "final_top1"), (ce, "final_top1"))]
+    diffs += [paired(rows, true, other, 100.0)
+              for other in ((arm, fine_key("wrong_high")), (arm, fine_key("chance_high")),
+                            (ce, fine_key("gradcam")))]
+    return LeverCheck(lever, ce, arm, tuple(diffs))
+
+
+def check_levers(rows: Iterable[Row],
+                 pairs: Sequence[tuple[str, str, str]] | None = None) -> list[LeverCheck]:
+    """:func:`check_lever` for every pair (default :data:`LEVER_PAIRS`) whose two arms have
+    finished runs in ``rows``.
+
+    Book: chapter 5, *Ablations*.
+    """
+    rows = list(rows)
+    known = {r["variant"] for r in rows if r["status"] == "ok"}
+    return [check_lever(rows, *p) for p in (LEVER_PAIRS if pairs is None else pairs)
+            if {p[1], p[2]} <= known]
+
+
+def _signed(d: tuple[float, float, int]) -> str:
+    mean, std, n = d
+    return "n/a" if n == 0 else f"{mean:+.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+
+
+def _mean_std(rows: Sequence[Row], variant: str) -> str:
+    mean, std, _ = column_stats(rows, variant, "final_top1")
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+
+
+_PART_HEADERS = {"accuracy": "method − CE top-1", "vs wrong class": "fine: true − wrong",
+                 "vs chance": "fine: true − chance", "vs CE Grad-CAM": "fine: true − CE Grad-CAM"}
+
+
+def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck] | None = None,
+                parts: Sequence[str] = CLAIM_PARTS) -> str:
+    """A Markdown table of :func:`check_levers`: per lever its two arms, the seeds, the mean ±
+    std test top-1 of both (when ``"accuracy"`` is in ``parts``), the paired differences of
+    ``parts`` (points) and whether the whole claim holds.
+
+    Book: chapter 5, *Ablations*.
+    """
+    rows = list(rows)
+    unknown = [p for p in parts if p not in CLAIM_PARTS]
+    if unknown:
+        raise ValueError(f"parts must be among {', '.join(CLAIM_PARTS)}, got {unknown}")
+    checks = check_levers(rows) if checks is None else checks
+    top1 = "accuracy" in parts
+    head = ["lever", "CE arm", "method arm", "seeds"]
+    head += ["CE top-1 (%)", "method top-1 (%)"] if top1 else []
+    head += [_PART_HEADERS[p] for p in parts] + ["claim"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for c in checks:
+        cells = [c.lever, c.ce, c.arm, str(c.seeds)]
+        cells += [_mean_std(rows, c.ce), _mean_std(rows, c.arm)] if top1 else []
+        cells += [_signed(c.diffs[CLAIM_PARTS.index(p)]) for p in parts]
+        cells.append("holds" if c.holds else "fails: " + ", ".join(c.failed))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def claim_summary(checks: Sequence[LeverCheck]) -> str:
+    """One paragraph (Markdown) stating whether any lever gives the paper's result, which
+    levers beat cross-entropy in accuracy, and which rest on fewer than 3 seeds.
+
+    Book: chapter 5, *Ablations*.
+    """
+    found = [c for c in checks if c.holds]
+    gains = [c for c in checks if verdict(*c.diffs[0]) == "higher"]
+    losses = [c for c in checks if verdict(*c.diffs[0]) == "lower"]
+    few = [c.arm for c in checks if c.seeds < 3]
+
+    def names(cs: Sequence[LeverCheck]) -> str:
+        return "; ".join(f"{c.arm} ({c.lever})" for c in cs)
+
+    if found:
+        text = f"**A regime where TDSA does what the paper claims:** {names(found)}."
+    else:
+        text = (f"**No lever here gives the paper's result.** In none of the {len(checks)} "
+                "levers does the method arm both beat cross-entropy on the same network and put "
+                "its true-class channels on the fine parts more often than a wrong class's "
+                "channels, than chance and than CE's Grad-CAM.")
+    text += (f" Clearly above its cross-entropy arm in test accuracy: {names(gains)}." if gains
+             else " In no lever is the method arm's test accuracy clearly above its CE arm's.")
+    if losses:
+        text += f" Clearly below: {names(losses)}."
+    if few:
+        text += f" Fewer than 3 seeds (provisional): {', '.join(few)}."
+    return text

@@ -1,0 +1,146 @@
+"""tdsa.evidence: results files read back, paired differences and the claim per lever."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tdsa.ablate import RunResult, load_grid, write_results
+from tdsa.errors import DataError
+from tdsa.evidence import (
+    CLAIM_PARTS,
+    LEVER_PAIRS,
+    check_lever,
+    check_levers,
+    claim_summary,
+    column_stats,
+    fine_key,
+    lever_table,
+    paired,
+    read_results,
+    verdict,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(variant: str, seed: int, top1: float, high: float = 0.3, wrong: float = 0.1,
+        chance: float = 0.05, gradcam: float = 0.1, status: str = "ok") -> dict:
+    return {"variant": variant, "seed": float(seed), "status": status, "final_top1": top1,
+            fine_key("high"): high, fine_key("wrong_high"): wrong,
+            fine_key("chance_high"): chance, fine_key("gradcam"): gradcam}
+
+
+def test_read_results_round_trips_the_ablate_csv(tmp_path: Path) -> None:
+    grid_path = tmp_path / "g.yaml"
+    grid_path.write_text(yaml.safe_dump({
+        "base": str(REPO / "configs" / "synthetic_tdsa.yaml"), "seeds": [0, 1],
+        "variants": {"ce": {"overrides": ["loss.alpha_mid=0"]}, "tdsa": {"overrides": []}}}))
+    results = [RunResult("ce", 0, "ok", {"final_top1": 40.0, "best_top1": 41.5,
+                                         fine_key("high"): 0.25}),
+               RunResult("tdsa", 1, "failed", {}, "NonFiniteLossError: loss is nan")]
+    csv_path, _ = write_results(load_grid(grid_path), results, tmp_path / "r" / "g", "cmd")
+    rows = read_results(csv_path)
+    assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [
+        ("ce", 0.0, "ok"), ("tdsa", 1.0, "failed")]
+    assert rows[0]["final_top1"] == 40.0 and rows[0][fine_key("high")] == 0.25
+    assert math.isnan(rows[1]["final_top1"])
+    assert rows[1]["error"] == "NonFiniteLossError: loss is nan"
+
+
+def test_read_results_names_the_file_the_column_and_the_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.csv: no such results file"):
+        read_results(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("variant,seed,status,final_top1\nce,0,ok,40\n")
+    with pytest.raises(DataError, match=r"bad\.csv: missing column\(s\) best_top1"):
+        read_results(bad)
+    bad.write_text("variant,seed,status,final_top1,best_top1\nce,0,ok,40,41\nce,1,ok,x,41\n")
+    with pytest.raises(DataError, match=r"bad\.csv, line 3: column 'final_top1' holds 'x'"):
+        read_results(bad)
+
+
+def test_paired_differences_use_only_common_finished_seeds() -> None:
+    rows = [run("ce", 0, 50.0), run("ce", 1, 40.0), run("ce", 2, 60.0),
+            run("tdsa", 0, 60.0), run("tdsa", 1, 51.0), run("tdsa", 2, 0.0, status="failed"),
+            run("tdsa", 3, 99.0)]
+    mean, std, n = paired(rows, ("tdsa", "final_top1"), ("ce", "final_top1"))
+    assert n == 2 and mean == pytest.approx(10.5) and std == pytest.approx(math.sqrt(0.5))
+    scaled = paired(rows, ("tdsa", fine_key("high")), ("tdsa", fine_key("wrong_high")), 100.0)
+    assert scaled[0] == pytest.approx(20.0) and scaled[2] == 3
+    assert paired(rows, ("tdsa", "final_top1"), ("nope", "final_top1"))[2] == 0
+    mean, std, values = column_stats(rows, "ce", "final_top1")
+    assert values == [50.0, 40.0, 60.0]
+    assert (mean, std) == (pytest.approx(50.0), pytest.approx(statistics.stdev(values)))
+    assert math.isnan(column_stats(rows, "ce", "missing")[0])
+
+
+def test_verdict_needs_two_seeds_and_a_mean_beyond_its_spread() -> None:
+    assert verdict(10.0, 1.0, 3) == "higher"
+    assert verdict(-10.0, 1.0, 3) == "lower"
+    assert verdict(1.0, 1.0, 3) == "no clear difference"
+    assert verdict(10.0, math.nan, 1) == "no clear difference"
+    assert verdict(10.0, 1.0, 1) == "no clear difference"
+
+
+def test_the_claim_holds_only_when_all_four_comparisons_are_clearly_positive() -> None:
+    wins = [run("ce", s, 40.0 + s, gradcam=0.10) for s in range(3)]
+    wins += [run("tdsa", s, 50.0 + 2 * s, high=0.30 + 0.01 * s) for s in range(3)]
+    check = check_lever(wins, "lever", "ce", "tdsa")
+    assert check.holds and check.failed == [] and check.seeds == 3
+    assert check.diffs[0][0] == pytest.approx(11.0)  # (10 + 11 + 12) / 3
+    assert check.diffs[1][0] == pytest.approx(21.0)  # (30 + 31 + 32) / 3 - 10
+    # a wrong class's channels as good as the true class's: saliency, not parts
+    salient = [dict(r, **{fine_key("wrong_high"): r[fine_key("high")]})
+               if r["variant"] == "tdsa" else r for r in wins]
+    assert check_lever(salient, "lever", "ce", "tdsa").failed == ["vs wrong class"]
+    # CE's Grad-CAM finds the fine parts better than the method's channels
+    cam = [dict(r, **{fine_key("gradcam"): 0.5}) if r["variant"] == "ce" else r for r in wins]
+    assert check_lever(cam, "lever", "ce", "tdsa").failed == ["vs CE Grad-CAM"]
+    # one seed proves nothing
+    assert check_lever(wins[:1] + wins[3:4], "l", "ce", "tdsa").failed == list(CLAIM_PARTS)
+
+
+def test_check_levers_skips_pairs_without_finished_runs() -> None:
+    rows = [run("ce", 0, 40.0), run("tdsa", 0, 42.0), run("ce_gap", 0, 50.0),
+            run("tdsa_gap", 0, 1.0, status="failed")]
+    checks = check_levers(rows)
+    assert [(c.ce, c.arm) for c in checks] == [("ce", "tdsa")]
+
+
+def test_every_lever_pair_names_arms_of_the_committed_grids() -> None:
+    variants = set()
+    for grid in ("synthetic", "levers"):
+        spec = yaml.safe_load((REPO / "configs" / "ablations" / f"{grid}.yaml").read_text())
+        variants |= set(spec["variants"])
+    for lever, ce, arm in LEVER_PAIRS:
+        assert {ce, arm} <= variants, lever
+        assert ce.startswith("ce"), f"{lever}: the first arm is a cross-entropy arm"
+
+
+def test_lever_table_and_summary_state_the_checks() -> None:
+    rows = [run("ce", s, 40.0 + s, gradcam=0.10) for s in range(3)]
+    rows += [run("tdsa", s, 50.0 + 2 * s, high=0.30 + 0.01 * s) for s in range(3)]
+    rows += [run("ce_gap", s, 60.0) for s in range(2)]
+    rows += [run("tdsa_gap", s, 30.0 - s, wrong=0.3) for s in range(2)]
+    checks = check_levers(rows)
+    table = lever_table(rows, checks).splitlines()
+    assert table[0].startswith("| lever | CE arm | method arm | seeds | CE top-1 (%) |")
+    assert table[2] == ("| none (the book's regime: flattened head, 112 px) | ce | tdsa | 3 | "
+                        "41.0 ± 1.0 | 52.0 ± 2.0 | +11.0 ± 1.0 | +21.0 ± 1.0 | +26.0 ± 1.0 | "
+                        "+21.0 ± 1.0 | holds |")
+    assert table[3].endswith("| 2 | 60.0 ± 0.0 | 29.5 ± 0.7 | -30.5 ± 0.7 | +0.0 ± 0.0 | "
+                             "+25.0 ± 0.0 | +20.0 ± 0.0 | fails: accuracy, vs wrong class |")
+    short = lever_table(rows, checks, parts=("vs wrong class",)).splitlines()
+    assert short[0] == "| lever | CE arm | method arm | seeds | fine: true − wrong | claim |"
+    with pytest.raises(ValueError, match="parts must be among"):
+        lever_table(rows, checks, parts=("speed",))
+    text = claim_summary(checks)
+    assert text.startswith("**A regime where TDSA does what the paper claims:** tdsa (none")
+    assert "Clearly below: tdsa_gap (GAP head instead of the flattened map)." in text
+    assert "Fewer than 3 seeds (provisional): tdsa_gap." in text
+    assert claim_summary(checks[1:]).startswith("**No lever here gives the paper's result.**")
