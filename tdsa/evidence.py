@@ -34,6 +34,7 @@ __all__ = [
     "lever_table",
     "paired",
     "read_results",
+    "read_sweep",
     "verdict",
 ]
 
@@ -287,3 +288,24 @@ def claim_summary(checks: Sequence[LeverCheck]) -> str:
     if few:
         text += f" Fewer than 3 seeds (provisional): {', '.join(few)}."
     return text
+
+
+def read_sweep(results_dir: str | Path,
+               grids: Sequence[str] = ("synthetic", "levers")) -> list[Row]:
+    """The rows of several results files (``results_dir/<grid>.csv``) as one sweep, for
+    :data:`LEVER_PAIRS`, whose arms come from both of the book's grids. A variant found in two
+    files raises :class:`tdsa.errors.DataError` (its seeds would be mixed), as does a missing file.
+
+    Book: chapter 5, *Ablations* (and the summaries in chapters 4 and 6).
+    """
+    rows: list[Row] = []
+    owner: dict[object, str] = {}
+    for grid in grids:
+        path = Path(results_dir) / f"{grid}.csv"
+        for row in read_results(path):
+            first = owner.setdefault(row["variant"], path.name)
+            if first != path.name:
+                raise DataError(f"{path}: variant {row['variant']!r} is also in {first}; the "
+                                "grids of one sweep need distinct variant names")
+            rows.append(row)
+    return rows

@@ -22,6 +22,7 @@ from tdsa.evidence import (
     lever_table,
     paired,
     read_results,
+    read_sweep,
     verdict,
 )
 
@@ -144,3 +145,16 @@ def test_lever_table_and_summary_state_the_checks() -> None:
     assert "Clearly below: tdsa_gap (GAP head instead of the flattened map)." in text
     assert "Fewer than 3 seeds (provisional): tdsa_gap." in text
     assert claim_summary(checks[1:]).startswith("**No lever here gives the paper's result.**")
+
+
+def test_read_sweep_joins_grids_and_refuses_a_variant_in_two(tmp_path: Path) -> None:
+    header = "variant,seed,status,final_top1,best_top1\n"
+    (tmp_path / "a.csv").write_text(header + "ce,0,ok,40,41\ntdsa,0,ok,42,43\n")
+    (tmp_path / "b.csv").write_text(header + "ce_gap,0,ok,50,51\n")
+    rows = read_sweep(tmp_path, ("a", "b"))
+    assert [r["variant"] for r in rows] == ["ce", "tdsa", "ce_gap"]
+    (tmp_path / "c.csv").write_text(header + "ce,1,ok,30,31\n")
+    with pytest.raises(DataError, match=r"c\.csv: variant 'ce' is also in a\.csv"):
+        read_sweep(tmp_path, ("a", "c"))
+    with pytest.raises(DataError, match=r"d\.csv: no such results file"):
+        read_sweep(tmp_path, ("a", "d"))
