@@ -31,6 +31,7 @@ __all__ = [
     "claim_summary",
     "column_stats",
     "fine_key",
+    "format_mean_std",
     "lever_table",
     "paired",
     "read_results",
@@ -222,11 +223,19 @@ def _signed(d: tuple[float, float, int]) -> str:
     return "n/a" if n == 0 else f"{mean:+.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
 
 
-def _mean_std(rows: Sequence[Row], variant: str) -> str:
-    mean, std, _ = column_stats(rows, variant, "final_top1")
+def format_mean_std(mean: float, std: float, digits: int = 1) -> str:
+    """``"mean ± std"`` with ``digits`` decimals; ``"n/a"`` for a NaN mean, no ``± std`` for a
+    NaN std (one seed).
+
+    Book: chapter 5, *Ablations*.
+    """
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+    return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+
+
+def _top1(rows: Sequence[Row], variant: str) -> str:
+    return format_mean_std(*column_stats(rows, variant, "final_top1")[:2])
 
 
 _PART_HEADERS = {"accuracy": "method − CE top-1", "vs wrong class": "fine: true − wrong",
@@ -253,7 +262,7 @@ def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck] | None = None,
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for c in checks:
         cells = [c.lever, c.ce, c.arm, str(c.seeds)]
-        cells += [_mean_std(rows, c.ce), _mean_std(rows, c.arm)] if top1 else []
+        cells += [_top1(rows, c.ce), _top1(rows, c.arm)] if top1 else []
         cells += [_signed(c.diffs[CLAIM_PARTS.index(p)]) for p in parts]
         cells.append("holds" if c.holds else "fails: " + ", ".join(c.failed))
         lines.append("| " + " | ".join(cells) + " |")
