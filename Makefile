@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test test-unit test-book bench lint chromium clean
+.PHONY: setup book test test-unit test-book bench gpu-check lint chromium clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ test-book: setup chromium
 
 bench: setup
 	$(PY) -m tdsa bench --json _build/bench.json
+
+# On a CUDA machine: the CUDA tests and the GPU benchmarks into results/ (at most 8 minutes,
+# no download). Without CUDA the tests skip with a reason and the benchmarks dry-run on the CPU.
+gpu-check: setup
+	$(PY) -m tdsa.gpu_check
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -46,6 +46,7 @@ import yaml
 
 from tdsa.config import Config, apply_overrides, dump_config, load_config
 from tdsa.errors import ConfigError, TdsaError
+from tdsa.resources import resolve_config
 
 __all__ = [
     "Grid",
@@ -53,6 +54,7 @@ __all__ = [
     "add_arguments",
     "load_grid",
     "markdown_report",
+    "report_header",
     "run",
     "run_grid",
     "write_results",
@@ -138,12 +140,13 @@ def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file; every variant's config is resolved once, so a bad key or
     value fails here, before anything trains.
 
-    ``base`` is relative to the current directory (like ``--config`` of ``tdsa train``),
-    falling back to the grid file's folder.
+    ``path`` is a file or the name of a shipped grid (``ablations/levers``). ``base`` is
+    relative to the current directory (like ``--config`` of ``tdsa train``), falling back to
+    the grid file's folder, then to the shipped configs (``configs/synthetic_tdsa.yaml``).
 
     Book: chapter 5, *Ablations*.
     """
-    path = Path(path)
+    path = resolve_config(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -162,6 +165,8 @@ def load_grid(path: str | Path) -> Grid:
     base = Path(data["base"])
     if not base.is_file() and (path.parent / base).is_file():
         base = path.parent / base
+    if not base.is_file():
+        base = resolve_config(base)
     if not base.is_file():
         raise ConfigError(f"{path}: base config {data['base']!r} not found")
     seeds = data.get("seeds", [0])
@@ -390,34 +395,46 @@ def _table(results: Sequence[RunResult], variants: Sequence[str],
     return lines
 
 
-def markdown_report(grid: Grid, results: Sequence[RunResult], command: str) -> str:
-    """The results page: a header (command, date, machine, torch), the variants, and
-    mean ± sample std over seeds per variant (``n`` = seeds that finished).
-
-    Book: chapter 5, *Ablations*.
+def report_header(grid: Grid, results: Sequence[RunResult], command: str) -> dict[str, str]:
+    """The facts at the top of the results page, label -> Markdown text: ``Command``,
+    ``Written`` (date, runs, seeds), ``Machine``, ``Base config`` (with the grid's overrides),
+    ``Numbers`` and, when the grid has one, ``Note``. ``write_results`` also saves them as
+    ``RESULTS.json`` (read back by :func:`tdsa.evidence.read_header`).
     """
     import torch
 
     variants = [v for v in grid.variants if any(r.variant == v for r in results)]
     seeds = sorted({r.seed for r in results})
     threads = sorted({str(grid.config(v, 0).runtime.threads or "default") for v in variants})
-    lines = [
-        f"# Ablation grid `{grid.path.stem}`",
-        "",
-        f"- Command: `{command}`",
-        f"- Written: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+    header = {
+        "Command": f"`{command}`",
+        "Written": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{len([r for r in results if r.status == 'ok'])} runs finished, "
         f"{len([r for r in results if r.status == 'failed'])} failed; seeds {seeds}",
-        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        "Machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
         f"runtime.threads={'/'.join(threads)}, Python {platform.python_version()}, "
         f"torch {torch.__version__}",
-        f"- Base config: `{grid.base}`; overrides for every run: "
+        "Base config": f"`{grid.base}`; overrides for every run: "
         + (", ".join(f"`{o}`" for o in grid.overrides) or "none"),
-        "- Numbers: mean ± sample standard deviation over seeds; localisation on the final-epoch "
+        "Numbers": "mean ± sample standard deviation over seeds; localisation on the final-epoch "
         "weights (`last.pt`) over every test image; hit radius 12% of the image side.",
-    ]
+    }
     if grid.note:
-        lines.append(f"- Note: {grid.note}")
+        header["Note"] = grid.note
+    return header
+
+
+def markdown_report(grid: Grid, results: Sequence[RunResult], command: str,
+                    header: Mapping[str, str] | None = None) -> str:
+    """The results page: a header (:func:`report_header`), the variants, and mean ± sample
+    std over seeds per variant (``n`` = seeds that finished).
+
+    Book: chapter 5, *Ablations*.
+    """
+    variants = [v for v in grid.variants if any(r.variant == v for r in results)]
+    header = report_header(grid, results, command) if header is None else header
+    lines = [f"# Ablation grid `{grid.path.stem}`", "",
+             *(f"- {label}: {text}" for label, text in header.items())]
     lines += ["", "## Variants", "", "| variant | description | overrides |", "|---|---|---|"]
     for name in variants:
         v = grid.variants[name]
@@ -435,7 +452,8 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str) -> s
 
 def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | Path,
                   command: str) -> tuple[Path, Path]:
-    """Write ``RESULTS.csv``, ``RESULTS.md`` and ``RESULTS/configs/<variant>.yaml``.
+    """Write ``RESULTS.csv``, ``RESULTS.md``, ``RESULTS.json`` (the page's header, as data)
+    and ``RESULTS/configs/<variant>.yaml``.
 
     Book: chapter 5, *Ablations*.
     """
@@ -463,8 +481,11 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
             row: list[Any] = [r.variant, r.seed, r.status]
             row += [r.values.get(k, "") for k in header[3:-1]]
             writer.writerow([*row, r.error])
+    header = report_header(grid, results, command)
+    base.with_suffix(".json").write_text(json.dumps({"header": header}, indent=2,
+                                                    ensure_ascii=False) + "\n", encoding="utf-8")
     md_path = base.with_suffix(".md")
-    md_path.write_text(markdown_report(grid, results, command), encoding="utf-8")
+    md_path.write_text(markdown_report(grid, results, command, header), encoding="utf-8")
     return csv_path, md_path
 
 
@@ -476,7 +497,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     Book: chapter 5, *Ablations*.
     """
-    parser.add_argument("--grid", required=True, help="grid YAML (configs/ablations/X.yaml)")
+    parser.add_argument("--grid", required=True,
+                        help="grid YAML (configs/ablations/X.yaml) or a shipped grid's name "
+                             "(ablations/levers)")
     parser.add_argument("--out", required=True, help="runs folder (runs/ablate/X)")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the grid's)")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
@@ -510,7 +533,8 @@ def run(args: argparse.Namespace) -> int:
     if not results:
         raise TdsaError(f"no finished runs under {args.out} for grid {grid.path}")
     csv_path, md_path = write_results(grid, results, results_path, command)
-    print(f"wrote {csv_path}, {md_path} and {results_path / 'configs'}/")
+    print(f"wrote {csv_path}, {md_path}, {csv_path.with_suffix('.json')} and "
+          f"{results_path / 'configs'}/")
     return 0 if all(r.status == "ok" for r in results) else 1
 
 

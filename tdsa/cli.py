@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from tdsa import __version__
 from tdsa.errors import TdsaError
 
+_QUIET_HELP = "print warnings and errors only: no per-epoch lines, no progress bars"
+
 # command name -> (module, help). Modules are imported lazily so `tdsa --help` is fast.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tdsa.engine.commands_train", "train a model from a YAML config"),
@@ -23,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("tdsa.viz.commands", "save channel maps, top-down gates and overlays"),
     "ablate": ("tdsa.ablate", "run a grid of loss variants x seeds and tabulate them"),
     "bench": ("tdsa.bench", "benchmark the loss head, training steps and data pipeline"),
+    "counterfactual": ("tdsa.commands_counterfactual", "counterfactual twin measures of a run"),
 }
 
 
@@ -30,6 +33,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The top-level parser; only the chosen command's module is imported."""
     parser = argparse.ArgumentParser(prog="tdsa", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tdsa {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help=_QUIET_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
@@ -43,18 +47,44 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
                 parser.error(f"command {name!r} is not available in this version of tdsa")
             mod.add_arguments(cmd)
             cmd.set_defaults(_run=mod.run)
+        _add_quiet(cmd)
     return parser
 
 
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` on a command and on each of its actions (``tdsa data check ... --quiet``)."""
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help=_QUIET_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_quiet(child)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m tdsa`` and the ``tdsa`` console script."""
+    """Entry point of ``python -m tdsa`` and the ``tdsa`` console script.
+
+    Ctrl-C at any point (importing torch, building the data, training) exits with 130 and
+    one line on stderr.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        chosen = next((a for a in argv if a in COMMANDS), None)
+        print(f"tdsa{' ' + chosen if chosen else ''}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser(argv).parse_args(argv)
+    from tdsa.engine.logging import configure_logging  # after parsing: `--help` stays fast
+
+    # Per-epoch lines and other facts go to stdout with the command's results (so `| tee`
+    # keeps them); errors go to stderr.
+    configure_logging(quiet=args.quiet, stream=sys.stdout)
     try:
         return int(args._run(args) or 0)
     except TdsaError as exc:
         print(f"tdsa {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"tdsa {args.command}: interrupted", file=sys.stderr)
-        return 130

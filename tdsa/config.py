@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -27,11 +28,13 @@ from typing import Any
 import yaml
 
 from tdsa.errors import ConfigError
+from tdsa.resources import resolve_config
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("auto", "none", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
+MAX_STAGE_CHANNELS = 65536  # num_classes x xi per stage: NABirds at xi 9 needs 4,995
 
 
 @dataclass
@@ -134,7 +137,10 @@ class ScheduleConfig:
 @dataclass
 class TrainConfig:
     """The training loop. ``batch_size`` is the global batch of one optimiser step (over
-    all processes and accumulation steps). ``grad_clip`` 0 = off.
+    all processes and accumulation steps). ``grad_clip`` 0 = off. ``amp`` (auto, none, bf16,
+    fp16) and ``channels_last`` (true, false, auto) are resolved per device by
+    :func:`tdsa.engine.precision.resolve_precision`: auto is bf16 + channels_last where the
+    hardware has native bf16, fp16 on a GPU without it, fp32 on other CPUs.
 
     Book: chapter 4, *Full training*.
     """
@@ -143,8 +149,8 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int | None = None
     accum_steps: int = 1
-    amp: str = "none"
-    channels_last: bool = False
+    amp: str = "auto"
+    channels_last: bool | str = "auto"
     compile: bool = False
     grad_clip: float = 0.0
     ema: bool = False
@@ -156,7 +162,8 @@ class RuntimeConfig:
     """Seed, device and run-time switches.
 
     ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``progress`` null shows
-    tqdm bars only on a terminal. ``sync_bn`` null = on when more than one process.
+    tqdm bars on a terminal or in a Jupyter kernel (never with the CLI's ``--quiet``).
+    ``sync_bn`` null = on when more than one process.
     ``stop_after_epoch`` ends the run cleanly (``last.pt`` saved, resumable) after that epoch:
     for sessions with a time limit, such as Colab.
 
@@ -239,6 +246,8 @@ class Config:
             ("train.batch_size", self.train.batch_size, self.train.batch_size >= 1, ">= 1"),
             ("train.accum_steps", self.train.accum_steps, self.train.accum_steps >= 1, ">= 1"),
             ("train.amp", self.train.amp, self.train.amp in AMP_MODES, f"one of {AMP_MODES}"),
+            ("train.channels_last", self.train.channels_last,
+             self.train.channels_last in (True, False, "auto"), "true, false or auto"),
             ("train.grad_clip", self.train.grad_clip, self.train.grad_clip >= 0, ">= 0"),
             ("train.ema_decay", self.train.ema_decay, 0 <= self.train.ema_decay < 1, "in [0, 1)"),
             ("loss.ramp_epochs", self.loss.ramp_epochs, self.loss.ramp_epochs >= 0, ">= 0"),
@@ -257,6 +266,74 @@ class Config:
         for key, value, ok, expected in checks:
             if not ok:
                 raise ConfigError(f"{source}: {key}={value!r} is invalid: expected {expected}")
+        self._check_relations(source)
+
+    def _check_relations(self, source: str) -> None:
+        """Finite numbers and the constraints between fields (the gate's xi ratio, keep <= xi,
+        a bounded channel count, batch vs accumulation): all before anything is built."""
+        m, lo, op, sc, tr = self.model, self.loss, self.optim, self.schedule, self.train
+
+        def bad(key: str, value: Any, expected: str) -> ConfigError:
+            return ConfigError(f"{source}: {key}={value!r} is invalid: expected {expected}")
+
+        finite = {
+            "optim.lr": (op.lr, op.lr > 0, "a finite number > 0"),
+            "optim.head_lr": (op.head_lr, op.head_lr is None or op.head_lr > 0,
+                              "null or a finite number > 0"),
+            "optim.weight_decay": (op.weight_decay, op.weight_decay >= 0, "a finite number >= 0"),
+            "optim.momentum": (op.momentum, 0 <= op.momentum < 1, "a number in [0, 1)"),
+            "optim.eps": (op.eps, op.eps > 0, "a finite number > 0"),
+            "schedule.gamma": (sc.gamma, sc.gamma > 0, "a finite number > 0"),
+            "schedule.warmup_epochs": (sc.warmup_epochs, sc.warmup_epochs >= 0,
+                                       "a finite number >= 0"),
+            "schedule.min_lr_factor": (sc.min_lr_factor, 0 <= sc.min_lr_factor <= 1,
+                                       "a number in [0, 1]"),
+            "train.grad_clip": (tr.grad_clip, tr.grad_clip >= 0, "a finite number >= 0"),
+            "loss.div_temperature": (lo.div_temperature, lo.div_temperature > 0,
+                                     "a finite number > 0"),
+            "loss.ramp_epochs": (lo.ramp_epochs, lo.ramp_epochs >= 0, "a finite number >= 0"),
+            **{f"loss.{k}": (getattr(lo, k), getattr(lo, k) >= 0, "a finite number >= 0")
+               for k in ("alpha_mid", "beta_mid", "alpha_high", "beta_high")},
+        }
+        for key, (value, ok, expected) in finite.items():
+            if not ok or (value is not None and not math.isfinite(value)):
+                raise bad(key, value, expected)
+        if not all(0 <= b < 1 for b in op.betas):
+            raise bad("optim.betas", op.betas, "two numbers in [0, 1)")
+        if list(sc.milestones) != sorted(set(sc.milestones)) or any(v < 1 for v in sc.milestones):
+            raise bad("schedule.milestones", sc.milestones,
+                      "strictly increasing epoch numbers >= 1")
+        xi_mid, xi_high = m.xi
+        for key, value in (("model.xi[0] (xi_mid)", xi_mid), ("model.xi[1] (xi_high)", xi_high)):
+            if value > MAX_STAGE_CHANNELS:
+                raise bad(key, value, f"at most {MAX_STAGE_CHANNELS} channels per stage")
+        if m.num_classes is not None and m.num_classes * xi_mid > MAX_STAGE_CHANNELS:
+            raise ConfigError(
+                f"{source}: model.num_classes x model.xi[0] = {m.num_classes} x {xi_mid} = "
+                f"{m.num_classes * xi_mid} mid-level channels; at most {MAX_STAGE_CHANNELS} "
+                f"channels per stage are allowed (lower model.xi)"
+            )
+        if lo.top_down and xi_mid % xi_high:
+            raise ConfigError(
+                f"{source}: model.xi={m.xi} is invalid with loss.top_down=true: xi_mid must be a "
+                f"multiple of xi_high (each high channel gates xi_mid / xi_high mid channels)"
+            )
+        for key, keep, xi in (("loss.keep_mid", lo.keep_mid, xi_mid),
+                              ("loss.keep_high", lo.keep_high, xi_high)):
+            if keep is not None and not 1 <= keep <= xi:
+                raise bad(key, keep, f"an integer in [1, {xi}] (model.xi={m.xi}) or null")
+        if tr.batch_size % tr.accum_steps:
+            raise ConfigError(
+                f"{source}: train.batch_size={tr.batch_size} is invalid: expected a multiple of "
+                f"train.accum_steps={tr.accum_steps}"
+            )
+        optional = (("train.eval_batch_size", tr.eval_batch_size),
+                    ("runtime.threads", self.runtime.threads),
+                    ("runtime.stop_after_epoch", self.runtime.stop_after_epoch),
+                    ("data.resize", self.data.resize))
+        for key, value in optional:
+            if value is not None and value < 1:
+                raise bad(key, value, ">= 1 or null")
 
 
 def _tname(value: Any) -> str:
@@ -356,11 +433,13 @@ def _describe(tp: Any) -> str:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a YAML config file (missing keys keep their defaults).
+    """Read a YAML config file (missing keys keep their defaults). ``path`` is a file, or the
+    name of a config shipped with the package (``synthetic_tdsa``, ``ablations/levers``: see
+    :func:`tdsa.resources.config_path`).
 
     Book: chapter 4, *Full training*.
     """
-    path = Path(path)
+    path = resolve_config(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

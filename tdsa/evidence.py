@@ -14,6 +14,7 @@ Book: chapter 5, *Ablations* (and the summaries in chapters 4 and 6).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -31,9 +32,11 @@ __all__ = [
     "claim_summary",
     "column_stats",
     "fine_key",
+    "format_difference",
     "format_mean_std",
     "lever_table",
     "paired",
+    "read_header",
     "read_results",
     "read_sweep",
     "verdict",
@@ -106,6 +109,27 @@ def read_results(path: str | Path) -> list[Row]:
                                     "expected a number") from None
             rows.append(row)
     return rows
+
+
+def read_header(path: str | Path) -> dict[str, str]:
+    """The header of a results page (``Command``, ``Written``, ``Machine``, ``Base config``,
+    ``Numbers``, ``Note``; see :func:`tdsa.ablate.report_header`) from the ``RESULTS.json``
+    that ``python -m tdsa ablate`` writes beside the CSV. A missing or malformed file raises
+    :class:`tdsa.errors.DataError` naming it.
+
+    Book: chapter 5, *Ablations*.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such results header (written by python -m tdsa ablate)")
+    try:
+        header = json.loads(path.read_text(encoding="utf-8"))["header"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: expected a JSON object with a 'header' mapping, as written by "
+                        f"python -m tdsa ablate ({type(exc).__name__}: {exc})") from None
+    if not isinstance(header, dict) or not all(isinstance(v, str) for v in header.values()):
+        raise DataError(f"{path}: 'header' must map labels to text, got {header!r}")
+    return header
 
 
 def _values(rows: Iterable[Row], variant: str, key: str, scale: float) -> dict[int, float]:
@@ -218,7 +242,12 @@ def check_levers(rows: Iterable[Row],
             if {p[1], p[2]} <= known]
 
 
-def _signed(d: tuple[float, float, int]) -> str:
+def format_difference(d: tuple[float, float, int]) -> str:
+    """A :func:`paired` difference as ``"+mean ± std"`` (one decimal; no ``± std`` for one
+    seed), or ``"n/a"`` when no seed is common to both sides.
+
+    Book: chapter 5, *Ablations*.
+    """
     mean, std, n = d
     return "n/a" if n == 0 else f"{mean:+.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
 
@@ -263,7 +292,7 @@ def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck] | None = None,
     for c in checks:
         cells = [c.lever, c.ce, c.arm, str(c.seeds)]
         cells += [_top1(rows, c.ce), _top1(rows, c.arm)] if top1 else []
-        cells += [_signed(c.diffs[CLAIM_PARTS.index(p)]) for p in parts]
+        cells += [format_difference(c.diffs[CLAIM_PARTS.index(p)]) for p in parts]
         cells.append("holds" if c.holds else "fails: " + ", ".join(c.failed))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ maps, on the CPU and the GPU, under autocast.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -448,6 +449,11 @@ class TDSALoss(nn.Module):
         self._check_inputs(logits, mid, high)
         _check_targets(targets, logits.shape[0], self.num_classes)
         masks = {} if masks is None else masks
+        if not isinstance(masks, Mapping):
+            raise TypeError(
+                f"masks must be None or a dict with keys 'mid' and/or 'high' (one 0/1 channel "
+                f"mask each), got a {type(masks).__name__}"
+            )
         unknown = set(masks) - set(_STAGES)
         if unknown:
             raise ValueError(f"masks keys must be 'mid' and/or 'high', got {sorted(unknown)}")

@@ -8,6 +8,9 @@ Usage: ``python book/_tools/build.py --profile {smoke,cpu,gpu}``
    kernel ``python3``, working directory = the staged ``book/``), and tag the injected
    parameters cell ``remove-cell`` so the book does not show it.
 3. ``jupyter-book build _build/src --all -W -n --keep-going``, HTML in ``_build/html``.
+4. MathJax 3 (the npm package, installed once into ``_build/mathjax``) is copied into
+   ``_build/html/_mathjax``, which ``_config.yml``'s ``mathjax_path`` points at, so formulas
+   are typeset with no download when the book is read offline.
 
 Per-notebook and total times are printed; any failure exits non-zero with one line naming
 the notebook. Book: *Introduction*, "How to run the book".
@@ -32,6 +35,8 @@ PROFILES = ("smoke", "cpu", "gpu")
 REMOVE_TAG = "remove-cell"
 INJECTED_TAG = "injected-parameters"
 STAMP = ".built"  # written into the staging dir after a complete build: holds the profile
+MATHJAX = "mathjax@3.2.2"
+MATHJAX_DIR = "_mathjax"  # beside the pages in _build/html; _config.yml's mathjax_path
 
 
 class BuildError(Exception):
@@ -134,6 +139,28 @@ def build_html(src: Path, out_root: Path) -> float:
     return time.perf_counter() - start
 
 
+def install_mathjax(build: Path, html: Path) -> float:
+    """Copy MathJax 3's ``es5`` bundle into ``html/_mathjax`` (npm-installed into
+    ``build/mathjax`` on first use); return seconds."""
+    start = time.perf_counter()
+    package = build / "mathjax" / "node_modules" / "mathjax"
+    if not (package / "es5" / "tex-chtml.js").is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise BuildError("npm is needed once to install MathJax for the offline book "
+                             "(Debian: apt-get install npm)")
+        result = subprocess.run(
+            [npm, "install", "--prefix", str(build / "mathjax"), "--no-audit", "--no-fund",
+             "--silent", MATHJAX], check=False)
+        if result.returncode != 0 or not (package / "es5" / "tex-chtml.js").is_file():
+            raise BuildError(f"npm install {MATHJAX} failed (exit {result.returncode})")
+    target = html / MATHJAX_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(package / "es5", target)
+    return time.perf_counter() - start
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Stage, execute and build; print times. Returns the process exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -156,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_html:
             seconds = build_html(src, REPO)
             print(f"build: {'jupyter-book build':<32} {seconds:7.1f} s", flush=True)
+            seconds = install_mathjax(build, build / "html")
+            print(f"build: {'MathJax for offline reading':<32} {seconds:7.1f} s", flush=True)
             (src / STAMP).write_text(args.profile + "\n")
     except BuildError as exc:
         print(f"build: error: {exc}", file=sys.stderr)

@@ -56,15 +56,26 @@ def list_datasets() -> list[str]:
 
 
 def build_dataset(name: str, root: str | Path, split: str,
-                  transform: Callable[[Any], Any] | None = None, **kw: Any) -> FGVCDataset:
-    """The dataset ``name`` at ``root``, split ``split`` ("train" or "test"; see each class for
-    extra splits). Keyword arguments: ``skip_corrupt`` (all), ``crop_to_bbox`` (cub, nabirds,
-    synthetic), ``generate`` (synthetic). Unknown names or splits raise ValueError listing
-    the valid ones; a wrong root or missing annotation file raises
-    :class:`tdsa.errors.DataError`.
+                  transform: Callable[[Any], Any] | None = None, *, download: bool = False,
+                  **kw: Any) -> FGVCDataset:
+    """The dataset ``name`` at ``root``, split ``split`` ("train", "val" or "test"; see each
+    class for extra splits). "val" is the official validation split where there is one
+    (aircraft, flowers102, an image folder with ``val/``), the generator's own for synthetic,
+    else a seeded class-stratified carve-out of "train" ("train" stays the full official
+    training set; "train_minus_val" is the rest). Keyword arguments: ``skip_corrupt`` (all),
+    ``crop_to_bbox`` (cub, nabirds, synthetic), ``generate`` (synthetic), ``val_fraction`` and
+    ``val_seed`` (the carve-out: cub, cars, nabirds, imagefolder). Unknown names or splits
+    raise ValueError listing the valid ones; a wrong root or missing annotation file raises
+    :class:`tdsa.errors.DataError`. ``download=True`` first downloads, verifies and extracts
+    the official archive into ``root`` when it is not there yet
+    (:func:`tdsa.data.download.ensure_downloaded`; cub, aircraft, flowers102).
 
     Book: chapter 1, *The data*.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    if download:
+        from tdsa.data.download import ensure_downloaded
+
+        ensure_downloaded(name, root)
     return DATASETS[name](root, split, transform, **kw)

@@ -12,7 +12,7 @@ missing file gets the same clear error as the other datasets.
 
 from __future__ import annotations
 
-from tdsa.data.base import FGVCDataset, read_table
+from tdsa.data.base import FGVCDataset, index_rows, read_lines, read_table
 from tdsa.errors import DataError
 
 _FILES = {"train": "trainval", "trainval": "trainval", "official_train": "train", "val": "val",
@@ -38,14 +38,16 @@ class FGVCAircraft(FGVCDataset):
             raise DataError(f"aircraft: no variants.txt in {self.root}, {self.root / 'data'} or "
                             f"{self.root / 'fgvc-aircraft-2013b' / 'data'}; expected {self.tree}")
         variants_file = data / "variants.txt"
-        classes = [line.strip() for line in variants_file.read_text(encoding="utf-8").splitlines()
+        classes = [line.strip() for _, line in read_lines(variants_file, dataset=self.name)
                    if line.strip()]
         label_of = {name: i for i, name in enumerate(classes)}
         split_file = data / f"images_variant_{_FILES[self.split]}.txt"
         samples = []
-        for image_id, variant in read_table(split_file, 2, dataset=self.name, tree=self.tree):
+        rows = read_table(split_file, 2, dataset=self.name, tree=self.tree)
+        for row in index_rows(rows, dataset=self.name).values():
+            image_id, variant = row
             if variant not in label_of:
-                raise DataError(f"aircraft: {split_file}: variant {variant!r} of image {image_id} "
-                                f"is not in {variants_file}")
+                raise DataError(f"aircraft: {split_file} line {row.line}: expected a variant "
+                                f"listed in {variants_file}, got {variant!r}")
             samples.append((str(data / "images" / f"{image_id}.jpg"), label_of[variant]))
         return classes, samples

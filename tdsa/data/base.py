@@ -19,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from tdsa.errors import DataError
+from tdsa.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -32,6 +32,7 @@ except ImportError:  # a torchvision without image decoders: PIL decodes everyth
     _decode_jpeg = None
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), integer pixels
+Column = type | tuple[str, ...]  # the kind of an annotation column, see read_table
 
 
 def _read_bytes(path: str | Path) -> bytes:
@@ -44,9 +45,14 @@ def _read_bytes(path: str | Path) -> bytes:
 
 
 def _open(data: bytes, path: str | Path) -> Image.Image:
+    if not data:
+        raise DataError(f"not a readable image: {path} (empty file, 0 bytes)")
     try:
         return Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise DataError(f"not a readable image: {path} (not a known image format, "
+                        f"{len(data)} bytes starting {data[:8]!r})") from None
+    except (OSError, ValueError) as exc:
         raise DataError(f"not a readable image: {path} ({exc})") from None
 
 
@@ -133,7 +139,11 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
             return image.size
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:
+        size = Path(path).stat().st_size
+        reason = "empty file, 0 bytes" if size == 0 else f"not a known image format, {size} bytes"
+        raise DataError(f"not a readable image: {path} ({reason})") from None
+    except (OSError, ValueError) as exc:
         raise DataError(f"not a readable image: {path} ({exc})") from None
 
 
@@ -152,38 +162,166 @@ def verify_image(path: str | Path) -> str | None:
     return None
 
 
-def read_table(path: Path, columns: int, *, dataset: str, tree: str) -> list[list[str]]:
+class Row(list):
+    """The fields of one annotation line, with ``line`` (1-based) and ``path`` for messages."""
+
+    line: int
+    path: Path
+
+
+def _expected(kind: Column) -> str:
+    if kind is int:
+        return "an integer"
+    if kind is float:
+        return "a finite number"
+    if isinstance(kind, tuple):
+        return "one of " + ", ".join(repr(v) for v in kind)
+    return "text"
+
+
+def _convert(text: str, kind: Column) -> Any:
+    """``text`` as ``kind``; ValueError when it is not one."""
+    if kind is int:
+        return int(text)
+    if kind is float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    if isinstance(kind, tuple):
+        if text not in kind:
+            raise ValueError(text)
+        return text
+    return text
+
+
+def read_lines(path: Path, *, dataset: str) -> list[tuple[int, str]]:
+    """``(line number, text)`` of every line of a UTF-8 text file; a byte that is not UTF-8
+    raises :class:`DataError` naming the file and the line.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{dataset}: cannot read {path}: {exc.strerror or exc}") from None
+    lines = []
+    for number, chunk in enumerate(raw.splitlines(), 1):
+        try:
+            lines.append((number, chunk.decode("utf-8")))
+        except UnicodeDecodeError:
+            shown = chunk.decode("utf-8", errors="backslashreplace")
+            raise DataError(f"{dataset}: {path} line {number}: expected UTF-8 text, "
+                            f"got {shown!r}") from None
+    return lines
+
+
+def read_table(path: Path, columns: int, *, dataset: str, tree: str,
+               types: Sequence[Column] | None = None) -> list[Row]:
     """Rows of a whitespace-separated annotation file; the last column keeps its spaces.
 
-    A missing file or a short row raises :class:`DataError` naming the file (and, for a
-    missing file, the expected tree).
+    ``types`` gives each column's kind: ``str``, ``int``, ``float`` (finite) or a tuple of the
+    allowed strings; fields are converted to it. A missing file, a short row, a field of the
+    wrong kind or a byte that is not UTF-8 raises :class:`DataError` as one line
+    ``FILE line N: what was expected, got 'TEXT'`` (for a missing file: the expected tree).
 
     Book: chapter 1, *The data*.
     """
     if not path.is_file():
         raise DataError(f"{dataset}: missing annotation file {path}; expected {tree}")
+    kinds = list(types) if types is not None else [str] * columns
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            fields = line.split(maxsplit=columns - 1)
-            if len(fields) != columns:
-                raise DataError(f"{dataset}: {path} line {number}: expected {columns} fields, "
-                                f"got {line.strip()!r}")
-            fields[-1] = fields[-1].strip()
-            rows.append(fields)
+    for number, line in read_lines(path, dataset=dataset):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=columns - 1)
+        if len(fields) != columns:
+            raise DataError(f"{dataset}: {path} line {number}: expected {columns} fields, "
+                            f"got {line.strip()!r}")
+        fields[-1] = fields[-1].strip()
+        row = Row()
+        for index, (text, kind) in enumerate(zip(fields, kinds, strict=True), 1):
+            try:
+                row.append(_convert(text, kind))
+            except ValueError:
+                raise DataError(f"{dataset}: {path} line {number}: expected field {index} to be "
+                                f"{_expected(kind)}, got {text!r} (in {line.strip()!r})") from None
+        row.line, row.path = number, path
+        rows.append(row)
     return rows
 
 
+def index_rows(rows: Sequence[Row], *, dataset: str) -> dict[Any, Row]:
+    """``{first field: row}``; an id that appears twice raises :class:`DataError` naming the
+    file and both lines.
+    """
+    index: dict[Any, Row] = {}
+    for row in rows:
+        first = index.setdefault(row[0], row)
+        if first is not row:
+            raise DataError(f"{dataset}: {row.path} line {row.line}: expected a new id, got "
+                            f"{str(row[0])!r} (already on line {first.line})")
+    return index
+
+
 def check_split(dataset: str, split: str, valid: Sequence[str]) -> str:
-    """Return ``split`` if it is one of ``valid``, else raise ValueError listing them.
+    """Return ``split`` if it is one of ``valid``, else raise ConfigError (a ValueError)
+    listing them.
 
     Book: chapter 1, *The data*.
     """
     if split not in valid:
-        raise ValueError(f"{dataset}: unknown split {split!r}; valid splits: {', '.join(valid)}")
+        raise ConfigError(f"{dataset}: unknown split {split!r}; valid splits: {', '.join(valid)}")
     return split
+
+
+VAL_FRACTION = 0.1
+"""Default share of each class's train images held out as ``val`` where no official val exists."""
+VAL_SEED = 0
+"""Default seed of that hold-out."""
+CARVED_SPLITS = ("val", "train_minus_val")
+"""The splits carved out of ``train`` for datasets without an official validation split."""
+
+
+def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> np.ndarray:
+    """Sorted positions in ``labels`` of a seeded, class-stratified hold-out (a val split).
+
+    A class with ``n >= 2`` images gives ``min(n - 1, max(1, floor(fraction * n + 0.5)))``
+    of them, so every class keeps at least one training image and has at least one held out;
+    a class with one image keeps it. The images of class ``c`` are chosen by a permutation
+    from ``numpy.random.default_rng([seed, c])``: the same labels, fraction and seed give the
+    same hold-out, and one class's choice does not depend on the other classes. Bad
+    ``fraction`` or ``seed`` raise :class:`tdsa.errors.ConfigError`.
+    """
+    fraction = check_val_fraction(fraction)
+    seed = check_val_seed(seed)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"labels must be 0-based class indices, got {int(labels.min())}")
+    held = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n = members.size
+        if n < 2:
+            continue
+        k = min(n - 1, max(1, math.floor(fraction * n + 0.5)))
+        order = np.random.default_rng([seed, int(label)]).permutation(n)
+        held.append(members[order[:k]])
+    return np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+
+
+def check_val_fraction(value: Any) -> float:
+    """``value`` if it is a number strictly between 0 and 1, else ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"val_fraction must be a number strictly between 0 and 1, "
+                          f"got {value!r}")
+    return float(value)
+
+
+def check_val_seed(value: Any) -> int:
+    """``value`` if it is a non-negative integer, else ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"val_seed must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 class FGVCDataset(Dataset):
@@ -197,26 +335,56 @@ class FGVCDataset(Dataset):
     ``skip_corrupt=True`` verifies every image at construction and drops the bad ones with
     one warning.
 
+    Datasets without an official validation split (``carve_val``: CUB, Cars, NABirds, an
+    image folder without ``val/``) also have the splits ``val`` and ``train_minus_val``: a
+    seeded, class-stratified hold-out of ``train`` (:func:`stratified_holdout` with
+    ``val_fraction``, default 0.1, and ``val_seed``, default 0) and the rest of ``train``.
+    ``train`` stays the official full training set (the field's protocol): tune on
+    ``train_minus_val`` + ``val``, then train the chosen setting on ``train``, test on
+    ``test``. Next to an official val split, ``train_minus_val`` is the official train split.
+
     Book: chapter 1, *The data*.
     """
 
     name: ClassVar[str] = ""
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     tree: ClassVar[str] = ""
+    carve_val: ClassVar[bool] = False
 
     def __init__(self, root: str | Path, split: str = "train",
                  transform: Callable[[Any], Any] | None = None, *,
-                 skip_corrupt: bool = False) -> None:
-        self.split = check_split(self.name, split, self.splits)
+                 skip_corrupt: bool = False, val_fraction: float | None = None,
+                 val_seed: int | None = None) -> None:
+        carved = tuple(s for s in CARVED_SPLITS if self.carve_val and s not in self.splits)
+        requested = check_split(self.name, split, self.splits + carved)
         self.root = Path(root)
         self.transform = transform
+        if not self.carve_val and (val_fraction is not None or val_seed is not None):
+            raise ConfigError(f"{self.name}: val_fraction and val_seed apply only to datasets "
+                              f"without an official val split; {self.name} has its own val")
+        self.val_fraction = VAL_FRACTION if val_fraction is None \
+            else check_val_fraction(val_fraction)
+        self.val_seed = VAL_SEED if val_seed is None else check_val_seed(val_seed)
         if not self.root.is_dir():
             raise DataError(f"{self.name}: dataset root {self.root} does not exist; "
                             f"expected {self.tree}")
+        carve = requested in CARVED_SPLITS and self._carves_val()
+        # _load reads self.split: both carved splits come out of the official train split, and
+        # next to an official val, train_minus_val is the official train split itself.
+        self.split = "train" if carve or requested == "train_minus_val" else requested
         self.classes, self.samples = self._load()
         self.targets = [label for _, label in self.samples]
+        self.split = requested
+        if carve:
+            held = set(stratified_holdout(self.targets, self.val_fraction,
+                                          self.val_seed).tolist())
+            self._keep([i for i in range(len(self.targets)) if (i in held) == (requested == "val")])
         if skip_corrupt:
             self._drop_corrupt()
+
+    def _carves_val(self) -> bool:
+        """Whether ``val`` and ``train_minus_val`` are carved out of ``train`` at this root."""
+        return self.carve_val
 
     def _load(self) -> tuple[list[str], list[tuple[str, int]]]:
         raise NotImplementedError

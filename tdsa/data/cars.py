@@ -10,7 +10,6 @@ separately: it is looked for in ``devkit/`` and in the root. A parser rather tha
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -18,16 +17,30 @@ from tdsa.data.base import FGVCDataset
 from tdsa.errors import DataError
 
 
-def _loadmat(path: Path, key: str, tree: str) -> Any:
+def _loadmat(path: Path, key: str, tree: str, fields: tuple[str, ...] = ()) -> np.ndarray:
+    """The 1-D array ``key`` of a devkit .mat file (a struct array with ``fields``, if given);
+    DataError naming the file and the key otherwise."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     if not path.is_file():
         raise DataError(f"cars: missing annotation file {path}; expected {tree}")
     try:
-        return np.atleast_1d(loadmat(path, squeeze_me=True)[key])
-    except (ValueError, KeyError, OSError, TypeError) as exc:
-        raise DataError(f"cars: {path} is not a devkit .mat file with {key!r} ({exc!r})") \
-            from None
+        content = loadmat(path, squeeze_me=True)
+    except (MatReadError, ValueError, OSError, TypeError, NotImplementedError) as exc:
+        raise DataError(f"cars: {path}: expected a MATLAB .mat file ({exc})") from None
+    if key not in content:
+        found = sorted(k for k in content if not k.startswith("__"))
+        raise DataError(f"cars: {path}: expected the key {key!r}, got keys {found}")
+    value = np.atleast_1d(content[key])
+    if value.ndim != 1:
+        raise DataError(f"cars: {path}: expected {key!r} to be a 1-D array, got shape "
+                        f"{list(value.shape)}")
+    missing = [f for f in fields if f not in (value.dtype.names or ())]
+    if missing:
+        raise DataError(f"cars: {path}: expected {key!r} to be a struct array with the fields "
+                        f"{', '.join(fields)}, got fields {list(value.dtype.names or ())}")
+    return value
 
 
 class StanfordCars(FGVCDataset):
@@ -38,6 +51,7 @@ class StanfordCars(FGVCDataset):
     """
 
     name = "cars"
+    carve_val = True
     tree = ("<root>/{devkit/{cars_meta.mat, cars_train_annos.mat}, "
             "cars_test_annos_withlabels.mat (in devkit/ or root), cars_train/*.jpg, "
             "cars_test/*.jpg}")
@@ -57,12 +71,20 @@ class StanfordCars(FGVCDataset):
             annos_path = next((p for p in (base / "devkit" / name, base / name) if p.is_file()),
                               base / "devkit" / name)
             images = base / "cars_test"
-        annotations = _loadmat(annos_path, "annotations", self.tree)
+        annotations = _loadmat(annos_path, "annotations", self.tree, ("class", "fname"))
         samples = []
-        for record in annotations:
-            label = int(record["class"]) - 1
+        for number, record in enumerate(annotations, 1):
+            try:
+                label = int(record["class"]) - 1
+            except (TypeError, ValueError):
+                raise DataError(f"cars: {annos_path}: annotations record {number}: expected an "
+                                f"integer 'class', got {record['class']!r}") from None
+            if not isinstance(record["fname"], str):
+                raise DataError(f"cars: {annos_path}: annotations record {number}: expected a "
+                                f"file name in 'fname', got {record['fname']!r}")
             if not 0 <= label < len(classes):
-                raise DataError(f"cars: {annos_path}: class {label + 1} of {record['fname']} is "
-                                f"outside 1..{len(classes)} (cars_meta.mat)")
-            samples.append((str(images / str(record["fname"])), label))
+                raise DataError(f"cars: {annos_path}: annotations record {number}: expected a "
+                                f"class in 1..{len(classes)} (cars_meta.mat), got {label + 1} "
+                                f"(of {record['fname']})")
+            samples.append((str(images / record["fname"]), label))
         return classes, samples

@@ -14,10 +14,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tdsa.data.base import Box, FGVCDataset, read_image_size, read_table
+from tdsa.data.base import (
+    Box,
+    Column,
+    FGVCDataset,
+    Row,
+    index_rows,
+    read_image_size,
+    read_lines,
+    read_table,
+)
 from tdsa.errors import DataError
 
 SYNTHETIC_META = "tdsa_synthetic.json"
+SYNTHETIC_VAL = "val"  # the validation split's own CUB-format tree inside a synthetic root
 
 
 class CUBFormatDataset(FGVCDataset):
@@ -36,9 +46,11 @@ class CUBFormatDataset(FGVCDataset):
 
     def __init__(self, root: str | Path, split: str = "train",
                  transform: Callable[[Any], Any] | None = None, *,
-                 crop_to_bbox: bool = False, skip_corrupt: bool = False) -> None:
+                 crop_to_bbox: bool = False, skip_corrupt: bool = False,
+                 val_fraction: float | None = None, val_seed: int | None = None) -> None:
         self.crop_to_bbox = crop_to_bbox
-        super().__init__(root, split, transform, skip_corrupt=skip_corrupt)
+        super().__init__(root, split, transform, skip_corrupt=skip_corrupt,
+                         val_fraction=val_fraction, val_seed=val_seed)
 
     def _resolve(self) -> Path:
         for candidate in (self.root, self.root / self.folder):
@@ -47,31 +59,37 @@ class CUBFormatDataset(FGVCDataset):
         raise DataError(f"{self.name}: {self.root} is not a {self.folder} root (no images.txt "
                         f"in it or in {self.root / self.folder}); expected {self.tree}")
 
-    def _table(self, base: Path, name: str, columns: int) -> list[list[str]]:
-        return read_table(base / name, columns, dataset=self.name, tree=self.tree)
+    def _table(self, base: Path, name: str, columns: int,
+               types: tuple[Column, ...]) -> dict[Any, Row]:
+        rows = read_table(base / name, columns, dataset=self.name, tree=self.tree, types=types)
+        return index_rows(rows, dataset=self.name)
 
     def _load(self) -> tuple[list[str], list[tuple[str, int]]]:
         base = self._resolve()
         self.base = base
-        images = dict(self._table(base, "images.txt", 2))
-        labels = dict(self._table(base, "image_class_labels.txt", 2))
-        split_of = dict(self._table(base, "train_test_split.txt", 2))
-        class_names = {int(cid): name for cid, name in self._table(base, "classes.txt", 2)}
-        boxes = {row[0]: tuple(float(v) for v in row[1:])
-                 for row in self._table(base, "bounding_boxes.txt", 5)}
-        part_rows = self._table(base, "parts/parts.txt", 2)
-        locs = self._table(base, "parts/part_locs.txt", 5)
+        images = {iid: row[1] for iid, row in self._table(base, "images.txt", 2,
+                                                          (str, str)).items()}
+        label_rows = self._table(base, "image_class_labels.txt", 2, (str, int))
+        split_of = {iid: row[1] for iid, row in self._table(
+            base, "train_test_split.txt", 2, (str, ("0", "1"))).items()}
+        class_names = {cid: row[1] for cid, row in self._table(base, "classes.txt", 2,
+                                                               (int, str)).items()}
+        boxes = {iid: tuple(row[1:]) for iid, row in self._table(
+            base, "bounding_boxes.txt", 5, (str, float, float, float, float)).items()}
+        part_rows = self._table(base, "parts/parts.txt", 2, (int, str))
+        locs = read_table(base / "parts/part_locs.txt", 5, dataset=self.name, tree=self.tree,
+                          types=(str, int, float, float, float))
+        labels = {iid: row[1] for iid, row in label_rows.items()}
 
-        used = sorted({int(c) for c in labels.values()}) if self.sparse_labels \
-            else sorted(class_names)
-        missing = sorted(set(used) - set(class_names))
-        if missing:
-            raise DataError(f"{self.name}: class id {missing[0]} used in "
-                            f"{base / 'image_class_labels.txt'} is not in {base / 'classes.txt'}")
+        unknown = next((r for r in label_rows.values() if r[1] not in class_names), None)
+        if unknown is not None:
+            raise DataError(f"{self.name}: {unknown.path} line {unknown.line}: expected a class "
+                            f"id listed in {base / 'classes.txt'}, got '{unknown[1]}'")
+        used = sorted(set(labels.values())) if self.sparse_labels else sorted(class_names)
         label_of = {cid: i for i, cid in enumerate(used)}
-        part_ids = sorted(int(pid) for pid, _ in part_rows)
+        part_ids = sorted(part_rows)
         part_index = {pid: i for i, pid in enumerate(part_ids)}
-        self.part_names = [dict((int(p), n) for p, n in part_rows)[pid] for pid in part_ids]
+        self.part_names = [part_rows[pid][1] for pid in part_ids]
 
         unsplit = next((iid for iid in images if iid not in split_of), None)
         if unsplit is not None:
@@ -84,19 +102,15 @@ class CUBFormatDataset(FGVCDataset):
                                 (boxes, "bounding_boxes.txt")):
                 if iid not in table:
                     raise DataError(f"{self.name}: image id {iid} has no entry in {base / file}")
-            if int(labels[iid]) not in label_of:
-                raise DataError(f"{self.name}: image id {iid} has class id {labels[iid]} which is "
-                                f"not in {base / 'classes.txt'}")
         row_of = {iid: i for i, iid in enumerate(self.image_ids)}
         self._parts = np.zeros((len(self.image_ids), len(part_ids), 3), dtype=np.float32)
         for iid, pid, x, y, visible in locs:
-            if iid in row_of and int(pid) in part_index:
-                self._parts[row_of[iid], part_index[int(pid)]] = (float(x), float(y),
-                                                                  float(visible))
+            if iid in row_of and pid in part_index:
+                self._parts[row_of[iid], part_index[pid]] = (x, y, visible)
         self._boxes = [boxes[iid] for iid in self.image_ids]
         self._crops: dict[int, Box] = {}
         classes = [class_names[cid] for cid in used]
-        samples = [(str(base / "images" / images[iid]), label_of[int(labels[iid])])
+        samples = [(str(base / "images" / images[iid]), label_of[labels[iid]])
                    for iid in self.image_ids]
         return classes, samples
 
@@ -154,6 +168,7 @@ class CUB200(CUBFormatDataset):
     """
 
     name = "cub"
+    carve_val = True
     tree = ("CUB_200_2011/{images.txt, classes.txt, image_class_labels.txt, "
             "train_test_split.txt, bounding_boxes.txt, images/<NNN.Name>/*.jpg, "
             "parts/{parts.txt, part_locs.txt}}")
@@ -169,18 +184,23 @@ class SyntheticBirds(CUBFormatDataset):
     metadata file yet; a dict of :func:`tdsa.data.synthetic.generate` keyword arguments
     generates it with those (a no-op if ``root`` already holds exactly that dataset).
 
+    Split ``val`` reads the validation images the generator wrote into ``root/val/`` (with
+    ``val_per_class``); ``train_minus_val`` is ``train`` (no train image is a val image).
+
     Book: chapter 1, *The data*.
     """
 
     name = "synthetic"
+    splits = ("train", "test", "val", "train_minus_val")
     tree = (f"<root>/{{{SYNTHETIC_META}, images.txt, classes.txt, image_class_labels.txt, "
-            "train_test_split.txt, bounding_boxes.txt, images/, parts/}} as written by "
-            "`python -m tdsa data synth --root <root>`")
+            "train_test_split.txt, bounding_boxes.txt, images/, parts/, val/ (optional)}} as "
+            "written by `python -m tdsa data synth --root <root> [--val-per-class N]`")
 
     def __init__(self, root: str | Path, split: str = "train",
                  transform: Callable[[Any], Any] | None = None, *,
                  crop_to_bbox: bool = False, skip_corrupt: bool = False,
-                 generate: bool | Mapping[str, Any] = False) -> None:
+                 generate: bool | Mapping[str, Any] = False,
+                 val_fraction: float | None = None, val_seed: int | None = None) -> None:
         root = Path(root)
         if isinstance(generate, Mapping) or (generate and not (root / SYNTHETIC_META).is_file()):
             from tdsa.data.synthetic import generate as generate_dataset
@@ -189,7 +209,23 @@ class SyntheticBirds(CUBFormatDataset):
             # exactly that dataset, and refuses (clearly) if it holds another one.
             generate_dataset(root, **(dict(generate) if isinstance(generate, Mapping) else {}))
         super().__init__(root, split, transform, crop_to_bbox=crop_to_bbox,
-                         skip_corrupt=skip_corrupt)
+                         skip_corrupt=skip_corrupt, val_fraction=val_fraction,
+                         val_seed=val_seed)
+
+    def _resolve(self) -> Path:
+        if self.split != "val":
+            return super()._resolve()
+        base = self.root / SYNTHETIC_VAL
+        if not self.meta.get("args", {}).get("val_per_class") or \
+                not (base / "images.txt").is_file():
+            raise DataError(
+                f"synthetic: {self.root} has no val split (it was generated without "
+                f"val_per_class, so there is no {base / 'images.txt'}); regenerate it with its "
+                f"arguments plus val_per_class=N and overwrite=True (`python -m tdsa data synth "
+                f"--root {self.root} ... --val-per-class N --overwrite`): its train and test "
+                f"images stay byte-identical"
+            )
+        return base
 
     def _load(self) -> tuple[list[str], list[tuple[str, int]]]:
         path = self.root / SYNTHETIC_META
@@ -197,11 +233,17 @@ class SyntheticBirds(CUBFormatDataset):
             raise DataError(f"synthetic: {self.root} has no {SYNTHETIC_META} (not a complete "
                             f"synthetic dataset); generate it with `python -m tdsa data synth "
                             f"--root {self.root}` or pass generate=True")
+        text = "\n".join(line for _, line in read_lines(path, dataset=self.name))
         try:
-            self.meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            self.meta: dict[str, Any] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            got = text.splitlines()[exc.lineno - 1] if text.strip() else ""
+            raise DataError(f"synthetic: {path} line {exc.lineno}: expected JSON ({exc.msg}), "
+                            f"got {got.strip()!r}") from None
+        try:
             self.discriminative_parts = {p["name"]: p["granularity"] for p in self.meta["parts"]
                                          if p["granularity"] is not None}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"synthetic: {path} is not valid synthetic metadata ({exc!r})") \
-                from None
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"synthetic: {path}: expected a 'parts' list of objects with 'name' "
+                            f"and 'granularity', got {type(exc).__name__}: {exc}") from None
         return super()._load()

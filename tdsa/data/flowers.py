@@ -11,7 +11,6 @@ official files only number the classes). A parser rather than
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -33,15 +32,30 @@ class Flowers102(FGVCDataset):
     splits = ("train", "test", "official_train", "val")
     tree = "<root>/{imagelabels.mat, setid.mat, jpg/image_NNNNN.jpg}"
 
-    def _mat(self, path: Path) -> dict[str, Any]:
+    def _mat(self, path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The 1-D integer arrays ``keys`` of a .mat file; DataError naming file and key."""
         from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
 
         if not path.is_file():
             raise DataError(f"flowers102: missing annotation file {path}; expected {self.tree}")
         try:
-            return loadmat(path, squeeze_me=True)
-        except (ValueError, OSError, TypeError) as exc:
-            raise DataError(f"flowers102: {path} is not a readable .mat file ({exc!r})") from None
+            content = loadmat(path, squeeze_me=True)
+        except (MatReadError, ValueError, OSError, TypeError, NotImplementedError) as exc:
+            raise DataError(f"flowers102: {path}: expected a MATLAB .mat file ({exc})") from None
+        arrays = {}
+        for key in keys:
+            if key not in content:
+                found = sorted(k for k in content if not k.startswith("__"))
+                raise DataError(f"flowers102: {path}: expected the key {key!r}, got keys {found}")
+            value = np.atleast_1d(content[key])
+            if value.ndim != 1 or value.size == 0 or value.dtype.kind not in "iuf" or (
+                    value.dtype.kind == "f" and not np.all(value == np.round(value))):
+                raise DataError(f"flowers102: {path}: expected {key!r} to be a non-empty 1-D "
+                                f"array of integers, got shape {list(value.shape)} of "
+                                f"{value.dtype}")
+            arrays[key] = value.astype(int)
+        return arrays
 
     def _load(self) -> tuple[list[str], list[tuple[str, int]]]:
         from torchvision.datasets import Flowers102 as TorchvisionFlowers
@@ -51,12 +65,9 @@ class Flowers102(FGVCDataset):
         if base is None:
             raise DataError(f"flowers102: no imagelabels.mat in {self.root} or "
                             f"{self.root / 'flowers-102'}; expected {self.tree}")
-        labels_mat, setid = self._mat(base / "imagelabels.mat"), self._mat(base / "setid.mat")
-        try:
-            labels = np.atleast_1d(labels_mat["labels"]).astype(int)
-            ids = np.concatenate([np.atleast_1d(setid[k]) for k in _SET_KEYS[self.split]])
-        except KeyError as exc:
-            raise DataError(f"flowers102: {base} .mat files lack the key {exc}") from None
+        labels = self._mat(base / "imagelabels.mat", ("labels",))["labels"]
+        setid = self._mat(base / "setid.mat", _SET_KEYS[self.split])
+        ids = np.concatenate([setid[k] for k in _SET_KEYS[self.split]])
         names = TorchvisionFlowers.classes
         if labels.min() < 1 or labels.max() > len(names):
             raise DataError(f"flowers102: {base / 'imagelabels.mat'}: labels must lie in "

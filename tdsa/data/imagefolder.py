@@ -1,7 +1,9 @@
 """A generic ``root/{train,test}/<class>/<image>`` tree (the reference code's layout).
 
 Classes are the sorted sub-folder names of ``root/train`` (of ``root/test`` if there is no
-train folder), so both splits share one label map.
+train folder), so both splits share one label map. A ``root/val`` folder is the ``val`` split;
+without one, ``val`` is a seeded, class-stratified carve-out of ``train``
+(:class:`tdsa.data.base.FGVCDataset`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ class ImageFolderDataset(FGVCDataset):
     """
 
     name = "imagefolder"
-    tree = "<root>/{train,test}/<class>/*.jpg"
+    tree = "<root>/{train,test,val (optional)}/<class>/*.jpg"
+    carve_val = True
+
+    def _carves_val(self) -> bool:
+        """Without a ``val/`` folder, ``val`` is carved out of ``train/``."""
+        return not (self.root / "val").is_dir()
 
     def _load(self) -> tuple[list[str], list[tuple[str, int]]]:
         folder = self.root / self.split

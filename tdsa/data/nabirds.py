@@ -21,6 +21,7 @@ class NABirds(CUBFormatDataset):
     """
 
     name = "nabirds"
+    carve_val = True
     folder = "nabirds"
     sparse_labels = True
     tree = ("nabirds/{images.txt (<uuid> <dir>/<file>.jpg), classes.txt, "

@@ -8,6 +8,10 @@ beak-tip colour, a few pixels each). The class attribute combinations are chosen
 attribute value is shared by at least two classes: no single part identifies a class.
 
 The output is read by the real CUB-200-2011 loader (``tdsa.data.build_dataset("synthetic", ...)``).
+An optional validation split lives in ``val/``, a CUB-format tree of its own. Rendering is a pure
+function of (seed, image index, class attributes), so any image can be re-rendered, and rendered
+as its *counterfactual twin* (:func:`render_twin`): the same bird, pose, background and noise with
+one part's attribute changed.
 
 Book: chapter 1, *The data*.
 """
@@ -36,6 +40,8 @@ GENERATOR_VERSION = 1
 
 DEFAULT_ROOT = "data/synthetic"
 METADATA_FILE = "tdsa_synthetic.json"
+VAL_FOLDER = "val"
+"""The validation split's CUB-format tree, inside the dataset root (see :func:`generate`)."""
 #: The arguments of :func:`generate` that :func:`render_bird` takes (the rest are bookkeeping).
 RENDER_ARGS = (
     "image_size",
@@ -116,6 +122,8 @@ _RING_COLOURS: dict[str, tuple[int, int, int]] = {
 _TIP_COLOURS: dict[str, tuple[int, int, int]] = {"black": (30, 28, 28), "orange": (240, 125, 25)}
 _DISTRACTOR_RINGS = (*_RING_COLOURS.values(), (235, 235, 235), (240, 125, 25), (60, 170, 70))
 _SUPERSAMPLE = 2
+_VAL_STREAM = (1,)  # SeedSequence spawn keys (see image_rng, twin_rng)
+_TWIN_STREAM = 0
 
 
 @dataclass(frozen=True)
@@ -133,12 +141,33 @@ class RenderedBird:
     bbox: tuple[float, float, float, float]
 
 
-def image_rng(seed: int, index: int) -> np.random.Generator:
+def _seed_sequence(seed: int, index: int, stream: tuple[int, ...]) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, index], spawn_key=stream)
+
+
+def image_rng(seed: int, index: int, *, val: bool = False) -> np.random.Generator:
     """The random generator of image ``index`` (0-based, in ``images.txt`` order).
+
+    ``val=True`` gives the generator of validation image ``index`` (in ``val/images.txt``
+    order): a stream of its own (spawn key ``(1,)``), so no validation image repeats a train or
+    test image and adding a validation split changes no train or test image.
 
     Book: chapter 1, *The data*.
     """
-    return np.random.default_rng([seed, index])
+    return np.random.default_rng(_seed_sequence(seed, index, _VAL_STREAM if val else ()))
+
+
+def twin_rng(seed: int, index: int, *, val: bool = False) -> np.random.Generator:
+    """The generator of the attribute-specific draws of image ``index``'s counterfactual twins.
+
+    Only a swapped-in value that needs random draws of its own (a wing pattern the class does
+    not have: the jitter of its bars or spots) uses it; everything else about a twin comes from
+    :func:`image_rng`, exactly as for the original image. A stream separate from every image's
+    (spawn key ``(0,)``, ``(1, 0)`` for validation images).
+    """
+    return np.random.default_rng(
+        _seed_sequence(seed, index, (*(_VAL_STREAM if val else ()), _TWIN_STREAM))
+    )
 
 
 def choose_classes(num_classes: int) -> list[dict[str, str]]:
@@ -168,18 +197,42 @@ def render_bird(
     max_scale: float = 1.15,
     max_rotation: float = 25.0,
     noise_std: float = 8.0,
+    swap: Mapping[str, str] | None = None,
+    swap_rng: np.random.Generator | None = None,
 ) -> RenderedBird:
     """Draw one bird with the given class attributes, its label map, parts and box.
 
-    All randomness comes from ``rng`` (see :func:`image_rng`). Book: chapter 1, *The data*.
+    All randomness comes from ``rng`` (see :func:`image_rng`), and ``rng`` is consumed in the
+    same way whatever ``swap`` is. ``swap`` (attribute name -> value) renders the image's
+    counterfactual twin: the bird is painted with those values instead of the class's, and
+    everything else (background, clutter, pose, position, colours and their jitter, noise) is
+    drawn exactly as for ``attributes``. The bird is placed from the class's own geometry, so a
+    swapped tail may reach a pixel or two past the usual margin. A swapped-in wing pattern the
+    class does not have draws its jitter from ``swap_rng`` (see :func:`twin_rng`).
+
+    Book: chapter 1, *The data*.
     """
     size = image_size
+    painted = _painted(attributes, swap)
     background = _background(rng, size)
-    colours = _bird_colours(rng, attributes)
+    # The ring and tip jitter consume the same draws for every value.
+    colours = _bird_colours(rng, painted)
     scale = rng.uniform(min_scale, max_scale)
     angle = math.radians(rng.uniform(-max_rotation, max_rotation))
     flip = bool(rng.random() < 0.5)
-    shapes, locations = _bird_shapes(rng, attributes, colours, fine_scale)
+    wing_a, wing_b = _WING[2], _WING[3]
+    pattern = _wing_pattern(rng, attributes["wing"], wing_a, wing_b)
+    shapes, locations = _bird_shapes(attributes, colours, fine_scale, pattern)
+    drawn = shapes
+    if painted != dict(attributes):
+        if painted["wing"] != attributes["wing"]:
+            if swap_rng is None:
+                raise ConfigError(
+                    f"swapping the wing pattern {attributes['wing']!r} -> {painted['wing']!r} "
+                    "needs swap_rng (tdsa.data.synthetic.twin_rng) for the new pattern's jitter"
+                )
+            pattern = _wing_pattern(swap_rng, painted["wing"], wing_a, wing_b)
+        drawn, _ = _bird_shapes(painted, colours, fine_scale, pattern)
 
     unit = size / _REF_SIZE * scale
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
@@ -200,7 +253,7 @@ def render_bird(
     draw = ImageDraw.Draw(canvas)
     eye_radius = _EYE_RING_RADIUS * fine_scale * size / _REF_SIZE
     _draw_clutter(draw, rng, size, eye_radius, distractors)
-    placed = [(label, place(pts) + offset, fill) for label, pts, fill in shapes]
+    placed = [(label, place(pts) + offset, fill) for label, pts, fill in drawn]
     for _, pts, fill in placed:
         draw.polygon(_pil_points(pts * _SUPERSAMPLE + (_SUPERSAMPLE - 1) / 2), fill=fill)
     image = canvas.resize((size, size), Image.Resampling.BOX)
@@ -230,6 +283,142 @@ def render_bird(
     return RenderedBird(image=image, labels=labels, parts=parts, bbox=bbox)
 
 
+def _painted(attributes: Mapping[str, str], swap: Mapping[str, str] | None) -> dict[str, str]:
+    """The class attributes with ``swap`` applied, every name and value checked."""
+    painted = dict(attributes)
+    for name, value in {**painted, **dict(swap or {})}.items():
+        if name not in ATTRIBUTES:
+            raise ConfigError(f"unknown attribute {name!r}; attributes: {', '.join(ATTRIBUTES)}")
+        if value not in ATTRIBUTES[name]:
+            raise ConfigError(
+                f"{name}={value!r} is not a value of {name}; values: {', '.join(ATTRIBUTES[name])}"
+            )
+    missing = [name for name in ATTRIBUTES if name not in painted]
+    if missing:
+        raise ConfigError(f"attributes lack {', '.join(missing)}; expected all of "
+                          f"{', '.join(ATTRIBUTES)}")
+    painted.update(swap or {})
+    return painted
+
+
+SPLITS = ("train", "test", "val", "train_minus_val")
+"""Splits of a synthetic root; ``train_minus_val`` is ``train`` (val has images of its own)."""
+
+
+def part_attribute(part: str) -> str:
+    """The class attribute that part ``part`` carries (``"eye"`` -> ``"eye_ring"``).
+    """
+    carried = {p.name: p.attribute for p in PARTS if p.attribute is not None}
+    if part not in carried:
+        raise ConfigError(
+            f"part {part!r} carries no class attribute; parts with attributes: "
+            + ", ".join(f"{name} ({attr})" for name, attr in carried.items())
+        )
+    return carried[part]
+
+
+def load_metadata(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata (``tdsa_synthetic.json``) of the synthetic root ``source``; parsed
+    metadata is returned as it is.
+
+    Raises :class:`tdsa.errors.DataError` if the file is missing or unreadable, or if the
+    dataset was made by another generator version (its images cannot be re-rendered).
+    """
+    if isinstance(source, Mapping):
+        meta, where = dict(source), "the metadata"
+    else:
+        path = Path(source) / METADATA_FILE
+        where = str(path)
+        if not path.is_file():
+            raise DataError(f"{source} has no {METADATA_FILE}: not a synthetic dataset root; "
+                            f"generate one with `python -m tdsa data synth --root {source}`")
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path} is unreadable ({exc})") from None
+    if not isinstance(meta, dict) or not {"args", "classes"} <= set(meta):
+        raise DataError(f"{where} is not synthetic metadata (expected 'args' and 'classes')")
+    version = meta.get("generator_version")
+    if version != GENERATOR_VERSION:
+        raise DataError(
+            f"{where} was written by generator version {version!r}, this is version "
+            f"{GENERATOR_VERSION}: its images cannot be re-rendered; regenerate the dataset "
+            "with --overwrite"
+        )
+    return meta
+
+
+def image_source(meta: Mapping[str, Any], split: str, index: int) -> tuple[int, int, bool]:
+    """``(class index, image index, val)`` of image ``index`` of ``split``, in the order
+    ``build_dataset("synthetic", root, split)`` lists it: the arguments of :func:`image_rng`
+    that render it.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"synthetic: unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    args = meta["args"]
+    train, test = args["train_per_class"], args["test_per_class"]
+    per_class = {"train": train, "train_minus_val": train, "test": test,
+                 "val": args.get("val_per_class", 0)}[split]
+    if per_class == 0:
+        raise DataError("synthetic: this dataset has no val split; regenerate it with "
+                        "--val-per-class N (val_per_class=N)")
+    count = args["num_classes"] * per_class
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+            or not 0 <= index < count:
+        raise IndexError(f"synthetic {split}: image index {index!r} is outside 0..{count - 1}")
+    class_index, j = divmod(int(index), per_class)
+    if split == "val":
+        return class_index, int(index), True
+    return class_index, class_index * (train + test) + (j if split != "test" else train + j), False
+
+
+def render_image(
+    source: str | Path | Mapping[str, Any],
+    split: str,
+    index: int,
+    *,
+    swap: Mapping[str, str] | None = None,
+) -> RenderedBird:
+    """Re-render image ``index`` of ``split`` of a synthetic dataset (a root or its metadata),
+    optionally with attributes swapped (:func:`render_bird`'s ``swap``).
+
+    Without ``swap`` the pixels are those the generator saved before JPEG encoding.
+    """
+    meta = load_metadata(source)
+    class_index, image_index, val = image_source(meta, split, index)
+    args = meta["args"]
+    seed = args["seed"]
+    return render_bird(
+        meta["classes"][class_index]["attributes"],
+        image_rng(seed, image_index, val=val),
+        **{k: args[k] for k in RENDER_ARGS},
+        swap=swap,
+        swap_rng=twin_rng(seed, image_index, val=val),
+    )
+
+
+def render_twin(
+    source: str | Path | Mapping[str, Any], split: str, index: int, *, part: str, value: str
+) -> RenderedBird:
+    """The counterfactual twin of image ``index`` of ``split``: the same bird, pose,
+    background, clutter and noise with part ``part``'s attribute set to ``value``.
+
+    ``value`` equal to the image's own value gives the original image.
+    """
+    return render_image(source, split, index, swap={part_attribute(part): value})
+
+
+def twin_values(source: str | Path | Mapping[str, Any], split: str, index: int,
+                part: str) -> list[str]:
+    """The values of ``part``'s attribute other than image ``index``'s own, in
+    :data:`ATTRIBUTES` order: the twins that exist for that part.
+    """
+    meta = load_metadata(source)
+    attribute = part_attribute(part)
+    own = meta["classes"][image_source(meta, split, index)[0]]["attributes"][attribute]
+    return [v for v in ATTRIBUTES[attribute] if v != own]
+
+
 def generate(
     root: str | Path = DEFAULT_ROOT,
     *,
@@ -245,6 +434,7 @@ def generate(
     max_scale: float = 1.15,
     max_rotation: float = 25.0,
     noise_std: float = 8.0,
+    val_per_class: int = 0,
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
@@ -259,6 +449,13 @@ def generate(
     :class:`tdsa.errors.DataError` unless ``overwrite=True``. Bad arguments raise
     :class:`tdsa.errors.ConfigError` (a ``ValueError``). The same arguments give
     byte-identical files. Returns ``root`` as a :class:`pathlib.Path`.
+
+    ``val_per_class > 0`` also writes a validation split of that many images per class into
+    ``root/val/``, a CUB-format tree of its own (the same files; every image is marked ``0``
+    in its ``train_test_split.txt``), so the CUB loader reads ``root`` exactly as without it.
+    Validation images come from their own random stream (:func:`image_rng` with ``val=True``):
+    the train and test files are byte-identical with and without them, and the metadata
+    records ``val_per_class`` only when it is positive.
 
     Book: chapter 1, *The data*.
     """
@@ -278,6 +475,9 @@ def generate(
     }
     if args["min_scale"] > args["max_scale"]:
         raise ConfigError(f"min_scale={min_scale} must not exceed max_scale={max_scale}")
+    # Recorded only when positive, so that datasets without val keep their metadata.
+    if _check_int("val_per_class", val_per_class, 0, 100_000):
+        args["val_per_class"] = int(val_per_class)
     _check_bool("overwrite", overwrite)
     root = Path(root)
     if _prepare_root(root, args, overwrite):
@@ -285,37 +485,12 @@ def generate(
 
     classes = choose_classes(num_classes)
     class_dirs = [f"{i:03d}.{_class_name(attrs)}" for i, attrs in enumerate(classes, start=1)]
-    render_kw = {k: args[k] for k in RENDER_ARGS}
-    images, labels, split, boxes, locs = [], [], [], [], []
     per_class = train_per_class + test_per_class
-    with tqdm(total=num_classes * per_class, desc="synth", unit="img", disable=not progress) as bar:
-        for class_index, (attrs, class_dir) in enumerate(zip(classes, class_dirs, strict=True)):
-            (root / "images" / class_dir).mkdir(parents=True, exist_ok=True)
-            for j in range(per_class):
-                index = class_index * per_class + j
-                image_id = index + 1
-                bird = render_bird(attrs, image_rng(seed, index), **render_kw)
-                rel = f"{class_dir}/{class_dir[4:]}_{image_id:05d}.jpg"
-                bird.image.save(
-                    root / "images" / rel, format="JPEG", quality=jpeg_quality, subsampling=0
-                )
-                images.append(f"{image_id} {rel}")
-                labels.append(f"{image_id} {class_index + 1}")
-                split.append(f"{image_id} {1 if j < train_per_class else 0}")
-                boxes.append(f"{image_id} " + " ".join(f"{v:.1f}" for v in bird.bbox))
-                for part in PARTS:
-                    x, y = bird.parts[part.name]
-                    locs.append(f"{image_id} {part.id} {x:.1f} {y:.1f} 1")
-                bar.update()
-
-    _write_lines(root / "images.txt", images)
-    _write_lines(root / "classes.txt", [f"{i} {d}" for i, d in enumerate(class_dirs, start=1)])
-    _write_lines(root / "image_class_labels.txt", labels)
-    _write_lines(root / "train_test_split.txt", split)
-    _write_lines(root / "bounding_boxes.txt", boxes)
-    (root / "parts").mkdir(exist_ok=True)
-    _write_lines(root / "parts" / "parts.txt", [f"{p.id} {p.name}" for p in PARTS])
-    _write_lines(root / "parts" / "part_locs.txt", locs)
+    total = num_classes * (per_class + val_per_class)
+    with tqdm(total=total, desc="synth", unit="img", disable=not progress) as bar:
+        _write_tree(root, args, classes, class_dirs, val=False, bar=bar)
+        if val_per_class:
+            _write_tree(root / VAL_FOLDER, args, classes, class_dirs, val=True, bar=bar)
     metadata = {
         "generator_version": GENERATOR_VERSION,
         "args": args,
@@ -334,6 +509,49 @@ def generate(
     tmp.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     tmp.replace(root / METADATA_FILE)
     return root
+
+
+def _write_tree(
+    base: Path,
+    args: dict[str, Any],
+    classes: list[dict[str, str]],
+    class_dirs: list[str],
+    *,
+    val: bool,
+    bar: tqdm,
+) -> None:
+    """Render and write one CUB-format tree: train + test under the root, or ``val/``."""
+    train_per_class = 0 if val else args["train_per_class"]
+    per_class = args["val_per_class"] if val else train_per_class + args["test_per_class"]
+    render_kw = {k: args[k] for k in RENDER_ARGS}
+    images, labels, split, boxes, locs = [], [], [], [], []
+    for class_index, (attrs, class_dir) in enumerate(zip(classes, class_dirs, strict=True)):
+        (base / "images" / class_dir).mkdir(parents=True, exist_ok=True)
+        for j in range(per_class):
+            index = class_index * per_class + j
+            image_id = index + 1
+            bird = render_bird(attrs, image_rng(args["seed"], index, val=val), **render_kw)
+            rel = f"{class_dir}/{class_dir[4:]}_{'val_' if val else ''}{image_id:05d}.jpg"
+            bird.image.save(
+                base / "images" / rel, format="JPEG", quality=args["jpeg_quality"], subsampling=0
+            )
+            images.append(f"{image_id} {rel}")
+            labels.append(f"{image_id} {class_index + 1}")
+            split.append(f"{image_id} {1 if j < train_per_class else 0}")
+            boxes.append(f"{image_id} " + " ".join(f"{v:.1f}" for v in bird.bbox))
+            for part in PARTS:
+                x, y = bird.parts[part.name]
+                locs.append(f"{image_id} {part.id} {x:.1f} {y:.1f} 1")
+            bar.update()
+
+    _write_lines(base / "images.txt", images)
+    _write_lines(base / "classes.txt", [f"{i} {d}" for i, d in enumerate(class_dirs, start=1)])
+    _write_lines(base / "image_class_labels.txt", labels)
+    _write_lines(base / "train_test_split.txt", split)
+    _write_lines(base / "bounding_boxes.txt", boxes)
+    (base / "parts").mkdir(exist_ok=True)
+    _write_lines(base / "parts" / "parts.txt", [f"{p.id} {p.name}" for p in PARTS])
+    _write_lines(base / "parts" / "part_locs.txt", locs)
 
 
 # --------------------------------------------------------------------------- class choice
@@ -448,12 +666,15 @@ def _bird_colours(rng: np.random.Generator, attributes: Mapping[str, str]) -> di
 
 
 def _bird_shapes(
-    rng: np.random.Generator,
     attributes: Mapping[str, str],
     colours: dict[str, tuple],
     fine_scale: float,
+    pattern: list[np.ndarray],
 ) -> tuple[list[tuple[int, np.ndarray, tuple]], dict[str, tuple[float, float]]]:
-    """Polygons (label, canonical points, fill) in drawing order, and the part locations."""
+    """Polygons (label, canonical points, fill) in drawing order, and the part locations.
+
+    ``pattern`` holds the wing pattern's polygons in the wing's frame (:func:`_wing_pattern`).
+    """
     shapes: list[tuple[int, np.ndarray, tuple]] = []
     locations: dict[str, tuple[float, float]] = {}
 
@@ -471,9 +692,9 @@ def _bird_shapes(
     shapes.append((_PART_LABEL["breast"], _ellipse(*_BREAST), colours["breast"]))
     locations["breast"] = _BREAST[:2]
 
-    wx, wy, wa, wb, wtilt = _WING
+    wx, wy, _, _, wtilt = _WING
     shapes.append((_PART_LABEL["wing"], _ellipse(*_WING), colours["wing"]))
-    for local in _wing_pattern(rng, attributes["wing"], wa, wb):
+    for local in pattern:
         shapes.append((_PART_LABEL["wing"], _to_frame(local, (wx, wy), wtilt), colours["pattern"]))
     locations["wing"] = (wx, wy)
 
@@ -605,6 +826,7 @@ _OUTPUTS = (
     "image_class_labels.txt",
     "train_test_split.txt",
     "bounding_boxes.txt",
+    VAL_FOLDER,
     METADATA_FILE + ".tmp",
 )
 
@@ -628,9 +850,9 @@ def _prepare_root(root: Path, args: dict[str, Any], overwrite: bool) -> bool:
             if version == GENERATOR_VERSION and old_args == args:
                 return True
             changes = [
-                f"{k}: {old_args.get(k)!r} -> {v!r}"
-                for k, v in args.items()
-                if old_args.get(k) != v
+                f"{k}: {old_args.get(k)!r} -> {args.get(k)!r}"
+                for k in {**old_args, **args}
+                if old_args.get(k) != args.get(k)
             ]
             if version != GENERATOR_VERSION:
                 changes.append(f"generator_version: {version!r} -> {GENERATOR_VERSION}")

@@ -25,7 +25,7 @@ from torch import nn
 from tdsa import __version__
 from tdsa.config import Config
 from tdsa.errors import CheckpointError, ConfigError
-from tdsa.models.pretrained import load_state_strict
+from tdsa.models.pretrained import load_state_strict, torch_load_error
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "epoch", "config", "version")
@@ -73,8 +73,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {msg}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {torch_load_error(path, exc)}"
+                              ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not a tdsa checkpoint (a {type(ckpt).__name__})")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
@@ -115,6 +115,85 @@ def check_compatible(ckpt: dict[str, Any], cfg: Config, num_classes: int, path: 
             diffs.append(f"model.{key} {old!r} in the checkpoint vs {new!r} now")
     if diffs:
         raise CheckpointError(f"checkpoint {path} does not fit this run: {'; '.join(diffs)}")
+
+
+# The config keys that may differ between a run folder's last.pt and the command resuming it
+# (they change how the run is executed or shown, not what it computes). train.epochs may only
+# grow; everything else must match, or the resume is refused.
+RESUME_MAY_CHANGE = (
+    "train.epochs",
+    "runtime.stop_after_epoch",
+    "runtime.threads",
+    "runtime.progress",
+    "runtime.device",
+    "runtime.tensorboard",
+    "data.workers",
+)
+
+
+def _flatten(tree: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {f"{section}.{key}": value for section, keys in tree.items() for key, value in
+            keys.items()}
+
+
+def _same_root(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and os.path.abspath(a) == os.path.abspath(b)
+
+
+def config_differences(stored: dict[str, Any], cfg: Config) -> list[str]:
+    """One line per config key in which ``cfg`` differs from the ``stored`` config of a run
+    (``optim.lr: run has 0.001, command gives 0.05``), ignoring :data:`RESUME_MAY_CHANGE`
+    (``train.epochs`` only when it grows), ``model.num_classes`` left to the dataset, and
+    ``data.root`` spelt another way for the same folder.
+    """
+    old = _flatten(Config.from_dict(stored, source="stored config").to_dict())
+    new = _flatten(cfg.to_dict())
+    lines = []
+    for key, b in new.items():
+        a = old[key]
+        if a == b or (key in RESUME_MAY_CHANGE and key != "train.epochs"):
+            continue
+        if key == "train.epochs" and isinstance(a, int) and isinstance(b, int) and b > a:
+            continue
+        if key == "model.num_classes" and b is None:
+            continue
+        if key == "data.root" and _same_root(a, b):
+            continue
+        note = " (train.epochs can only grow on resume)" if key == "train.epochs" else ""
+        lines.append(f"{key}: run has {a!r}, command gives {b!r}{note}")
+    return lines
+
+
+def check_same_run(ckpt: dict[str, Any], cfg: Config, path: str | Path) -> None:
+    """Raise ConfigError, one line per differing key, unless ``cfg`` continues the run whose
+    checkpoint is ``ckpt`` (see :func:`config_differences`).
+    """
+    try:
+        lines = config_differences(ckpt["config"], cfg)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the stored config is not valid: {exc}") from None
+    if lines:
+        raise ConfigError(
+            f"{path} belongs to a run with another config; nothing was changed (start a new "
+            f"run with another --out, or resume with the run's config):\n  " + "\n  ".join(lines)
+        )
+
+
+def check_output_dir(path: str | Path, option: str) -> None:
+    """ConfigError unless ``path`` is a folder that exists and is writable, or can be created
+    (its nearest existing ancestor is a writable folder). Writes nothing.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is an existing file, not a folder: choose a folder")
+    probe = path.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option} {path} cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "the folder" if probe == path.absolute() else f"its parent {probe}"
+        raise ConfigError(f"{option} {path}: {where} is not writable: choose another folder")
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from tdsa.engine.checkpoint import load_checkpoint, load_model
+from tdsa.engine.checkpoint import check_output_dir, load_checkpoint, load_model
 from tdsa.engine.distributed import resolve_device
 from tdsa.engine.evaluate import evaluate
-from tdsa.errors import CheckpointError, ConfigError
+from tdsa.engine.precision import resolve_precision
+from tdsa.errors import CheckpointError, ConfigError, DataError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
     parser.add_argument("--dataset", help="dataset name (default: the run's)")
-    parser.add_argument("--root", help="dataset root (default: the run's)")
+    parser.add_argument(
+        "--root", help="dataset root (default: the run's, stored as an absolute path)"
+    )
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
     parser.add_argument("--workers", type=int, help="loader workers (default: the run's)")
@@ -45,20 +48,32 @@ def run(args: argparse.Namespace) -> int:
 
     Book: chapter 4, *Full training*.
     """
-    from tdsa.data import build_dataset, build_transforms
+    from tdsa.data import build_dataset, build_transforms, list_datasets
 
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    check_output_dir(out, "--out")
     device = resolve_device(args.device)
     model, cfg = load_model(args.checkpoint, map_location=device)
     num_classes = int(model.num_classes)
     ckpt = load_checkpoint(args.checkpoint)
     d = cfg.data
     name, root = args.dataset or d.dataset, args.root or d.root
+    if name not in list_datasets():
+        raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(list_datasets())}")
+    if args.root is None and not Path(root).exists():
+        raise DataError(
+            f"the run's dataset root {root} (stored in {args.checkpoint}) does not exist here; "
+            f"pass --root PATH (the {name} dataset's folder)"
+        )
+    where = f"dataset {name!r} at {root} split {args.split!r}"
     try:
         transform = build_transforms(d.regime, d.image_size, train=False, resize=d.resize)
         options = d.options if name == d.dataset else {}
         dataset = build_dataset(name, root, args.split, transform, **options)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"dataset {name!r} at {root} split {args.split!r}: {exc}") from None
+    except (ConfigError, TypeError) as exc:  # an unknown dataset, split or option
+        raise ConfigError(f"{where}: {exc}") from None
+    except ValueError as exc:  # anything else a reader rejects is the data's fault
+        raise DataError(f"{where}: {exc}") from None
     if int(dataset.num_classes) != num_classes:
         raise CheckpointError(
             f"{args.checkpoint} was trained on {num_classes} classes but {name!r} at {root} "
@@ -68,11 +83,16 @@ def run(args: argparse.Namespace) -> int:
     bs = args.batch_size or tr.eval_batch_size or tr.batch_size // tr.accum_steps
     workers = d.workers if args.workers is None else args.workers
     loader = DataLoader(dataset, batch_size=bs, shuffle=False, drop_last=False, num_workers=workers)
+    precision = resolve_precision(device, tr.amp, tr.channels_last)
     with torch.inference_mode():
         res = evaluate(
-            model, loader, device, num_classes, amp=tr.amp, channels_last=tr.channels_last
+            model,
+            loader,
+            device,
+            num_classes,
+            amp=precision.amp,
+            channels_last=precision.channels_last,
         )
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     classes = list(getattr(dataset, "classes", range(num_classes)))
     stored = _stored_top1(ckpt)
@@ -88,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         "mean_class_accuracy": res["mean_class"],
         "per_class_accuracy": dict(zip(map(str, classes), res["per_class"], strict=True)),
         "stored_test_top1": stored,
+        "precision": precision.label,
     }
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     with (out / "confusion.csv").open("w", newline="") as f:
@@ -97,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
             w.writerow([cls, *row])
     print(
         f"{name} {args.split}: top-1 {res['top1']:.2f}%  top-5 {res['top5']:.2f}%  "
-        f"mean per-class {res['mean_class']:.2f}%  ({res['n']} images, epoch {ckpt['epoch']})"
+        f"mean per-class {res['mean_class']:.2f}%  ({res['n']} images, epoch {ckpt['epoch']}, "
+        f"{precision.label})"
     )
     if stored is not None:
         print(f"stored test top-1 of this checkpoint (epoch {ckpt['epoch']}): {stored:.2f}%")

@@ -1,6 +1,7 @@
 """``python -m tdsa train --config configs/X.yaml [key=value ...] --out runs/NAME [--resume P]``.
 
-Exit codes: 0 done (or stopped by ``runtime.stop_after_epoch``), 2 bad config, 1 other
+Exit codes: 0 done (or stopped by ``runtime.stop_after_epoch``, or the run folder already
+complete), 2 bad config (also a config that differs from the run folder's own), 1 other
 errors (data, checkpoint, NaN loss), 130 / 143 stopped by SIGINT / SIGTERM after saving
 ``last.pt`` (run the same command again to resume).
 
@@ -23,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     Book: chapter 4, *Full training*.
     """
-    parser.add_argument("--config", help="YAML config (optional when resuming)")
+    parser.add_argument(
+        "--config",
+        help="a YAML file, or the name of a config shipped with tdsa (e.g. synthetic_tdsa, "
+        "smoke, cub_vgg16_tdsa_scratch; the list is in an unknown name's error); optional "
+        "when resuming",
+    )
     parser.add_argument("--out", required=True, help="run folder (resumes if it has last.pt)")
     parser.add_argument("--resume", help="checkpoint to resume from (default: OUT/last.pt)")
     parser.add_argument(
@@ -49,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--config is required (no checkpoint to resume from at {source})")
         cfg = checkpoint_config(load_checkpoint(source), source)
     summary = train(cfg, args.out, overrides=args.overrides, resume=args.resume)
+    if summary.get("already_complete"):
+        print(
+            f"{args.out} is already complete ({summary['epochs_completed']}/"
+            f"{summary['epochs']} epochs; final test top-1 {summary['final_top1']:.2f}%, best "
+            f"{summary['best_top1']:.2f}% at epoch {summary['best_epoch']}): nothing to do "
+            f"(raise train.epochs to train further)"
+        )
+        return 0
     if summary["stopped"] not in (None, "stop_after_epoch"):
         print(
             f"stopped by {summary['stopped']}: {args.out}/last.pt saved; run the same "

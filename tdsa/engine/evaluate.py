@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from tdsa.engine.precision import resolve_precision
 from tdsa.metrics import confusion_matrix, per_class_accuracy, topk_correct
 
 
@@ -35,8 +36,8 @@ def evaluate(
     device: torch.device | str,
     num_classes: int,
     *,
-    amp: str = "none",
-    channels_last: bool = False,
+    amp: str = "auto",
+    channels_last: bool | str = "auto",
     reduce: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every batch of ``loader`` (in eval mode; the mode is restored).
@@ -45,11 +46,14 @@ def evaluate(
     ``per_class`` (list of % per class, NaN for a class without images), ``mean_class``
     (% averaged over classes) and ``confusion`` (``[K, K]`` int64, rows = true class). With
     ``reduce`` the counts are summed over the ranks of the process group (each rank must see
-    a disjoint shard, e.g. :class:`~tdsa.engine.distributed.ShardSampler`).
+    a disjoint shard, e.g. :class:`~tdsa.engine.distributed.ShardSampler`). ``amp`` and
+    ``channels_last`` are resolved for ``device`` by
+    :func:`~tdsa.engine.precision.resolve_precision` (auto: bf16 + channels_last where native).
 
     Book: chapter 4, *Full training*.
     """
     device = torch.device(device)
+    precision = resolve_precision(device, amp, channels_last)
     was_training = model.training
     model.eval()
     correct = torch.zeros(2, dtype=torch.float64, device=device)
@@ -60,9 +64,9 @@ def evaluate(
         for images, targets in loader:
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
-            if channels_last:
+            if precision.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with autocast(device, amp):
+            with autocast(device, precision.amp):
                 logits = model(images)
             logits = logits.float()
             hits = topk_correct(logits, targets, ks=(1, 5))

@@ -21,11 +21,11 @@ Book: chapter 4, *Full training*.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from tdsa.config import Config, apply_overrides, dump_config, load_config
 from tdsa.engine import checkpoint as ckpt_mod
@@ -52,17 +51,33 @@ from tdsa.engine.distributed import (
 )
 from tdsa.engine.ema import ModelEMA
 from tdsa.engine.evaluate import autocast, evaluate
-from tdsa.engine.logging import MetricsWriter
+from tdsa.engine.logging import (
+    MetricsWriter,
+    format_epoch_line,
+    progress_bar,
+    progress_enabled,
+)
 from tdsa.engine.optim import build_optimizer, build_scheduler
+from tdsa.engine.precision import resolve_precision
 from tdsa.errors import CheckpointError, ConfigError, DataError, TdsaError
 from tdsa.models.pretrained import load_state_strict
 
 TERMS = ("total", "ce", "dis_mid", "div_mid", "dis_high", "div_high")
+log = logging.getLogger("tdsa.train")
 TIME_KEYS = ("epoch_time", "eval_time", "images_per_s")
 SELECTION_NOTE = (
     "best = the epoch with the highest test top-1 (model selection on the test set: these "
     "datasets have no validation split, as in the paper); final = the last epoch"
 )
+
+
+def _aux_terms(cfg: Config) -> tuple[str, ...]:
+    """The auxiliary loss terms with a non-zero weight (``alpha_*`` weighs ``dis_*``,
+    ``beta_*`` weighs ``div_*``): the ones the epoch line shows."""
+    loss = cfg.loss
+    weights = {"dis_mid": loss.alpha_mid, "div_mid": loss.beta_mid,
+               "dis_high": loss.alpha_high, "div_high": loss.beta_high}
+    return tuple(k for k, w in weights.items() if w != 0)
 
 
 class NonFiniteLossError(TdsaError):
@@ -156,6 +171,10 @@ class Trainer:
         self.out = Path(out_dir)
         self.device = info.device
         rt, tr = cfg.runtime, cfg.train
+        # The run folder records where the data is absolutely (it may be evaluated from
+        # elsewhere) and the root as given, for display.
+        self.root_given = cfg.data.root
+        cfg.data.root = os.path.abspath(cfg.data.root)
         if rt.threads:
             torch.set_num_threads(rt.threads)
         if rt.deterministic:
@@ -165,10 +184,9 @@ class Trainer:
         else:
             torch.backends.cudnn.benchmark = True
         seed_everything(rt.seed)
-        if self.info.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            for stale in self.out.glob(".*.pt.*.tmp"):
-                stale.unlink(missing_ok=True)
+        # Every check comes before anything is built or written: nothing in the run folder
+        # changes when one fails.
+        ckpt_mod.check_output_dir(self.out, "--out")
         per_step = info.world_size * tr.accum_steps
         if tr.batch_size % per_step:
             raise ConfigError(
@@ -176,16 +194,60 @@ class Trainer:
                 f"train.accum_steps = {info.world_size} x {tr.accum_steps}"
             )
         self.micro = tr.batch_size // per_step
-        self._build_data()
-        self._build_model(resume_path=self._resume_path(resume))
+        self.precision = resolve_precision(self.device, tr.amp, tr.channels_last)
         self.signal_received: int | None = None
+        resume_path = self._resume_path(resume)
+        ckpt = ckpt_mod.load_checkpoint(resume_path) if resume_path else None
+        self.complete = False
+        if ckpt is not None:
+            ckpt_mod.check_same_run(ckpt, cfg, resume_path)
+            if int(ckpt["epoch"]) >= tr.epochs:
+                self._already_complete(ckpt, resume_path)
+                return
+        self._check_model_config(cfg.model.num_classes or 1)
+        self._build_data()
+        self._build_model(resume_path, ckpt)
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(".*.pt.*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def _check_model_config(self, num_classes: int) -> None:
+        """Build the network on the meta device (no memory, no weights): the model name, its
+        options and the image size against the head are checked before any data is read."""
+        from tdsa.models import create_model
+
+        m = self.cfg.model
+        try:
+            with torch.device("meta"):
+                create_model(m.name, num_classes, xi=tuple(m.xi), pretrained=False,
+                             **ckpt_mod.model_kwargs(self.cfg))
+        except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
+            raise ConfigError(f"model (name={m.name!r}, xi={m.xi}, options={m.options}, "
+                              f"data.image_size={self.cfg.data.image_size}): {exc}") from None
+
+    def _already_complete(self, ckpt: dict[str, Any], path: Path) -> None:
+        """The run in ``ckpt`` has done all its epochs: :meth:`fit` only reports it."""
+        self.complete = True
+        self.metrics = list(ckpt["metrics"])
+        self.best = dict(ckpt["best"])
+        self.resumed_from = str(path)
 
     # ---- construction -------------------------------------------------------------------
     def _build_data(self) -> None:
-        from tdsa.data import build_dataset, build_transforms
+        from tdsa.data import build_dataset, build_transforms, list_datasets
         from tdsa.data.synthetic import generate
 
         d = self.cfg.data
+        where = f"data (dataset={d.dataset!r}, root={self.root_given!r})"
+        if d.dataset not in list_datasets():
+            raise ConfigError(f"data.dataset={d.dataset!r} is unknown; valid datasets: "
+                              f"{', '.join(list_datasets())}")
+        try:
+            train_tf = build_transforms(d.regime, d.image_size, train=True, resize=d.resize)
+            test_tf = build_transforms(d.regime, d.image_size, train=False, resize=d.resize)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         if d.dataset == "synthetic" and d.generate:
             meta = Path(d.root) / "tdsa_synthetic.json"
             if not meta.is_file():
@@ -198,12 +260,12 @@ class Trainer:
             else:
                 _check_synthetic(meta, d.synthetic)
         try:
-            train_tf = build_transforms(d.regime, d.image_size, train=True, resize=d.resize)
-            test_tf = build_transforms(d.regime, d.image_size, train=False, resize=d.resize)
             self.train_set = build_dataset(d.dataset, d.root, "train", train_tf, **d.options)
             self.test_set = build_dataset(d.dataset, d.root, "test", test_tf, **d.options)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"data (dataset={d.dataset!r}, root={d.root!r}): {exc}") from None
+        except (ConfigError, TypeError) as exc:  # an unknown split or option: the config's
+            raise ConfigError(f"{where}: {exc}") from None
+        except ValueError as exc:  # anything else a reader rejects is the data's fault
+            raise DataError(f"{where}: {exc}") from None
         self.train_augment = SeededAugment(self.train_set, self.cfg.runtime.seed)
         k = int(self.train_set.num_classes)
         if self.cfg.model.num_classes not in (None, k):
@@ -212,6 +274,7 @@ class Trainer:
                 f"{d.root} has {k} classes"
             )
         self.cfg.model.num_classes = k
+        self.cfg.validate(f"data.root {self.root_given} ({k} classes)")
         self.num_classes = k
         self.steps_per_epoch = len(self.train_set) // self.cfg.train.batch_size
         if self.steps_per_epoch < 1:
@@ -229,12 +292,11 @@ class Trainer:
         last = self.out / "last.pt"
         return last if last.is_file() else None
 
-    def _build_model(self, resume_path: Path | None) -> None:
+    def _build_model(self, resume_path: Path | None, ckpt: dict[str, Any] | None) -> None:
         from tdsa.losses import TDSALoss
         from tdsa.models import create_model
 
         cfg, info, dev = self.cfg, self.info, self.device
-        ckpt = ckpt_mod.load_checkpoint(resume_path) if resume_path else None
         if ckpt is not None:
             ckpt_mod.check_compatible(ckpt, cfg, self.num_classes, resume_path)
         net = create_model(
@@ -250,7 +312,7 @@ class Trainer:
         if sync_bn and info.distributed:
             net = convert_sync_batchnorm(net, dev)
         net.to(dev)
-        if cfg.train.channels_last:
+        if self.precision.channels_last:
             net.to(memory_format=torch.channels_last)
         self.net = net
         taps: nn.Module = _Taps(net)
@@ -279,7 +341,7 @@ class Trainer:
         self.scheduler = build_scheduler(
             self.optimizer, cfg.schedule, self.steps_per_epoch, cfg.train.epochs
         )
-        self.scaler = torch.amp.GradScaler(dev.type, enabled=cfg.train.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=self.precision.amp == "fp16")
         self.ema = ModelEMA(net, cfg.train.ema_decay) if cfg.train.ema else None
         self.mask_generator = torch.Generator(device=dev)
         self.mask_generator.manual_seed(cfg.runtime.seed)
@@ -380,8 +442,7 @@ class Trainer:
         return 1.0 if ramp <= 0 else min(1.0, (epoch + step / self.steps_per_epoch) / ramp)
 
     def _show_progress(self) -> bool:
-        p = self.cfg.runtime.progress
-        return self.info.is_main and (sys.stderr.isatty() if p is None else p)
+        return self.info.is_main and progress_enabled(self.cfg.runtime.progress)
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, Any], bool]:
         cfg, dev = self.cfg, self.device
@@ -397,13 +458,12 @@ class Trainer:
             lr = list(self.partial["lr"])
         self.taps.train()
         loader = iter(self._train_loader(epoch, start))
-        bar = tqdm(
+        bar = progress_bar(
             total=self.steps_per_epoch,
             initial=start,
             disable=not self._show_progress(),
             desc=f"epoch {epoch + 1}/{tr.epochs}",
             dynamic_ncols=True,
-            leave=False,
         )
         t0 = time.perf_counter()
         interrupted = False
@@ -451,6 +511,7 @@ class Trainer:
         row["train_top1"] = float(sums[len(TERMS)]) / seen * 100
         row["epoch_time"] = elapsed
         row["images_per_s"] = float(sums[-1]) / max(elapsed, 1e-9)
+        row["precision"] = self.precision.label
         return row, interrupted
 
     def _micro_step(
@@ -466,7 +527,7 @@ class Trainer:
         tr, dev = self.cfg.train, self.device
         images = images.to(dev, non_blocking=True)
         targets = targets.to(dev, non_blocking=True)
-        if tr.channels_last:
+        if self.precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         last = micro == tr.accum_steps - 1
         sync = (
@@ -475,7 +536,7 @@ class Trainer:
             else nullcontext()
         )
         with sync:
-            with autocast(dev, tr.amp):
+            with autocast(dev, self.precision.amp):
                 logits, mid, high = self.taps(images)
                 out = self.criterion(
                     logits, mid, high, targets, generator=self.mask_generator, aux_scale=aux
@@ -523,9 +584,13 @@ class Trainer:
         Book: chapter 4, *Full training*.
         """
         cfg = self.cfg
+        if self.complete:
+            return self._summary(None, 0.0, write=False) | {"already_complete": True}
         writer = None
         if self.info.is_main:
-            dump_config(cfg, self.out / "config.yaml")
+            note = "" if self.root_given == cfg.data.root else (
+                f"# data.root was given as {self.root_given!r} (relative to {os.getcwd()})\n")
+            (self.out / "config.yaml").write_text(note + dump_config(cfg), encoding="utf-8")
             writer = MetricsWriter(self.out, tensorboard=cfg.runtime.tensorboard)
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -547,8 +612,8 @@ class Trainer:
                     self._test_loader(),
                     self.device,
                     self.num_classes,
-                    amp=cfg.train.amp,
-                    channels_last=cfg.train.channels_last,
+                    amp=self.precision.amp,
+                    channels_last=self.precision.channels_last,
                     reduce=self.info.distributed,
                 )
                 row.update(
@@ -566,6 +631,7 @@ class Trainer:
                 self.start_epoch_done = epoch + 1
                 if writer is not None:
                     writer.write(self.metrics)
+                    log.info("%s", format_epoch_line(row, cfg.train.epochs, _aux_terms(cfg)))
                 if self.signal_received is not None:
                     stopped = signal.Signals(self.signal_received).name
                     break
@@ -579,7 +645,8 @@ class Trainer:
                 writer.close()
         return self._summary(stopped, time.perf_counter() - t_run)
 
-    def _summary(self, stopped: str | None, seconds: float) -> dict[str, Any]:
+    def _summary(self, stopped: str | None, seconds: float, write: bool = True
+                 ) -> dict[str, Any]:
         final = self.metrics[-1] if self.metrics else {}
         summary = {
             "run_dir": str(self.out),
@@ -592,10 +659,13 @@ class Trainer:
             "selection_note": SELECTION_NOTE,
             "stopped": stopped,
             "resumed_from": self.resumed_from,
+            "data_root": self.cfg.data.root,
+            "data_root_given": self.root_given,
             "seconds": seconds,
+            "precision": self.precision.label,
             "metrics": list(self.metrics),
         }
-        if self.info.is_main:
+        if self.info.is_main and write:
             (self.out / "summary.json").write_text(
                 json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2) + "\n"
             )

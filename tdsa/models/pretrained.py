@@ -92,13 +92,34 @@ def load_pretrained(model: nn.Module, source: bool | str | PathLike[str]) -> Loa
     return report
 
 
+def torch_load_error(path: str | PathLike[str], exc: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in words: a file that is not a
+    ``torch.save`` file at all (text, an image, empty) is called so.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as err:
+        return str(err.strerror or err)
+    if not head:
+        return "an empty file (0 bytes), not a torch checkpoint"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # zip (torch >= 1.6) or legacy pickle
+        return (f"not a torch checkpoint or state dict (a torch.save file starts with a zip or "
+                f"pickle header; this one starts with {head!r})")
+    text = str(exc).strip()
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in text.lower():
+        return "it holds objects other than tensors and plain containers (refused: weights only)"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"pretrained weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path} as a torch state dict: {exc}") from exc
+    except Exception as exc:  # torch raises many types (KeyError for a text file) on junk
+        raise CheckpointError(f"model.pretrained: cannot read {path}: "
+                              f"{torch_load_error(path, exc)}") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(

@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         build_transforms,
     )
     from tdsa.engine.checkpoint import load_model
+    from tdsa.engine.evaluate import autocast
+    from tdsa.engine.precision import resolve_precision
     from tdsa.metrics import class_channels
     from tdsa.viz.gradcam import gradcam_maps
     from tdsa.viz.maps import unnormalize
@@ -77,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if args.num_images < 1:
         raise ConfigError(f"--num-images must be a positive integer, got {args.num_images}")
     model, cfg = load_model(args.checkpoint, map_location="cpu")
+    precision = resolve_precision("cpu", cfg.train.amp, cfg.train.channels_last)
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     data = cfg.data
     try:
         transform = build_transforms(data.regime, data.image_size, train=False, resize=data.resize)
@@ -105,9 +110,12 @@ def run(args: argparse.Namespace) -> int:
     for i in _spread(args.num_images, len(dataset)):
         image, label = dataset[i]
         x = image.unsqueeze(0)
-        with torch.no_grad():
+        if precision.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(torch.device("cpu"), precision.amp):
             feats = model.forward_features(x)
             pred = int(model.forward_head(feats["high"]).argmax(dim=1))
+        feats = {k: v.float() for k, v in feats.items()}
         target = torch.tensor([label])
         high = class_channels(feats["high"], target, xi_high)[0]
         mid = class_channels(feats["mid"], target, xi_mid)[0]

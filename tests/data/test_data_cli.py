@@ -11,18 +11,66 @@ from pathlib import Path
 import pytest
 
 from tdsa.cli import main
+from tdsa.data.commands import OFFICIAL_SIZES
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_check_reports_classes_and_split_sizes(cub_root, capsys):
+def test_check_reports_classes_and_split_sizes(cub_root, capsys, monkeypatch):
     root, _ = cub_root
+    monkeypatch.setitem(OFFICIAL_SIZES, "cub", {"train": 6, "test": 3})
     assert main(["data", "check", "--dataset", "cub", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert f"cub at {root}: 3 classes (001.Bird_1, 002.Bird_2, 003.Bird_3)" in out
     assert "train: 6 images (2-2 per class, 3 classes present)" in out
     assert "test: 3 images (1-1 per class, 3 classes present)" in out
     assert "all images readable" in out
+    assert "SHORT" not in out and "differ" not in out
+
+
+def test_check_says_which_split_is_short_of_the_official_size(cub_root, capsys):
+    root, _ = cub_root  # 6 / 3 images: a CUB root far from complete must not pass
+    assert OFFICIAL_SIZES["cub"] == {"train": 5994, "test": 5794}
+    assert main(["data", "check", "--dataset", "cub", "--root", str(root)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "    SHORT: 5,994 images expected (official), 5,988 fewer (an incomplete download " \
+        "or extraction?)" in out
+    assert "    SHORT: 5,794 images expected (official), 5,791 fewer (an incomplete download " \
+        "or extraction?)" in out
+    assert out[-1] == ("split sizes differ from the official ones: train (6 of 5,994), "
+                       "test (3 of 5,794); pass --any-size to accept a deliberate subset")
+    assert main(["data", "check", "--dataset", "cub", "--root", str(root), "--any-size"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "warning: split sizes differ from the official ones: train (6 of 5,994)")
+
+
+def test_check_one_short_split_and_a_too_large_one(cub_root, capsys, monkeypatch):
+    root, _ = cub_root
+    monkeypatch.setitem(OFFICIAL_SIZES, "cub", {"train": 7, "test": 2})
+    assert main(["data", "check", "--dataset", "cub", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "  train: 6 images (2-2 per class, 3 classes present)\n    SHORT: 7 images " \
+        "expected (official), 1 fewer" in out
+    assert "  test: 3 images (1-1 per class, 3 classes present)\n    TOO LARGE: 2 images " \
+        "expected (official), 1 more\n" in out
+    assert "train (6 of 7), test (3 of 2)" in out
+
+
+def test_check_without_official_sizes_passes_with_a_note(imagefolder_root, capsys):
+    root, _ = imagefolder_root
+    assert main(["data", "check", "--dataset", "imagefolder", "--root", str(root)]) == 0
+    assert "(imagefolder has no official split sizes to compare with)" in capsys.readouterr().out
+
+
+def test_official_sizes_of_every_dataset():
+    assert OFFICIAL_SIZES == {
+        "cub": {"train": 5994, "test": 5794},
+        "nabirds": {"train": 23929, "test": 24633},
+        "aircraft": {"train": 6667, "trainval": 6667, "official_train": 3334, "val": 3333,
+                     "test": 3333},
+        "cars": {"train": 8144, "test": 8041},
+        "flowers102": {"train": 2040, "official_train": 1020, "val": 1020, "test": 6149},
+    }
 
 
 def test_check_lists_missing_and_unreadable_files_and_exits_1(cub_root, capsys):
@@ -41,7 +89,7 @@ def test_check_lists_missing_and_unreadable_files_and_exits_1(cub_root, capsys):
 def test_check_one_split(cub_root, capsys):
     root, _ = cub_root
     assert main(["data", "check", "--dataset", "cub", "--root", str(root),
-                 "--split", "test"]) == 0
+                 "--split", "test", "--any-size"]) == 0
     out = capsys.readouterr().out
     assert "test: 3 images" in out and "train:" not in out
 
@@ -73,6 +121,15 @@ def test_synth_generates_and_reports_counts(tmp_path, capsys):
     assert main(args) == 0
     assert "3 classes, 6 train / 3 test images" in capsys.readouterr().out
     assert main(["data", "check", "--dataset", "synthetic", "--root", str(root)]) == 0
+    assert "SHORT" not in capsys.readouterr().out  # the sizes its metadata states
+    images = root / "images.txt"
+    images.write_text("".join(images.read_text().splitlines(keepends=True)[:-2]))
+    assert main(["data", "check", "--dataset", "synthetic", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "  train: 5 images (1-2 per class, 3 classes present)\n    SHORT: 6 images expected " \
+        "(tdsa_synthetic.json), 1 fewer" in out
+    assert "split sizes differ from the tdsa_synthetic.json ones: train (5 of 6), test (2 of 3)" \
+        in out
     assert main([*args[:-1], "5"]) != 0  # other args on an existing root, without --overwrite
     assert "tdsa data: error:" in capsys.readouterr().err
     assert main([*args[:-1], "5", "--overwrite"]) == 0

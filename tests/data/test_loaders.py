@@ -26,8 +26,9 @@ def test_unknown_dataset_and_split_list_the_valid_ones(cub_root):
     root, _ = cub_root
     with pytest.raises(ValueError, match=r"unknown dataset 'cubb'.*cub.*aircraft.*imagefolder"):
         build_dataset("cubb", root, "train")
-    with pytest.raises(ValueError, match="unknown split 'val'; valid splits: train, test"):
-        build_dataset("cub", root, "val")
+    with pytest.raises(ValueError, match="unknown split 'trainval'; valid splits: train, test, "
+                       "val, train_minus_val"):
+        build_dataset("cub", root, "trainval")
     with pytest.raises(ValueError, match=r"valid splits: .*trainval"):
         build_dataset("aircraft", root, "validation")
 
@@ -148,7 +149,8 @@ def test_aircraft_unknown_variant_and_missing_split_file(aircraft_root):
     root, expected = aircraft_root
     split_file = expected["data"] / "images_variant_test.txt"
     split_file.write_text("1000004 Boeing 999\n")
-    with pytest.raises(DataError, match="variant 'Boeing 999' of image 1000004 is not in"):
+    with pytest.raises(DataError, match=r"images_variant_test\.txt line 1: expected a variant "
+                       r"listed in .*variants\.txt, got 'Boeing 999'"):
         build_dataset("aircraft", root, "test")
     split_file.unlink()
     with pytest.raises(DataError, match=r"missing annotation file .*images_variant_test\.txt"):

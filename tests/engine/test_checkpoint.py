@@ -12,7 +12,7 @@ import torch
 from tdsa.config import apply_overrides
 from tdsa.engine import checkpoint as ck
 from tdsa.engine.trainer import train
-from tdsa.errors import CheckpointError
+from tdsa.errors import CheckpointError, ConfigError
 
 from .conftest import tiny_config
 
@@ -79,7 +79,8 @@ def test_checkpoint_from_another_model_or_class_count_is_a_clear_error(
                                               r"'tdsa_resnet18' now"):
         ck.check_compatible(ckpt, other, 4, "last.pt")
     wider = apply_overrides(cfg, ["model.options.width=0.5"])
-    with pytest.raises(CheckpointError, match=r"model\.options"):
+    with pytest.raises(ConfigError, match=r"model\.options: run has \{'width': 0\.25\}, "
+                                          r"command gives \{'width': 0\.5\}"):
         train(wider, one_epoch_run, overrides=["train.epochs=2"])
 
 

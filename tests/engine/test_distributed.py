@@ -56,7 +56,8 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
     uses plain SGD at lr 1e-3 for 8 steps.
     """
     cfg = tiny_config(tiny_root, "train.epochs=2", "loss.ramp_epochs=0", "optim.lr=0.001",
-                      "optim.head_lr=0.001", "optim.momentum=0", "optim.weight_decay=0")
+                      "optim.head_lr=0.001", "optim.momentum=0", "optim.weight_decay=0",
+                      "train.amp=none", "train.channels_last=false")  # fp32 tolerances
     single = train(cfg, tmp_path / "one")
     cfg_path = tmp_path / "c.yaml"
     dump_config(cfg, cfg_path)
@@ -79,6 +80,8 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
         assert a["test_images"] == b["test_images"] == 20
         assert a["test_top1"] == b["test_top1"]
         for k, v in a.items():
-            if k not in TIME_KEYS:
+            if k == "precision":
+                assert b[k] == v == "fp32"
+            elif k not in TIME_KEYS:
                 assert b[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
     assert not list((tmp_path / "two").glob("*.tmp")), "only rank 0 writes"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -109,6 +110,26 @@ def test_bf16_autocast_training_runs_on_cpu(tiny_root: Path, tmp_path: Path) -> 
     row = summary["metrics"][0]
     assert torch.isfinite(torch.tensor(row["train_total"]))
     assert row["test_images"] == 20
+    assert row["precision"] == summary["precision"] == "bf16+channels_last"
+    assert json.loads((tmp_path / "summary.json").read_text())["precision"] == "bf16+channels_last"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_resolved_and_recorded(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """The defaults (amp auto, channels_last auto) follow the CPU's bf16 support; the resolved
+    precision is what the model, the metrics rows and summary.json say."""
+    from tdsa.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    cfg = tiny_config(tiny_root, "train.epochs=1")
+    assert (cfg.train.amp, cfg.train.channels_last) == ("auto", "auto")
+    summary = train(cfg, tmp_path)
+    label = "bf16+channels_last" if native else "fp32"
+    assert summary["metrics"][0]["precision"] == summary["precision"] == label
+    assert read_metrics(tmp_path)[0]["precision"] == label
+    assert json.loads((tmp_path / "summary.json").read_text())["precision"] == label
 
 
 def _cli_train(cfg_path: Path, out: Path, *extra: str) -> subprocess.Popen:
@@ -205,6 +226,8 @@ def test_eval_command_prints_the_stored_accuracy(tiny_root: Path, tmp_path: Path
 
     report = json.loads((tmp_path / "run/eval.json").read_text())
     assert report["images"] == 20 and report["top1"] == pytest.approx(best)
+    assert report["precision"] == summary["precision"]  # auto resolves alike on the same CPU
+    assert f"epoch {summary['best_epoch']}, {summary['precision']})" in proc.stdout
     rows = (tmp_path / "run/confusion.csv").read_text().splitlines()
     counts = [list(map(int, r.split(",")[1:])) for r in rows[1:]]
     assert len(counts) == 4 and sum(map(sum, counts)) == 20
@@ -217,6 +240,7 @@ def test_fp16_with_grad_scaler_runs_on_cpu_and_checkpoints_the_scaler(
 ) -> None:
     summary = train(tiny_config(tiny_root, "train.epochs=1", "train.amp=fp16"), tmp_path)
     assert torch.isfinite(torch.tensor(summary["metrics"][0]["train_total"]))
+    assert summary["precision"] == "fp16"  # channels_last auto: on with bf16 only, on a CPU
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["scaler"] and state["scaler"]["scale"] > 0
 

@@ -203,3 +203,46 @@ def test_api_page_matches_the_package() -> None:
         doc = inspect.getdoc(obj) or ""
         assert "Book:" in doc, f"{row['module']}.{row['name']}: docstring names no chapter"
         assert row["where"].split(";")[0].split(",")[0] in doc.replace("\n", " ")
+
+
+def _code(path: Path) -> list[str]:
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_installs_the_pinned_release_with_the_book_extras(path: Path) -> None:
+    from tdsa import __version__
+
+    install = _code(path)[0]
+    line = f'%pip install -q "tdsa[book] @ {INSTALL}@v{__version__}"'
+    assert line in install, f"{path.name}: the install cell must run {line}"
+    guarded = install.splitlines()[install.splitlines().index(f"    {line}") - 1]
+    assert guarded == 'if "google.colab" in sys.modules:', f"{path.name}: install on Colab only"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapters_that_train_take_a_runs_root(path: Path) -> None:
+    trains = any(re.search(r"\b(load_or_train|train)\(", s) for s in _code(path))
+    values = _parameters(nbformat.read(path, as_version=4), path.name)
+    assert ("runs_root" in values) == trains, f"{path.name}: runs_root iff the chapter trains"
+    if trains:
+        assert values["runs_root"] is None, "default: tdsa.book.default_runs_root()"
+
+
+def test_no_helper_is_defined_twice_or_by_the_package() -> None:
+    """Notebooks explain and call: a function two chapters need, or one the package has,
+    lives in the package (tdsa.book for the notebooks' own needs)."""
+    import tdsa.book
+    import tdsa.viz
+
+    owners: dict[str, str] = {}
+    for path in NOTEBOOKS:
+        source = "\n".join(s for s in _code(path) if "%pip" not in s)
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef):
+                assert node.name not in owners, (
+                    f"{node.name} is defined in {owners[node.name]} and {path.name}: move it "
+                    "into tdsa.book")
+                assert not hasattr(tdsa.book, node.name) and not hasattr(tdsa.viz, node.name), (
+                    f"{path.name} defines {node.name}, which the package has: call it")
+                owners[node.name] = path.name

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from tdsa import cli
-from tdsa.bench import TARGETS, run_benchmarks, time_interleaved
+from tdsa.bench import TARGETS, peak_allocated_bytes, run_benchmarks, time_interleaved
+from tdsa.engine.precision import resolve_precision
 
 
 def test_time_interleaved_alternates_which_arm_goes_first():
@@ -21,27 +22,108 @@ def test_time_interleaved_alternates_which_arm_goes_first():
     assert set(ms) == {"a", "b"} and all(v >= 0 for v in ms.values())
 
 
+def test_peak_allocated_bytes_matches_a_hand_computed_peak():
+    """1 MB and 2 MB held (3 MB), 1 MB freed, 0.5 MB more (2.5 MB), all freed: peak 3 MB."""
+    import torch
+
+    def toy() -> None:
+        a = torch.empty(250_000)  # 1,000,000 bytes
+        b = torch.empty(500_000, dtype=torch.float32)  # 2,000,000
+        del a
+        c = torch.empty(62_500, dtype=torch.float64)  # 500,000
+        del b, c
+
+    assert peak_allocated_bytes(toy, torch.device("cpu")) == 3_000_000
+
+
+def test_peak_allocated_bytes_follows_the_time_order_of_a_random_sequence():
+    """Against a plain running sum over the same sequence of allocations and frees; a block that
+    existed before the measurement and is freed inside it does not lower the peak."""
+    import random
+
+    import torch
+
+    rng = random.Random(0)
+    plan = [(rng.randrange(1, 200_000), rng.random() < 0.5) for _ in range(30)]
+    old = [torch.empty(300_000)]
+    held_sizes: list[int] = []
+    expected = held = 0
+    for numel, free_one in plan:
+        held += 4 * numel
+        held_sizes.append(4 * numel)
+        expected = max(expected, held)
+        if free_one:
+            held -= held_sizes.pop(0)
+
+    def run() -> None:
+        old.clear()  # allocated before: its free is not seen
+        live: list[torch.Tensor] = []
+        for numel, free_one in plan:
+            live.append(torch.empty(numel))
+            if free_one:
+                live.pop(0)
+
+    assert peak_allocated_bytes(run, torch.device("cpu")) == expected
+
+
 @pytest.mark.slow
 def test_quick_benchmarks_report_every_key(tmp_path):
     out = tmp_path / "bench.json"
-    assert cli.main(["bench", "--quick", "--repeats", "1", "--json", str(out)]) == 0
+    which = ["loss", "step", "data", "memory", "precision", "epoch"]
+    assert cli.main(["bench", *which, "--quick", "--repeats", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     for key in TARGETS:
         assert result[key] > 0, key
         assert isinstance(result["targets_met"][key], bool)
     loss = result["loss"]
     assert loss["loss_head_fraction"] == pytest.approx(loss["head_ms"] / loss["step_ms"])
-    step = result["step"]["tdsa_vgg16"]
-    assert step["ratio"] == pytest.approx(step["tdsa_ms"] / step["ce_ms"])
+    for name in ("tdsa_vgg16", "tdsa_resnet50"):
+        step = result["step"][name]
+        assert step["ratio"] == pytest.approx(step["tdsa_ms"] / step["ce_ms"])
+        assert step["ratio_over_ce_without_mid_tap"] == pytest.approx(
+            step["tdsa_ms"] / step["ce_logits_ms"])
+    assert result["step_ratio_tdsa_over_ce_resnet50"] == result["step"]["tdsa_resnet50"]["ratio"]
+    auto = resolve_precision("cpu").label
+    assert result["precision"] == result["cpu_precision"]["auto_precision"] == auto
+    prec = result["cpu_precision"]
+    assert prec["cpu_precision_speedup"] == pytest.approx(prec["fp32_ms"] / prec["auto_ms"])
+    assert result["peak_mem_method"].startswith("torch.profiler profile_memory")
+    memory = result["memory"]
+    assert memory["peak_mem_ratio"] == pytest.approx(memory["tdsa_peak_mb"] / memory["ce_peak_mb"])
+    epoch = result["epoch"]
+    assert epoch["precision"] == auto and epoch["steps_per_epoch"] == 4  # 16 images, batch 4
+    assert result["book_epoch_seconds"] == epoch["book_epoch_seconds"] > 0
     assert {"device", "torch", "settings"} <= set(result)
+
+
+@pytest.mark.slow
+def test_compile_benchmark_reports_its_arithmetic():
+    result = run_benchmarks(("compile",), quick=True, repeats=1)
+    comp = result["compile"]
+    assert result["compile_seconds"] == comp["compile_seconds"] >= 0
+    assert comp["compiled_step_ms"] > 0 and comp["eager_step_ms"] > 0
+    saved = (comp["book_steps_at_112px"] * (comp["eager_step_ms"] - comp["compiled_step_ms"])
+             / 1e3 - comp["book_compiles"] * comp["compile_seconds"])
+    assert comp["book_seconds_saved_with_compile"] == pytest.approx(saved)
+    assert result["compile_wins_for_book"] == (saved > 0)
+    # chapter 4: 2 runs x 25 epochs x 15 steps; chapters 2-3: 8 x 5 steps at a third the cost
+    assert comp["book_steps_at_112px"] == pytest.approx(750 + 40 / 3)
 
 
 def test_loss_only_selection():
     result = run_benchmarks(("loss",), quick=True, repeats=1)
     assert "loss_head_fraction" in result and "step_ratio_tdsa_over_ce" not in result
+    assert result["precision"] == resolve_precision("cpu").label
+
+
+def test_amp_option_sets_the_precision_and_rejects_a_bad_value(capsys):
+    assert run_benchmarks(("loss",), quick=True, repeats=1, amp="none")["precision"] == "fp32"
+    assert cli.main(["bench", "loss", "--quick", "--amp", "fp8"]) == 2
+    assert "--amp: amp='fp8': expected one of" in capsys.readouterr().err
 
 
 def test_unknown_benchmark_is_a_one_line_error(capsys):
     assert cli.main(["bench", "nope"]) == 2
     err = capsys.readouterr().err
-    assert "unknown benchmark 'nope'" in err and "loss, step, data, memory" in err
+    assert "unknown benchmark 'nope'" in err
+    assert "loss, step, data, memory, precision, epoch, compile, all" in err

@@ -158,3 +158,40 @@ def test_read_sweep_joins_grids_and_refuses_a_variant_in_two(tmp_path: Path) -> 
         read_sweep(tmp_path, ("a", "c"))
     with pytest.raises(DataError, match=r"d\.csv: no such results file"):
         read_sweep(tmp_path, ("a", "d"))
+
+
+def test_read_header_is_the_header_of_the_markdown_page(tmp_path: Path) -> None:
+    from tdsa.evidence import read_header
+
+    grid_path = tmp_path / "g.yaml"
+    grid_path.write_text(yaml.safe_dump({
+        "base": str(REPO / "configs" / "synthetic_tdsa.yaml"), "seeds": [0],
+        "overrides": ["train.epochs=3"], "note": "a note",
+        "variants": {"tdsa": {"overrides": []}}}))
+    results = [RunResult("tdsa", 0, "ok", {"final_top1": 40.0, "best_top1": 41.5})]
+    csv_path, md_path = write_results(load_grid(grid_path), results, tmp_path / "r" / "g",
+                                      "python -m tdsa ablate --grid g.yaml")
+    header = read_header(csv_path.with_suffix(".json"))
+    assert list(header) == ["Command", "Written", "Machine", "Base config", "Numbers", "Note"]
+    assert header["Command"] == "`python -m tdsa ablate --grid g.yaml`"
+    assert header["Note"] == "a note"
+    assert "1 runs finished, 0 failed; seeds [0]" in header["Written"]
+    assert "overrides for every run: `train.epochs=3`" in header["Base config"]
+    page = md_path.read_text(encoding="utf-8").splitlines()
+    assert page[2:8] == [f"- {k}: {v}" for k, v in header.items()], "the page shows the same"
+    with pytest.raises(DataError, match=r"nope\.json: no such results header"):
+        read_header(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": []}')
+    with pytest.raises(DataError, match=r"bad\.json: expected a JSON object with a 'header'"):
+        read_header(bad)
+
+
+def test_committed_results_have_their_header_as_data() -> None:
+    from tdsa.evidence import read_header
+
+    for name in ("synthetic", "levers"):
+        header = read_header(REPO / "results" / f"{name}.json")
+        page = (REPO / "results" / f"{name}.md").read_text(encoding="utf-8").splitlines()
+        assert page[2:2 + len(header)] == [f"- {k}: {v}" for k, v in header.items()]
+        assert f"--grid configs/ablations/{name}.yaml" in header["Command"]

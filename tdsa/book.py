@@ -1,0 +1,273 @@
+"""What the book's notebooks share: where things are, and which run a chapter opens.
+
+- :func:`setup`: once at the top of a chapter (progress lines of the trainer as cell output,
+  the plot defaults).
+- :func:`repo_root`, :func:`data_root`, :func:`default_runs_root`, :func:`dataset_root`:
+  the folders a chapter reads and writes. In a checkout of the repository they are under
+  it; with only the installed package (Colab, a wheel) under the working folder. The shipped
+  configs and results come from :mod:`tdsa.resources` (:func:`config_path`,
+  :func:`results_path`), which finds them in both cases.
+- :func:`run_plan`: profile -> run settings -> run folder, for the runs that more than one
+  chapter opens (chapters 2 and 3 share one; chapter 6 opens chapter 4's two). A chapter
+  that finds the run folder complete loads it; otherwise it trains, resuming from
+  ``last.pt`` when an earlier session stopped (a Colab VM restart: rerun the notebook).
+
+Book: chapter 4, *Full training* (and the first cells of every chapter).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tdsa.config import Config
+from tdsa.errors import DataError
+from tdsa.evidence import CLAIM_PARTS, check_levers, claim_summary, lever_table, read_sweep
+from tdsa.resources import config_path, resource_root, results_path
+
+__all__ = [
+    "PROFILES",
+    "RUNS",
+    "RunPlan",
+    "check_profile",
+    "config_path",
+    "data_root",
+    "dataset_root",
+    "default_runs_root",
+    "display_path",
+    "flat_config",
+    "load_or_train",
+    "on_colab",
+    "repo_root",
+    "resolve_runs_root",
+    "results_path",
+    "run_plan",
+    "setup",
+    "sweep_summary",
+]
+
+PROFILES = ("smoke", "cpu", "gpu")
+"""``smoke``: seconds, for the tests; ``cpu``: the embedded synthetic data on a laptop;
+``gpu``: a real dataset."""
+
+RUNS = ("channel_constraint", "training")
+"""The shared runs of :func:`run_plan`: chapters 2 and 3's short run, chapters 4 and 6's
+two arms."""
+
+# Chapters 2 and 3: overrides of configs/smoke.yaml (AdamW, the paper's weights x 0.1,
+# ramped in) for one short TDSA run.
+_SHORT = {
+    "smoke": dict(classes=4, train_per_class=8, test_per_class=4, size=48, epochs=1),
+    "cpu": dict(classes=6, train_per_class=30, test_per_class=10, size=64, epochs=8),
+    "gpu": dict(classes=None, train_per_class=None, test_per_class=None, size=224, epochs=30),
+}
+# Chapters 4 and 6: "cpu" runs configs/synthetic_{ce,tdsa}.yaml as they are (25 epochs);
+# "smoke" shrinks everything; "gpu" runs the paper's recipe on a real dataset. A given
+# `epochs` also scales the warm-up (30%) and the auxiliary ramp (a third) of the synthetic
+# configs.
+_TRAINING: dict[str, dict[str, Any]] = {
+    "smoke": dict(config="synthetic_{arm}", epochs=2, batch=8, size=48,
+                  synthetic=dict(num_classes=4, train_per_class=8, test_per_class=4,
+                                 image_size=48)),
+    "cpu": dict(config="synthetic_{arm}", epochs=None, batch=None, size=None, synthetic=None),
+    "gpu": dict(config="cub_vgg16_{arm}_scratch", epochs=None, batch=None, size=None,
+                synthetic=None),
+}
+_ARMS = ("ce", "tdsa")
+
+
+def on_colab() -> bool:
+    """Whether the code runs in a Google Colab kernel."""
+    return "google.colab" in sys.modules
+
+
+def repo_root() -> Path | None:
+    """The checkout of the repository the package runs from, or None (an installed copy)."""
+    root = resource_root()
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _base() -> Path:
+    return repo_root() or Path.cwd().resolve()
+
+
+def data_root() -> Path:
+    """Where the book's datasets live: ``<repo>/data`` in a checkout, else ``./data``."""
+    return _base() / "data"
+
+
+def default_runs_root() -> Path:
+    """Where the book's run folders go by default: ``<repo>/runs/book`` in a checkout, else
+    ``./runs/book`` in the working folder (on Colab pass a Google Drive folder instead)."""
+    return _base() / "runs" / "book"
+
+
+def resolve_runs_root(runs_root: str | Path | None = None) -> Path:
+    """A chapter's ``runs_root`` parameter as a folder (``~`` expanded); None gives
+    :func:`default_runs_root`."""
+    return Path(runs_root).expanduser() if runs_root is not None else default_runs_root()
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as a reader would type it: relative to the checkout (or, with only the
+    installed package, the working folder) when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(_base()))
+    except ValueError:
+        return str(path)
+
+
+def dataset_root(dataset: str, root: str | Path | None = None) -> Path:
+    """``root`` if given, else the default root of a real dataset under :func:`data_root`
+    (``CUB_200_2011`` for ``cub``, the dataset's name otherwise)."""
+    if root is not None:
+        return Path(root)
+    return data_root() / ("CUB_200_2011" if dataset == "cub" else dataset)
+
+
+def check_profile(profile: str) -> str:
+    """``profile`` itself; anything but ``smoke``, ``cpu``, ``gpu`` raises ValueError."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    return profile
+
+
+def setup(rc: Mapping[str, Any] | None = None) -> None:
+    """Start a chapter: the ``tdsa`` logger prints to the cell output (one line per epoch of
+    training), and matplotlib gets the book's defaults (``figure.dpi`` 90, updated by ``rc``).
+    Idempotent."""
+    import matplotlib.pyplot as plt
+
+    from tdsa.engine.logging import configure_logging
+
+    configure_logging(stream=sys.stdout)
+    plt.rcParams.update({"figure.dpi": 90, **(rc or {})})
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run a chapter opens: the config, the overrides it trains with, its folder."""
+
+    config: Path
+    overrides: list[str]
+    run_dir: Path
+
+    def complete(self) -> bool:
+        """Whether the run has finished (``best.pt`` and ``summary.json`` are there)."""
+        return (self.run_dir / "best.pt").is_file() and (self.run_dir / "summary.json").is_file()
+
+
+def _short_run(profile: str, seed: int, dataset: str, root: str | Path | None,
+               epochs: int | None) -> tuple[str, list[str], str]:
+    s = dict(_SHORT[profile])
+    if epochs is not None:
+        s["epochs"] = int(epochs)
+    if profile == "gpu":
+        dataset = "cub" if dataset == "synthetic" else dataset
+        data = [f"data.dataset={dataset}", f"data.root={root or dataset_root(dataset)}",
+                "data.generate=false", "model.options.width=1.0", "data.workers=4"]
+    else:
+        data = [f"data.root={root or data_root() / f'synthetic-book-{profile}'}",
+                f"data.synthetic.num_classes={s['classes']}",
+                f"data.synthetic.train_per_class={s['train_per_class']}",
+                f"data.synthetic.test_per_class={s['test_per_class']}",
+                f"data.synthetic.image_size={max(s['size'], 48)}"]
+    overrides = [*data, f"data.image_size={s['size']}", f"train.epochs={s['epochs']}",
+                 f"runtime.seed={seed}"]
+    return "smoke", overrides, f"channel_constraint-seed{seed}"
+
+
+def _training_run(profile: str, arm: str, seed: int, dataset: str, root: str | Path | None,
+                  epochs: int | None) -> tuple[str, list[str], str]:
+    if arm not in _ARMS:
+        raise ValueError(f"arm must be one of {list(_ARMS)}, got {arm!r}")
+    s = dict(_TRAINING[profile])
+    if epochs is not None:
+        s["epochs"] = int(epochs)
+    overrides = [f"runtime.seed={seed}"]
+    if profile == "gpu":
+        dataset = "cub" if dataset == "synthetic" else dataset
+        overrides += [f"data.dataset={dataset}", f"data.root={root or dataset_root(dataset)}"]
+    else:
+        name = "synthetic" if s["synthetic"] is None else f"synthetic-book-{profile}"
+        overrides += [f"data.root={root or data_root() / name}"]
+        overrides += [f"data.synthetic.{k}={v}" for k, v in (s["synthetic"] or {}).items()]
+    if s["size"]:
+        overrides += [f"data.image_size={s['size']}", "data.workers=0"]
+    if s["batch"]:
+        overrides += [f"train.batch_size={s['batch']}"]
+    if s["epochs"]:
+        e = s["epochs"]
+        overrides += [f"train.epochs={e}"]
+        if profile != "gpu":  # the synthetic configs warm up for 30% and ramp over a third
+            overrides += [f"schedule.warmup_epochs={0.3 * e:g}", f"loss.ramp_epochs={e / 3:.4g}"]
+    return s["config"].format(arm=arm), overrides, f"training-{arm}-seed{seed}"
+
+
+def run_plan(run: str, profile: str, *, arm: str = "tdsa", seed: int = 0,
+             dataset: str = "synthetic", root: str | Path | None = None,
+             epochs: int | None = None, runs_root: str | Path | None = None) -> RunPlan:
+    """The config, overrides and run folder of a run shared by chapters.
+
+    ``run`` is ``"channel_constraint"`` (chapters 2 and 3: one short TDSA run of
+    ``configs/smoke.yaml``) or ``"training"`` (chapters 4 and 6: ``arm`` ``"ce"`` or
+    ``"tdsa"`` of ``configs/synthetic_{arm}.yaml``, or of the paper's recipe in the gpu
+    profile). ``dataset`` and ``root`` choose the data of the gpu profile (``synthetic``
+    there means CUB-200-2011) or the root of the synthetic data; ``epochs`` replaces the
+    profile's. The folder is ``runs_root/<profile>/<run>-...-seed<seed>`` with ``runs_root``
+    defaulting to :func:`default_runs_root`.
+
+    Book: chapter 4, *Full training*.
+    """
+    check_profile(profile)
+    if run == "channel_constraint":
+        name, overrides, folder = _short_run(profile, seed, dataset, root, epochs)
+    elif run == "training":
+        name, overrides, folder = _training_run(profile, arm, seed, dataset, root, epochs)
+    else:
+        raise ValueError(f"run must be one of {list(RUNS)}, got {run!r}")
+    return RunPlan(config_path(name), overrides, resolve_runs_root(runs_root) / profile / folder)
+
+
+def load_or_train(plan: RunPlan) -> dict[str, Any]:
+    """The summary of a complete run; trains it first when it is not (resuming from its
+    ``last.pt`` if an interrupted session left one).
+
+    Book: chapter 4, *Full training*.
+    """
+    if not plan.complete():
+        from tdsa.engine import train
+
+        train(plan.config, plan.run_dir, overrides=plan.overrides)
+    return json.loads((plan.run_dir / "summary.json").read_text(encoding="utf-8"))
+
+
+def flat_config(tree: Config | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config (or its nested dict) as ``{"section.key": value}``, e.g. to list the keys in
+    which two configs differ."""
+    items = tree.to_dict() if isinstance(tree, Config) else tree
+    out: dict[str, Any] = {}
+    for key, value in items.items():
+        if isinstance(value, Mapping):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def sweep_summary(parts: Sequence[str] = CLAIM_PARTS) -> str:
+    """Markdown: the lever table of the committed sweep (``results/synthetic.csv`` and
+    ``levers.csv``, through :func:`tdsa.evidence.read_sweep`) with the comparisons ``parts``,
+    and its :func:`~tdsa.evidence.claim_summary`; where the results files are missing, one
+    sentence saying so (chapter 5 shows them)."""
+    try:
+        sweep = read_sweep(results_path())
+    except DataError as error:
+        return f"The sweep's results are not in this copy ({error}); chapter 5 shows them."
+    checks = check_levers(sweep)
+    return lever_table(sweep, checks, parts=parts) + "\n\n" + claim_summary(checks)
