@@ -6,7 +6,8 @@ Usage: ``python book/_tools/build.py --profile {smoke,cpu,gpu}``
    (papermill output never goes over ``book/``: the committed notebooks stay output-free).
 2. Execute every notebook listed in ``_toc.yml`` there with papermill (``-p profile P``,
    kernel ``python3``, working directory = the staged ``book/``), and tag the injected
-   parameters cell ``remove-cell`` so the book does not show it.
+   parameters cell ``remove-cell`` so the book does not show it, and drop the progress-bar
+   widgets (no widget state is saved; no page loads the widget manager from a CDN).
 3. ``jupyter-book build _build/src --all -W -n --keep-going``, HTML in ``_build/html``.
 4. MathJax 3 (the npm package, installed once into ``_build/mathjax``) is copied into
    ``_build/html/_mathjax``, which ``_config.yml``'s ``mathjax_path`` points at, so formulas
@@ -34,6 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "cpu", "gpu")
 REMOVE_TAG = "remove-cell"
 INJECTED_TAG = "injected-parameters"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 STAMP = ".built"  # written into the staging dir after a complete build: holds the profile
 MATHJAX = "mathjax@3.2.2"
 MATHJAX_DIR = "_mathjax"  # beside the pages in _build/html; _config.yml's mathjax_path
@@ -84,13 +86,19 @@ def stage(repo: Path, src: Path) -> list[Path]:
     return notebooks
 
 
-def hide_injected_parameters(path: Path) -> None:
-    """Add the ``remove-cell`` tag to the cell papermill injected, so the book hides it."""
+def prepare_for_html(path: Path) -> None:
+    """Make an executed notebook a page: add the ``remove-cell`` tag to the cell papermill
+    injected, so the book hides it, and drop the progress-bar widgets (papermill saves no
+    widget state, so the page would show only a frozen "0%" and load the widget manager from
+    a CDN; the trainer's one line per epoch stays as the record)."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if INJECTED_TAG in tags and REMOVE_TAG not in tags:
             cell.metadata["tags"] = [*tags, REMOVE_TAG]
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if WIDGET_MIME not in o.get("data", {})]
+    nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
 
 
@@ -121,7 +129,7 @@ def execute(notebook: Path, profile: str) -> float:
     except Exception as exc:
         raise BuildError(f"notebook book/{notebook.name} could not be executed: "
                          f"{type(exc).__name__}: {exc}") from exc
-    hide_injected_parameters(notebook)
+    prepare_for_html(notebook)
     return time.perf_counter() - start
 
 

@@ -159,3 +159,36 @@ def test_page_in_headless_chromium(built_book: Path, entry: str) -> None:
         assert "tag_injected-parameters" not in parsed.classes, f"{name}: parameters shown"
         assert "# Parameters" not in text, f"{name}: the injected parameters cell is shown"
         assert "tag_parameters" in parsed.classes, f"{name}: the reader's parameters cell is hidden"
+
+
+class _Resources(HTMLParser):
+    """The URLs a page loads by itself: scripts, stylesheets, images, frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag in ("script", "img", "iframe", "source") and a.get("src"):
+            self.loaded.append(a["src"] or "")
+        if tag == "link" and "stylesheet" in (a.get("rel") or "") and a.get("href"):
+            self.loaded.append(a["href"] or "")
+
+
+def test_no_page_loads_anything_remote(built_book: Path) -> None:
+    pages = sorted(HTML.rglob("*.html"))
+    assert pages, f"no HTML under {HTML}"
+    for page in pages:
+        parsed = _Resources()
+        parsed.feed(page.read_text(encoding="utf-8"))
+        remote = [u for u in parsed.loaded if re.match(r"(https?:)?//", u)]
+        assert not remote, f"{page.relative_to(HTML)} loads {remote}"
+
+
+def test_formulas_are_typeset_offline(built_book: Path) -> None:
+    assert (HTML / "_mathjax" / "tex-chtml.js").is_file(), "MathJax was not copied"
+    dom = _chromium("--dump-dom", (HTML / "book" / "intro.html").as_uri())
+    assert dom.returncode == 0, dom.stderr[-1000:]
+    assert "<mjx-container" in dom.stdout, "MathJax did not typeset the intro's formulas"
+    assert "tdsa_method.svg" in dom.stdout, "the method diagram is missing from the intro"
