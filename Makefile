@@ -23,6 +23,7 @@ test: test-unit test-book
 
 test-unit: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest tests --ignore=tests/notebooks
 
 test-book: setup chromium

@@ -6,22 +6,30 @@ variants, each with its own overrides::
     base: configs/synthetic_tdsa.yaml
     seeds: [0, 1, 2]
     note: "anything the results header must say (e.g. a shortened schedule)"
+    split: test          # or val: report val numbers (the runs need data.val_split)
+    counterfactual: true # also score the counterfactual twins (synthetic data only)
     overrides: [train.epochs=20]
     variants:
       ce: {description: "cross-entropy only", overrides: [loss.alpha_mid=0, ...]}
 
 Each ``(variant, seed)`` trains with :func:`tdsa.engine.train` into ``OUT/<variant>/seed<k>``
 (``runtime.seed=k``), then the final-epoch weights (``last.pt``) are scored with
-:func:`tdsa.localisation.evaluate_localisation` on the test split. A run whose
+:func:`tdsa.localisation.evaluate_localisation` on the grid's ``split`` (test unless the grid
+says ``split: val``: tuning and calibration grids read val only; their runs set
+``data.val_split`` and, to leave test unread, ``train.eval_test=never``). A run whose
 ``summary.json`` (complete) and ``localisation.json`` exist is not redone, so a killed sweep
 continues where it stopped; a run that fails (e.g. a NaN loss) is recorded as failed
 (``failed.json``) and shown in the tables, never dropped. The results are
 ``RESULTS.csv`` (one row per run), ``RESULTS.md`` (mean ± std per variant over seeds) and
 ``RESULTS/configs/<variant>.yaml`` (the resolved config of each variant); they cover every
 finished run of the grid under ``OUT``, whatever ``--only``/``--seeds`` selected to run. Delete a
-run's ``failed.json`` to try it again.
+run's ``failed.json`` to try it again. With ``counterfactual: true`` every run is also scored by
+:func:`tdsa.counterfactual.counterfactual_report` on the same split (``counterfactual.json``;
+columns ``cf/<all|fine|coarse>/<measure>``).
 
-Book: chapter 5, *Ablations*.
+The results CSV is also the record of the runs: a run whose folder is gone (a fresh clone)
+but whose row is in ``RESULTS.csv``, under a variant whose resolved config still equals
+``RESULTS/configs/<variant>.yaml``, is taken from that row and not trained again.
 """
 
 from __future__ import annotations
@@ -54,14 +62,18 @@ __all__ = [
     "add_arguments",
     "load_grid",
     "markdown_report",
+    "recorded_results",
     "report_header",
     "run",
     "run_grid",
     "write_results",
 ]
 
-SUMMARY_KEYS = ("final_top1", "best_top1", "best_epoch", "epochs")
-"""Training numbers copied from each run's ``summary.json`` into the results."""
+SUMMARY_KEYS = ("final_top1", "final_train_top1", "best_top1", "best_epoch", "epochs")
+"""Training numbers copied from each run's ``summary.json`` into the results (``final_top1``
+and ``best_top1`` are of the grid's split)."""
+SPLITS = ("test", "val")
+GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -69,8 +81,6 @@ _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 class SweepStopped(TdsaError):
     """A run's training was stopped by a signal (its ``last.pt`` is saved): the sweep stops
     and the same command continues it (exit code 130).
-
-    Book: chapter 5, *Ablations*.
     """
 
     exit_code = 130
@@ -79,8 +89,6 @@ class SweepStopped(TdsaError):
 @dataclass
 class Variant:
     """One arm of a grid: a name, a description and its config overrides.
-
-    Book: chapter 5, *Ablations*.
     """
 
     name: str
@@ -91,8 +99,6 @@ class Variant:
 @dataclass
 class Grid:
     """A parsed grid file (see the module docstring for the format).
-
-    Book: chapter 5, *Ablations*.
     """
 
     path: Path
@@ -101,11 +107,11 @@ class Grid:
     overrides: list[str]
     variants: dict[str, Variant]
     note: str = ""
+    split: str = "test"
+    counterfactual: bool = False
 
     def config(self, variant: str, seed: int) -> Config:
         """The resolved config of one run (base + grid overrides + variant + seed).
-
-        Book: chapter 5, *Ablations*.
         """
         v = self.variants[variant]
         cfg = load_config(self.base)
@@ -117,8 +123,6 @@ class RunResult:
     """The outcome of one ``(variant, seed)``: ``status`` is ``ok`` or ``failed`` (``error``
     says why); ``values`` holds the training summary numbers, ``seconds`` (training wall
     time), ``loc_seconds`` and every localisation key.
-
-    Book: chapter 5, *Ablations*.
     """
 
     variant: str
@@ -136,17 +140,8 @@ def _string_list(value: Any, where: str) -> list[str]:
     return list(value)
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and check a grid file; every variant's config is resolved once, so a bad key or
-    value fails here, before anything trains.
-
-    ``path`` is a file or the name of a shipped grid (``ablations/levers``). ``base`` is
-    relative to the current directory (like ``--config`` of ``tdsa train``), falling back to
-    the grid file's folder, then to the shipped configs (``configs/synthetic_tdsa.yaml``).
-
-    Book: chapter 5, *Ablations*.
-    """
-    path = resolve_config(path)
+def _read_grid_file(path: Path) -> Mapping[str, Any]:
+    """The grid file's mapping, its keys checked."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -155,26 +150,40 @@ def load_grid(path: str | Path) -> Grid:
         raise ConfigError(f"{path}: cannot read the grid ({exc})".replace("\n", " ")) from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping with base, seeds, overrides, variants")
-    unknown = sorted(set(data) - {"base", "seeds", "overrides", "variants", "note"})
+    unknown = sorted(set(data) - set(GRID_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                          f"valid keys: base, seeds, overrides, variants, note")
-    if not isinstance(data.get("base"), str):
+                          f"valid keys: {', '.join(GRID_KEYS)}")
+    if not isinstance(data.get("counterfactual", False), bool):
+        raise ConfigError(f"{path}: 'counterfactual' must be true or false, got "
+                          f"{data['counterfactual']!r}")
+    return data
+
+
+def _grid_base(path: Path, base_given: Any) -> Path:
+    """``base`` relative to the current directory, else the grid's folder, else shipped."""
+    if not isinstance(base_given, str):
         raise ConfigError(f"{path}: 'base' must be the path of a config YAML, "
-                          f"got {data.get('base')!r}")
-    base = Path(data["base"])
+                          f"got {base_given!r}")
+    base = Path(base_given)
     if not base.is_file() and (path.parent / base).is_file():
         base = path.parent / base
     if not base.is_file():
         base = resolve_config(base)
     if not base.is_file():
-        raise ConfigError(f"{path}: base config {data['base']!r} not found")
-    seeds = data.get("seeds", [0])
+        raise ConfigError(f"{path}: base config {base_given!r} not found")
+    return base
+
+
+def _grid_seeds(path: Path, seeds: Any) -> list[int]:
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
         raise ConfigError(f"{path}: 'seeds' must be a non-empty list of integers >= 0, "
                           f"got {seeds!r}")
-    variants_raw = data.get("variants")
+    return list(seeds)
+
+
+def _grid_variants(path: Path, variants_raw: Any) -> dict[str, Variant]:
     if not isinstance(variants_raw, Mapping) or not variants_raw:
         raise ConfigError(f"{path}: 'variants' must be a non-empty mapping of name -> "
                           f"{{description, overrides}}")
@@ -190,15 +199,37 @@ def load_grid(path: str | Path) -> Grid:
         variants[name] = Variant(name, str(spec.get("description", "")),
                                  _string_list(spec.get("overrides"),
                                               f"{path}: variants.{name}.overrides"))
+    return variants
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file; every variant's config is resolved once, so a bad key or
+    value fails here, before anything trains.
+
+    ``path`` is a file or the name of a shipped grid (``ablations/levers``). ``base`` is
+    relative to the current directory (like ``--config`` of ``tdsa train``), falling back to
+    the grid file's folder, then to the shipped configs (``configs/synthetic_tdsa.yaml``).
+    """
+    path = resolve_config(path)
+    data = _read_grid_file(path)
+    split = data.get("split", "test")
+    if split not in SPLITS:
+        raise ConfigError(f"{path}: 'split' must be one of {', '.join(SPLITS)}, got {split!r}")
+    base = _grid_base(path, data.get("base"))
+    seeds = _grid_seeds(path, data.get("seeds", [0]))
+    variants = _grid_variants(path, data.get("variants"))
     note = data.get("note", "")
-    grid = Grid(path, base, list(seeds), _string_list(data.get("overrides"),
-                                                      f"{path}: overrides"),
-                variants, "" if note is None else str(note).strip())
+    grid = Grid(path, base, seeds, _string_list(data.get("overrides"), f"{path}: overrides"),
+                variants, "" if note is None else str(note).strip(), split,
+                bool(data.get("counterfactual", False)))
     for name in variants:
         try:
-            grid.config(name, seeds[0])
+            cfg = grid.config(name, seeds[0])
         except ConfigError as exc:
             raise ConfigError(f"{path}: variant {name!r}: {exc}") from None
+        if split == "val" and not cfg.data.val_split:
+            raise ConfigError(f"{path}: variant {name!r}: 'split: val' needs data.val_split "
+                              f"in the runs' config (e.g. data.val_split=val)")
     return grid
 
 
@@ -220,8 +251,8 @@ def _complete(summary: Mapping[str, Any] | None) -> bool:
         summary.get("epochs_completed") == summary.get("epochs"))
 
 
-def _localise(run_dir: Path, batch_size: int, gradcam: bool) -> dict[str, float]:
-    from tdsa.data import build_dataset, build_transforms
+def _localise(run_dir: Path, split: str, batch_size: int, gradcam: bool) -> dict[str, float]:
+    from tdsa.data import from_config
     from tdsa.engine.checkpoint import load_model
     from tdsa.localisation import evaluate_localisation
 
@@ -230,18 +261,54 @@ def _localise(run_dir: Path, batch_size: int, gradcam: bool) -> dict[str, float]
         import torch
 
         torch.set_num_threads(cfg.runtime.threads)
-    d = cfg.data
-    transform = build_transforms(d.regime, d.image_size, train=False, resize=d.resize)
-    dataset = build_dataset(d.dataset, d.root, "test", transform=transform, **d.options)
+    dataset = from_config(cfg.data, cfg.data.val_split if split == "val" else "test")
     return evaluate_localisation(model, dataset, batch_size=batch_size, gradcam=gradcam)
 
 
-def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: int = 64,
-            gradcam: bool = True, train_missing: bool = True) -> RunResult | None:
-    """Train (unless done) and localise one run; None when it has not run and
-    ``train_missing`` is false (``--report-only``).
+def _counterfactual(run_dir: Path, split: str, gradcam: bool) -> dict[str, float]:
+    """The counterfactual measures of ``last.pt`` on ``split``, flattened to
+    ``cf/<all|granularity>/<measure>`` (written in full to ``counterfactual.json``)."""
+    from tdsa.counterfactual import counterfactual_report
+    from tdsa.engine.checkpoint import checkpoint_config, load_checkpoint
 
-    Book: chapter 5, *Ablations*.
+    path = run_dir / "last.pt"
+    data = checkpoint_config(load_checkpoint(path), path).data
+    report = counterfactual_report(run_dir, data.val_split if split == "val" else "test",
+                                   checkpoint="last.pt", gradcam=gradcam,
+                                   out=run_dir / "counterfactual.json")
+    groups = {"all": report["all"], **report["granularity"]}
+    return {f"cf/{group}/{key}": float(value) for group, measures in groups.items()
+            for key, value in measures.items() if value is not None}
+
+
+def _scores(grid: Grid, run_dir: Path, loc_batch_size: int, gradcam: bool
+            ) -> dict[str, Any] | None:
+    """Localisation (and counterfactual) numbers of a trained run, computed once and kept in
+    ``localisation.json``; None while a part is missing and may not be computed."""
+    loc = _read_json(run_dir / "localisation.json")
+    if loc is None:
+        t0 = time.perf_counter()
+        values = _localise(run_dir, grid.split, loc_batch_size, gradcam)
+        loc = {"loc_seconds": time.perf_counter() - t0, **values}
+        _write_json(run_dir / "localisation.json", loc)
+    if grid.counterfactual and "cf_seconds" not in loc:
+        t0 = time.perf_counter()
+        values = _counterfactual(run_dir, grid.split, gradcam)
+        loc |= {"cf_seconds": time.perf_counter() - t0, **values}
+        _write_json(run_dir / "localisation.json", loc)
+    return loc
+
+
+def _scored(loc: Mapping[str, Any] | None, grid: Grid) -> bool:
+    return loc is not None and (not grid.counterfactual or "cf_seconds" in loc)
+
+
+def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: int = 64,
+            gradcam: bool = True, train_missing: bool = True,
+            recorded: Mapping[tuple[str, int], RunResult] | None = None) -> RunResult | None:
+    """Train (unless done) and localise one run; None when it has not run and
+    ``train_missing`` is false (``--report-only``). A run with no folder that ``recorded``
+    holds (:func:`recorded_results`) is taken from there.
     """
     from tdsa.engine import train
 
@@ -250,8 +317,10 @@ def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: i
     if failed is not None:
         return RunResult(variant, seed, "failed", error=str(failed.get("error", "")))
     summary = _read_json(run_dir / "summary.json")
-    loc = _read_json(run_dir / "localisation.json")
-    if not train_missing and not (_complete(summary) and loc is not None):
+    if summary is None and recorded and (variant, seed) in recorded:
+        return recorded[(variant, seed)]
+    if not train_missing and not (_complete(summary)
+                                  and _scored(_read_json(run_dir / "localisation.json"), grid)):
         return None
     timing = _read_json(run_dir / "timing.json") or {"train_seconds": 0.0}
     try:
@@ -263,34 +332,69 @@ def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: i
         if not _complete(summary):
             raise SweepStopped(f"{run_dir}: training stopped early ({summary['stopped']}); "
                                f"run the same command again to continue")
-        if loc is None:
-            t0 = time.perf_counter()
-            values = _localise(run_dir, loc_batch_size, gradcam)
-            loc = {"loc_seconds": time.perf_counter() - t0, **values}
-            _write_json(run_dir / "localisation.json", loc)
+        loc = _scores(grid, run_dir, loc_batch_size, gradcam)
     except SweepStopped:
         raise
     except TdsaError as exc:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / "failed.json", {"error": str(exc)})
         return RunResult(variant, seed, "failed", error=str(exc))
-    assert summary is not None
-    values = {k: float(summary[k]) for k in SUMMARY_KEYS}
+    return _result(grid, variant, seed, summary, timing, loc or {})
+
+
+def _result(grid: Grid, variant: str, seed: int, summary: Mapping[str, Any],
+            timing: Mapping[str, Any], loc: Mapping[str, Any]) -> RunResult:
+    """The :class:`RunResult` of a finished, scored run."""
+    values = {k: float(summary.get(k, math.nan)) for k in SUMMARY_KEYS}
+    if grid.split == "val":
+        values["final_top1"] = float(summary["final_val_top1"])
     values["seconds"] = float(timing["train_seconds"] or summary["seconds"])
     values.update({k: float(v) for k, v in loc.items()})
     if not all(math.isfinite(values[k]) for k in ("final_top1", "best_top1")):
-        return RunResult(variant, seed, "failed", values, "non-finite test accuracy")
+        return RunResult(variant, seed, "failed", values, f"non-finite {grid.split} accuracy")
     return RunResult(variant, seed, "ok", values)
+
+
+def _config_text(text: str) -> str:
+    """A config dump without its comment lines (the header names the seeds)."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not line.startswith("#"))
+
+
+def recorded_results(grid: Grid, results_path: str | Path) -> dict[tuple[str, int], RunResult]:
+    """The runs that ``RESULTS.csv`` records, by ``(variant, seed)``, for the variants whose
+    resolved config still equals ``RESULTS/configs/<variant>.yaml`` (a changed variant is
+    trained again). Empty when there is no results file."""
+    base = Path(results_path)
+    csv_path = base.with_suffix(".csv")
+    if not csv_path.is_file():
+        return {}
+    current = {}
+    for name in grid.variants:
+        stored = base / "configs" / f"{name}.yaml"
+        if stored.is_file() and _config_text(stored.read_text(encoding="utf-8")) == \
+                _config_text(dump_config(grid.config(name, grid.seeds[0]))):
+            current[name] = True
+    out: dict[tuple[str, int], RunResult] = {}
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("variant") not in current:
+                continue
+            values = {k: float(v) for k, v in row.items()
+                      if k not in ("variant", "seed", "status", "error") and v not in ("", None)}
+            res = RunResult(row["variant"], int(row["seed"]), row["status"], values,
+                            row.get("error") or "")
+            out[(res.variant, res.seed)] = res
+    return out
 
 
 def run_grid(grid: Grid, out: str | Path, *, seeds: Sequence[int] | None = None,
              only: Sequence[str] | None = None, report_only: bool = False,
-             loc_batch_size: int = 64, gradcam: bool = True,
-             log: Any = None) -> list[RunResult]:
+             loc_batch_size: int = 64, gradcam: bool = True, log: Any = None,
+             recorded: Mapping[tuple[str, int], RunResult] | None = None) -> list[RunResult]:
     """Every ``(variant, seed)`` of the grid (restricted by ``only``/``seeds``), seed-major
-    (all variants of seed 0 first), so a sweep stopped early still compares the arms.
-
-    Book: chapter 5, *Ablations*.
+    (all variants of seed 0 first), so a sweep stopped early still compares the arms; runs
+    without a folder come from ``recorded`` when it holds them.
     """
     out = Path(out)
     names = list(only) if only else list(grid.variants)
@@ -303,7 +407,7 @@ def run_grid(grid: Grid, out: str | Path, *, seeds: Sequence[int] | None = None,
         for name in names:
             t0 = time.perf_counter()
             res = run_one(grid, name, seed, out, loc_batch_size=loc_batch_size,
-                          gradcam=gradcam, train_missing=not report_only)
+                          gradcam=gradcam, train_missing=not report_only, recorded=recorded)
             if res is None:
                 continue
             results.append(res)
@@ -329,11 +433,22 @@ def _pointing_columns(granularity: str) -> list[tuple[str, str, str]]:
     ]
 
 
+ACCURACY_TABLES = {
+    "test": ("Test accuracy", "Top-1 (%) on every test image; *best* is selected on the test "
+             "set (the field's convention), *final* is the last epoch. Seconds: training wall "
+             "time of one run.",
+             [("final top-1", "final_top1", ""), ("best top-1", "best_top1", ""),
+              ("best epoch", "best_epoch", ""), ("seconds/run", "seconds", "")]),
+    "val": ("Validation accuracy", "Top-1 (%) on every val image (the test split was not "
+            "read); *best* is the epoch with the highest val top-1, *final* the last epoch; "
+            "*train* is the running top-1 over the last training epoch. Seconds: training wall "
+            "time of one run.",
+            [("final val top-1", "final_top1", ""), ("final train top-1", "final_train_top1", ""),
+             ("best val top-1", "best_top1", ""), ("best epoch", "best_epoch", ""),
+             ("seconds/run", "seconds", "")]),
+}
+
 TABLES: list[tuple[str, str, list[tuple[str, str, str]]]] = [
-    ("Test accuracy", "Top-1 (%) on every test image; *best* is selected on the test set "
-     "(the field's convention), *final* is the last epoch. Seconds: training wall time of one run.",
-     [("final top-1", "final_top1", ""), ("best top-1", "best_top1", ""),
-      ("best epoch", "best_epoch", ""), ("seconds/run", "seconds", "")]),
     ("Fine parts (eye, beak): pointing game, high stage",
      "Share (%) of peaks that land within the radius of a fine part. true = the true class's "
      "channels; wrong = the channels of class (y+1) mod K (control); Grad-CAM = of the true "
@@ -368,6 +483,27 @@ def _part_tables(keys: Sequence[str]) -> list[tuple[str, str, list[tuple[str, st
              f"visible).", [(label, f"hit_rate/{src}/part:{part}", _PCT)
                             for label, src in sources])
             for part in parts]
+
+
+def _counterfactual_tables(keys: Sequence[str]
+                           ) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+    """The counterfactual-twin tables (fine and coarse parts) when the runs have them."""
+    columns = (("reliance", "reliance"), ("evidence true", "evidence/high/true"),
+               ("evidence unused", "evidence/high/unused"),
+               ("Grad-CAM evidence", "evidence/gradcam/true"), ("where high", "where/high/true"),
+               ("where control", "where/high/control"), ("where Grad-CAM", "where/gradcam/true"),
+               ("where chance", "where/high/true_chance"),
+               ("mid in high", "nesting/mid_in_high"), ("nesting chance", "nesting/chance"))
+    return [(f"Counterfactual twins, {group} parts",
+             "Each image against its twins (one part's attribute changed; "
+             "`tdsa.counterfactual`), in %. reliance = correct predictions that change; "
+             "evidence = relative drop of the true class's high-stage group response when its "
+             "own attribute is swapped (true) or an attribute it does not use (unused); where = "
+             "peaks of the true class's response difference on the swapped part, beside a "
+             "control class's and chance; mid in high "
+             "= mid difference peaks inside their gating high region.",
+             [(label, f"cf/{group}/{key}", _PCT) for label, key in columns])
+            for group in ("fine", "coarse") if f"cf/{group}/reliance" in keys]
 
 
 def _fmt(values: list[float], scale: float) -> str:
@@ -417,7 +553,9 @@ def report_header(grid: Grid, results: Sequence[RunResult], command: str) -> dic
         "Base config": f"`{grid.base}`; overrides for every run: "
         + (", ".join(f"`{o}`" for o in grid.overrides) or "none"),
         "Numbers": "mean ± sample standard deviation over seeds; localisation on the final-epoch "
-        "weights (`last.pt`) over every test image; hit radius 12% of the image side.",
+        f"weights (`last.pt`) over every {grid.split} image; hit radius 12% of the image side.",
+        "Split": "val: every number on this page is from the validation split (test was not "
+        "read)" if grid.split == "val" else "test (the field's convention: see each table)",
     }
     if grid.note:
         header["Note"] = grid.note
@@ -428,8 +566,6 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str,
                     header: Mapping[str, str] | None = None) -> str:
     """The results page: a header (:func:`report_header`), the variants, and mean ± sample
     std over seeds per variant (``n`` = seeds that finished).
-
-    Book: chapter 5, *Ablations*.
     """
     variants = [v for v in grid.variants if any(r.variant == v for r in results)]
     header = report_header(grid, results, command) if header is None else header
@@ -441,7 +577,9 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str,
         lines.append(f"| {name} | {v.description} | "
                      + (", ".join(f"`{o}`" for o in v.overrides) or "(base)") + " |")
     keys = list(dict.fromkeys(k for r in results for k in r.values))
-    for title, text, columns in [*TABLES, *_part_tables(keys)]:
+    tables = [ACCURACY_TABLES[grid.split], *TABLES, *_counterfactual_tables(keys),
+              *_part_tables(keys)]
+    for title, text, columns in tables:
         lines += ["", f"## {title}", "", text, "", *_table(results, variants, columns)]
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -454,8 +592,6 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
                   command: str) -> tuple[Path, Path]:
     """Write ``RESULTS.csv``, ``RESULTS.md``, ``RESULTS.json`` (the page's header, as data)
     and ``RESULTS/configs/<variant>.yaml``.
-
-    Book: chapter 5, *Ablations*.
     """
     base = Path(results_path)
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -494,8 +630,6 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``tdsa ablate``.
-
-    Book: chapter 5, *Ablations*.
     """
     parser.add_argument("--grid", required=True,
                         help="grid YAML (configs/ablations/X.yaml) or a shipped grid's name "
@@ -514,8 +648,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``tdsa ablate``: train the missing runs, then write the results files.
-
-    Book: chapter 5, *Ablations*.
     """
     grid = load_grid(args.grid)
     if args.loc_batch_size < 1:
@@ -525,11 +657,13 @@ def run(args: argparse.Namespace) -> int:
     command = "python -m tdsa " + shlex.join(a for a in argv if a != "--report-only")
     if args.report_only:
         command += "` (runs); tables rewritten from the finished runs with `--report-only"
+    recorded = recorded_results(grid, results_path)
     run_grid(grid, args.out, seeds=args.seeds, only=args.only, report_only=args.report_only,
-             loc_batch_size=args.loc_batch_size, gradcam=not args.no_gradcam, log=sys.stdout)
+             loc_batch_size=args.loc_batch_size, gradcam=not args.no_gradcam, log=sys.stdout,
+             recorded=recorded)
     # The tables cover every finished run of the grid, not only this call's selection.
     seeds = sorted({*grid.seeds, *(args.seeds or [])})
-    results = run_grid(grid, args.out, seeds=seeds, report_only=True)
+    results = run_grid(grid, args.out, seeds=seeds, report_only=True, recorded=recorded)
     if not results:
         raise TdsaError(f"no finished runs under {args.out} for grid {grid.path}")
     csv_path, md_path = write_results(grid, results, results_path, command)

@@ -11,8 +11,6 @@ allocator events of ``torch.profiler`` with ``profile_memory=True``, summed in t
 ``torch.cuda.max_memory_allocated``). Targets (issues "Evidence beyond the paper" and "Speed"):
 ``loss_head_fraction`` <= 0.03, ``step_ratio_tdsa_over_ce`` <= 1.05 on both networks,
 ``data_speedup_over_pil`` >= 1.5, ``peak_mem_ratio`` <= 1.15, ``cpu_precision_speedup`` >= 2.
-
-Book: chapter 7, *Reproducing the paper on a GPU* (what the numbers mean on a GPU).
 """
 
 from __future__ import annotations
@@ -261,8 +259,6 @@ def peak_allocated_bytes(fn: Callable[[], Any], device: torch.device) -> int:
     """Peak bytes held by tensors allocated while ``fn()`` runs, above what was held before it
     (CPU: ``torch.profiler`` allocator events summed in time order, the running maximum; CUDA:
     ``max_memory_allocated`` minus ``memory_allocated`` at the start).
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -502,7 +498,8 @@ def bench_data(*, images: int, source_size: tuple[int, int], repeats: int) -> di
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
-    from tdsa.data import build_dataset, build_transforms
+    from tdsa.config import DataConfig
+    from tdsa.data import from_config
 
     plain = {
         ("scratch", 224): T.Compose(
@@ -529,14 +526,9 @@ def bench_data(*, images: int, source_size: tuple[int, int], repeats: int) -> di
         root = Path(tmp)
         _write_jpegs(root, images, source_size)
         for (regime, size), transform in plain.items():
-            ours = build_dataset(
-                "imagefolder",
-                root,
-                "train",
-                transform=build_transforms(
-                    regime, size, train=True, resize=512 if size == 448 else None
-                ),
-            )
+            data = DataConfig(dataset="imagefolder", root=str(root), regime=regime,
+                              image_size=size, resize=512 if size == 448 else None)
+            ours = from_config(data, "train", train=True)
             baseline = ImageFolder(str(root / "train"), transform=transform)
             ours_ips = _images_per_second(ours, repeats)
             base_ips = _images_per_second(baseline, repeats)
@@ -563,8 +555,6 @@ def run_benchmarks(
     ``amp`` (auto, none, bf16, fp16; channels_last follows it as in training) is the precision
     of ``loss``, ``step`` and ``memory``; ``precision``, ``epoch`` and ``compile`` measure the
     book's network on the CPU in the auto precision whatever ``device`` and ``amp`` are.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     dev = torch.device(
         "cuda"

@@ -12,7 +12,7 @@
   that finds the run folder complete loads it; otherwise it trains, resuming from
   ``last.pt`` when an earlier session stopped (a Colab VM restart: rerun the notebook).
 
-Book: chapter 4, *Full training* (and the first cells of every chapter).
+Book: chapter 4, *Two configs that differ only in the loss*.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ from typing import Any
 
 from tdsa.config import Config
 from tdsa.errors import DataError
-from tdsa.evidence import CLAIM_PARTS, check_levers, claim_summary, lever_table, read_sweep
+from tdsa.evidence import (
+    CLAIM_PARTS,
+    check_levers,
+    claim_summary,
+    format_difference,
+    lever_table,
+    paired,
+    read_sweep,
+    verdict,
+)
 from tdsa.resources import config_path, resource_root, results_path
 
 __all__ = [
@@ -39,8 +48,10 @@ __all__ = [
     "dataset_root",
     "default_runs_root",
     "display_path",
+    "first_test_images",
     "flat_config",
     "load_or_train",
+    "measured_effect",
     "on_colab",
     "repo_root",
     "resolve_runs_root",
@@ -222,7 +233,7 @@ def run_plan(run: str, profile: str, *, arm: str = "tdsa", seed: int = 0,
     profile's. The folder is ``runs_root/<profile>/<run>-...-seed<seed>`` with ``runs_root``
     defaulting to :func:`default_runs_root`.
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 2, *A short training run and its per-class channels*.
     """
     check_profile(profile)
     if run == "channel_constraint":
@@ -238,13 +249,28 @@ def load_or_train(plan: RunPlan) -> dict[str, Any]:
     """The summary of a complete run; trains it first when it is not (resuming from its
     ``last.pt`` if an interrupted session left one).
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 4, *Train, or load the finished runs*.
     """
     if not plan.complete():
         from tdsa.engine import train
 
         train(plan.config, plan.run_dir, overrides=plan.overrides)
     return json.loads((plan.run_dir / "summary.json").read_text(encoding="utf-8"))
+
+
+def first_test_images(cfg: Config, limit: int = 400) -> tuple[Any, Any]:
+    """The first ``limit`` images of the test split of a run's dataset (``cfg.data``) through
+    its resize-only test transform, as one ``[N, 3, H, W]`` tensor, and their labels ``[N]``:
+    the batch chapters 2 and 3 feed to ``forward_features``."""
+    import torch
+
+    from tdsa.data import build_dataset, build_transforms
+
+    d = cfg.data
+    dataset = build_dataset(d.dataset, d.root, "test", transform=build_transforms(
+        d.regime, d.image_size, train=False, resize=d.resize))
+    n = min(len(dataset), limit)
+    return torch.stack([dataset[i][0] for i in range(n)]), torch.tensor(dataset.targets[:n])
 
 
 def flat_config(tree: Config | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -271,3 +297,26 @@ def sweep_summary(parts: Sequence[str] = CLAIM_PARTS) -> str:
         return f"The sweep's results are not in this copy ({error}); chapter 5 shows them."
     checks = check_levers(sweep)
     return lever_table(sweep, checks, parts=parts) + "\n\n" + claim_summary(checks)
+
+
+def measured_effect(arm: str, baseline: str, *, column: str = "final_top1", scale: float = 1.0,
+                    grids: Sequence[str] = ("synthetic", "levers")) -> str:
+    """Markdown, one line: what the committed results measured for ``arm`` minus ``baseline``
+    in ``column`` (times ``scale``: 100 for a fraction in points), paired over the seeds both
+    finished (:func:`tdsa.evidence.paired` over :func:`~tdsa.evidence.read_sweep` of
+    ``grids``), with :func:`~tdsa.evidence.verdict`, e.g. ``"`tdsa_n80` − `tdsa`,
+    final_top1: +14.7 ± 3.6 over 3 seeds: **higher**"``. Where the results files are missing,
+    a sentence saying so; a variant without finished runs in them raises ValueError naming
+    it."""
+    try:
+        rows = read_sweep(results_path(), grids)
+    except DataError as error:
+        return f"not measured in this copy ({error})"
+    found = {r["variant"] for r in rows if r["status"] == "ok"}
+    missing = [v for v in (arm, baseline) if v not in found]
+    if missing:
+        raise ValueError(f"no finished run of {', '.join(missing)} in the results of "
+                         f"{', '.join(grids)}")
+    diff = paired(rows, (arm, column), (baseline, column), scale)
+    return (f"`{arm}` − `{baseline}`, {column}: {format_difference(diff)} over {diff[2]} "
+            f"seeds: **{verdict(*diff)}**")

@@ -8,7 +8,7 @@ parsed with ``yaml.safe_load`` and checked against the field's type. An unknown 
 value of the wrong type is a :class:`tdsa.errors.ConfigError` that names it (and, for an
 unknown key, the closest valid one).
 
-Book: chapter 4, *Full training*.
+Book: chapter 7, *The reference recipe*.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tdsa.resources import resolve_config
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 AMP_MODES = ("auto", "none", "bf16", "fp16")
+EVAL_TEST = ("every_epoch", "final", "never")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 MAX_STAGE_CHANNELS = 65536  # num_classes x xi per stage: NABirds at xi 9 needs 4,995
@@ -44,8 +45,9 @@ class DataConfig:
     ``synthetic`` holds the keyword arguments of :func:`tdsa.data.synthetic.generate`, used
     when ``dataset`` is ``synthetic``, ``generate`` is true and ``root`` does not exist yet.
     ``options`` are extra keyword arguments of :func:`tdsa.data.build_dataset`.
-
-    Book: chapter 1, *The data*.
+    ``train_split`` is the split trained on; ``val_split`` (null = none), when set, is
+    evaluated after every epoch and selects ``best.pt`` (the synthetic data's ``val``, or
+    ``val`` with ``train_split: train_minus_val`` for a carve-out of a real dataset's train).
     """
 
     dataset: str = "synthetic"
@@ -57,6 +59,8 @@ class DataConfig:
     generate: bool = False
     synthetic: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    val_split: str | None = None
 
 
 @dataclass
@@ -65,8 +69,6 @@ class ModelConfig:
     ``pretrained`` (false, true or a local state-dict path) and builder ``options``
     (``width``, ``head``, ``adapter``, ``input_size``; ``input_size`` defaults to
     ``data.image_size``). ``num_classes`` null means "from the dataset".
-
-    Book: chapter 2, *The channel-constraint module*.
     """
 
     name: str = "tdsa_vgg16"
@@ -82,8 +84,6 @@ class LossConfig:
 
     ``ramp_epochs`` ramps the auxiliary terms in linearly from 0 to 1 over that many epochs
     (0 = full weight from the first step, as published).
-
-    Book: chapter 4, *Full training*.
     """
 
     alpha_mid: float = 1.5
@@ -101,8 +101,6 @@ class LossConfig:
 class OptimConfig:
     """Optimiser (``sgd`` or ``adamw``); ``head_lr`` is the learning rate of the classifier
     head's parameters (null = ``lr``).
-
-    Book: chapter 4, *Full training*.
     """
 
     name: str = "sgd"
@@ -121,8 +119,6 @@ class ScheduleConfig:
     epochs, times ``gamma``), ``cosine`` (to ``min_lr_factor`` x lr) or ``constant``, after
     ``warmup_epochs`` of linear warm-up. ``per_iteration`` updates the rate every optimiser
     step (epoch milestones still fall on epoch boundaries); false updates it once per epoch.
-
-    Book: chapter 4, *Full training*.
     """
 
     name: str = "step"
@@ -140,9 +136,9 @@ class TrainConfig:
     all processes and accumulation steps). ``grad_clip`` 0 = off. ``amp`` (auto, none, bf16,
     fp16) and ``channels_last`` (true, false, auto) are resolved per device by
     :func:`tdsa.engine.precision.resolve_precision`: auto is bf16 + channels_last where the
-    hardware has native bf16, fp16 on a GPU without it, fp32 on other CPUs.
-
-    Book: chapter 4, *Full training*.
+    hardware has native bf16, fp16 on a GPU without it, fp32 on other CPUs. ``eval_test``:
+    ``every_epoch`` (the field's practice), ``final`` (the last epoch only) or ``never``
+    (tuning runs); the last two need ``data.val_split``, which then selects the best epoch.
     """
 
     epochs: int = 300
@@ -155,6 +151,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     ema: bool = False
     ema_decay: float = 0.9998
+    eval_test: str = "every_epoch"
 
 
 @dataclass
@@ -166,8 +163,6 @@ class RuntimeConfig:
     ``sync_bn`` null = on when more than one process.
     ``stop_after_epoch`` ends the run cleanly (``last.pt`` saved, resumable) after that epoch:
     for sessions with a time limit, such as Colab.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
 
     seed: int = 0
@@ -183,8 +178,6 @@ class RuntimeConfig:
 @dataclass
 class Config:
     """A whole run: the seven sections.
-
-    Book: chapter 4, *Full training*.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -197,16 +190,12 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples) for YAML and checkpoints.
-
-        Book: chapter 4, *Full training*.
         """
         return copy.deepcopy(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> Config:
         """Build and validate a config from a nested mapping; missing keys keep defaults.
-
-        Book: chapter 4, *Full training*.
         """
         cfg = cls()
         if not isinstance(data, Mapping):
@@ -227,8 +216,6 @@ class Config:
 
     def validate(self, source: str = "config") -> None:
         """Check value ranges and choices; raise ConfigError naming the key.
-
-        Book: chapter 4, *Full training*.
         """
         checks: list[tuple[str, Any, bool, str]] = [
             ("data.image_size", self.data.image_size, self.data.image_size >= 1, ">= 1"),
@@ -248,6 +235,8 @@ class Config:
             ("train.amp", self.train.amp, self.train.amp in AMP_MODES, f"one of {AMP_MODES}"),
             ("train.channels_last", self.train.channels_last,
              self.train.channels_last in (True, False, "auto"), "true, false or auto"),
+            ("train.eval_test", self.train.eval_test, self.train.eval_test in EVAL_TEST,
+             f"one of {EVAL_TEST}"),
             ("train.grad_clip", self.train.grad_clip, self.train.grad_clip >= 0, ">= 0"),
             ("train.ema_decay", self.train.ema_decay, 0 <= self.train.ema_decay < 1, "in [0, 1)"),
             ("loss.ramp_epochs", self.loss.ramp_epochs, self.loss.ramp_epochs >= 0, ">= 0"),
@@ -266,16 +255,38 @@ class Config:
         for key, value, ok, expected in checks:
             if not ok:
                 raise ConfigError(f"{source}: {key}={value!r} is invalid: expected {expected}")
+        if self.train.eval_test != "every_epoch" and not self.data.val_split:
+            raise ConfigError(
+                f"{source}: train.eval_test={self.train.eval_test!r} needs data.val_split "
+                f"(the split that selects the best epoch when test is not read every epoch)")
+        if self.data.val_split and self.data.val_split in (self.data.train_split, "test"):
+            raise ConfigError(
+                f"{source}: data.val_split={self.data.val_split!r} is invalid: expected a split "
+                f"other than data.train_split={self.data.train_split!r} and 'test'")
         self._check_relations(source)
 
     def _check_relations(self, source: str) -> None:
         """Finite numbers and the constraints between fields (the gate's xi ratio, keep <= xi,
         a bounded channel count, batch vs accumulation): all before anything is built."""
-        m, lo, op, sc, tr = self.model, self.loss, self.optim, self.schedule, self.train
+        self._check_finite(source)
+        self._check_channels(source)
+        tr = self.train
+        if tr.batch_size % tr.accum_steps:
+            raise ConfigError(
+                f"{source}: train.batch_size={tr.batch_size} is invalid: expected a multiple of "
+                f"train.accum_steps={tr.accum_steps}"
+            )
+        optional = (("train.eval_batch_size", tr.eval_batch_size),
+                    ("runtime.threads", self.runtime.threads),
+                    ("runtime.stop_after_epoch", self.runtime.stop_after_epoch),
+                    ("data.resize", self.data.resize))
+        for key, value in optional:
+            if value is not None and value < 1:
+                raise _invalid(source, key, value, ">= 1 or null")
 
-        def bad(key: str, value: Any, expected: str) -> ConfigError:
-            return ConfigError(f"{source}: {key}={value!r} is invalid: expected {expected}")
-
+    def _check_finite(self, source: str) -> None:
+        """The numbers that must be finite and in range, the betas and the milestones."""
+        lo, op, sc, tr = self.loss, self.optim, self.schedule, self.train
         finite = {
             "optim.lr": (op.lr, op.lr > 0, "a finite number > 0"),
             "optim.head_lr": (op.head_lr, op.head_lr is None or op.head_lr > 0,
@@ -297,16 +308,21 @@ class Config:
         }
         for key, (value, ok, expected) in finite.items():
             if not ok or (value is not None and not math.isfinite(value)):
-                raise bad(key, value, expected)
+                raise _invalid(source, key, value, expected)
         if not all(0 <= b < 1 for b in op.betas):
-            raise bad("optim.betas", op.betas, "two numbers in [0, 1)")
+            raise _invalid(source, "optim.betas", op.betas, "two numbers in [0, 1)")
         if list(sc.milestones) != sorted(set(sc.milestones)) or any(v < 1 for v in sc.milestones):
-            raise bad("schedule.milestones", sc.milestones,
-                      "strictly increasing epoch numbers >= 1")
+            raise _invalid(source, "schedule.milestones", sc.milestones,
+                           "strictly increasing epoch numbers >= 1")
+
+    def _check_channels(self, source: str) -> None:
+        """The channel count per stage, the gate's xi ratio and ``keep_* <= xi``."""
+        m, lo = self.model, self.loss
         xi_mid, xi_high = m.xi
         for key, value in (("model.xi[0] (xi_mid)", xi_mid), ("model.xi[1] (xi_high)", xi_high)):
             if value > MAX_STAGE_CHANNELS:
-                raise bad(key, value, f"at most {MAX_STAGE_CHANNELS} channels per stage")
+                raise _invalid(source, key, value,
+                               f"at most {MAX_STAGE_CHANNELS} channels per stage")
         if m.num_classes is not None and m.num_classes * xi_mid > MAX_STAGE_CHANNELS:
             raise ConfigError(
                 f"{source}: model.num_classes x model.xi[0] = {m.num_classes} x {xi_mid} = "
@@ -321,19 +337,12 @@ class Config:
         for key, keep, xi in (("loss.keep_mid", lo.keep_mid, xi_mid),
                               ("loss.keep_high", lo.keep_high, xi_high)):
             if keep is not None and not 1 <= keep <= xi:
-                raise bad(key, keep, f"an integer in [1, {xi}] (model.xi={m.xi}) or null")
-        if tr.batch_size % tr.accum_steps:
-            raise ConfigError(
-                f"{source}: train.batch_size={tr.batch_size} is invalid: expected a multiple of "
-                f"train.accum_steps={tr.accum_steps}"
-            )
-        optional = (("train.eval_batch_size", tr.eval_batch_size),
-                    ("runtime.threads", self.runtime.threads),
-                    ("runtime.stop_after_epoch", self.runtime.stop_after_epoch),
-                    ("data.resize", self.data.resize))
-        for key, value in optional:
-            if value is not None and value < 1:
-                raise bad(key, value, ">= 1 or null")
+                raise _invalid(source, key, keep, f"an integer in [1, {xi}] (model.xi={m.xi}) "
+                               "or null")
+
+
+def _invalid(source: str, key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{source}: {key}={value!r} is invalid: expected {expected}")
 
 
 def _tname(value: Any) -> str:
@@ -386,6 +395,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
 def _match(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is Any:
         return True, copy.deepcopy(value)
+    if tp is type(None):
+        return value is None, None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
@@ -393,8 +404,6 @@ def _match(value: Any, tp: Any) -> tuple[bool, Any]:
             if ok:
                 return True, out
         return False, None
-    if tp is type(None):
-        return value is None, None
     if origin is list:
         if not isinstance(value, list | tuple):
             return False, None
@@ -405,6 +414,12 @@ def _match(value: Any, tp: Any) -> tuple[bool, Any]:
         return isinstance(value, Mapping), copy.deepcopy(dict(value)) if isinstance(
             value, Mapping
         ) else None
+    return _match_scalar(value, tp)
+
+
+def _match_scalar(value: Any, tp: Any) -> tuple[bool, Any]:
+    """``bool``, ``int`` (not a bool), ``float`` (an int, or a YAML 1.1 ``1e-3`` string) and
+    ``str``."""
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:
@@ -437,7 +452,7 @@ def load_config(path: str | Path) -> Config:
     name of a config shipped with the package (``synthetic_tdsa``, ``ablations/levers``: see
     :func:`tdsa.resources.config_path`).
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 4, *Two configs that differ only in the loss*.
     """
     path = resolve_config(path)
     try:
@@ -456,7 +471,7 @@ def load_config(path: str | Path) -> Config:
 def dump_config(cfg: Config, path: str | Path | None = None) -> str:
     """The config as YAML text; also written to ``path`` when given.
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 4, *What a run folder holds*.
     """
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     if path is not None:
@@ -470,7 +485,7 @@ def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
     ``section.key=value`` sets a field; for mapping fields ``section.key.sub=value`` sets one
     entry (e.g. ``data.synthetic.num_classes=4``). Values are parsed with ``yaml.safe_load``.
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 4, *Two configs that differ only in the loss*.
     """
     cfg = copy.deepcopy(cfg)
     for item in overrides:

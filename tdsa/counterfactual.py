@@ -37,6 +37,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from tdsa.data import build_dataset, build_transforms
+from tdsa.data import build_dataset, resolve_data_config, spec_transforms
 from tdsa.data.synthetic import (
     ATTRIBUTES,
     PARTS,
@@ -373,6 +374,110 @@ def _forward(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int,
             torch.cat(cams) if gradcam else None)
 
 
+def _check_counts(batch_size: Any, max_images: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if max_images is not None and (isinstance(max_images, bool)
+                                   or not isinstance(max_images, int) or max_images < 1):
+        raise ConfigError(f"max_images must be a positive integer, got {max_images!r}")
+
+
+_Outputs = tuple[Tensor, dict[str, Tensor], Tensor | None]
+
+
+@dataclass
+class _Run:
+    """A run's model with its synthetic split, metadata and test transform, for the twins."""
+
+    model: nn.Module
+    dataset: Any
+    meta: dict[str, Any]
+    split: str
+    transform: Any
+    device: str | torch.device
+    batch_size: int
+    gradcam: bool
+    parts: list[Any]
+
+    @classmethod
+    def load(cls, model: nn.Module, d: Any, path: Path, root: Path, split: str,
+             device: str | torch.device, batch_size: int, gradcam: bool) -> _Run:
+        if d.dataset != "synthetic":
+            raise ConfigError(f"{path}: the run was trained on {d.dataset!r}; the "
+                              "counterfactual measures need synthetic data (twins are "
+                              "rendered by its generator)")
+        if d.regime != "scratch":
+            raise ConfigError(f"{path}: data.regime={d.regime!r}; the counterfactual measures "
+                              "need the resize-only 'scratch' test transform")
+        # Untransformed and without data.options: parts and sizes in the frame of the full
+        # images that render_image draws.
+        dataset = build_dataset("synthetic", root, split)
+        meta = load_metadata(dataset.meta)
+        if dataset.num_classes != int(model.num_classes):
+            raise CheckpointError(f"{path} was trained on {model.num_classes} classes but "
+                                  f"{root} has {dataset.num_classes}")
+        transform = spec_transforms(resolve_data_config(d), train=False)
+        parts = [p for p in PARTS if p.attribute is not None]
+        return cls(model, dataset, meta, split, transform, device, batch_size, gradcam, parts)
+
+    def prepare(self, bird: Any) -> Tensor:
+        """A rendered image JPEG-encoded as on disk, then the run's test transform."""
+        return self.transform(_encoded(bird.image, int(self.meta["args"]["jpeg_quality"])))
+
+    def class_values(self, part: Any) -> Tensor:
+        return torch.tensor([ATTRIBUTES[part.attribute].index(c["attributes"][part.attribute])
+                             for c in self.meta["classes"]])
+
+    def twins(self, part: Any, indices: list[int]) -> tuple[list[int], list[Tensor], list[int]]:
+        """Per twin of ``part``: its original's row in ``indices``, its image and the index
+        of the original's attribute value."""
+        rows, twins, swapped = [], [], []
+        for row, i in enumerate(indices):
+            own = self.meta["classes"][image_source(self.meta, self.split, i)[0]]["attributes"]
+            for value in twin_values(self.meta, self.split, i, part.name):
+                rows.append(row)
+                twins.append(self.prepare(render_image(self.meta, self.split, i,
+                                                       swap={part.attribute: value})))
+                swapped.append(ATTRIBUTES[part.attribute].index(own[part.attribute]))
+        return rows, twins, swapped
+
+    def part_xy(self, part: Any, images: list[int]) -> Tensor:
+        """The part's location in each image, normalised to [0, 1]."""
+        column = self.dataset.part_names.index(part.name)
+        xy = []
+        for i in images:
+            width, height = self.dataset.image_size(i)
+            x, y, _ = self.dataset.parts(i)[column]
+            xy.append((x / width, y / height))
+        return torch.tensor(xy, dtype=torch.float32)
+
+    def measure_part(self, meter: CounterfactualMeter, part: Any, indices: list[int],
+                     labels: Tensor, originals: _Outputs) -> int:
+        """Add the pairs of ``part`` over ``indices`` to ``meter``; returns their number."""
+        rows, twins, swapped = self.twins(part, indices)
+        if not rows:
+            return 0
+        dev = self.device
+        take = torch.tensor(rows)
+        pair_labels = labels[take]
+        logits_t, feats_t, cams_t = _forward(self.model, torch.stack(twins).to(dev),
+                                             pair_labels.to(dev), self.batch_size, self.gradcam)
+        logits_o, feats_o, cams_o = originals
+        take_d = take.to(dev)
+        meter.update(
+            part.name,
+            labels=pair_labels.to(dev),
+            swapped_from=torch.tensor(swapped),
+            class_values=self.class_values(part),
+            part_xy=self.part_xy(part, [indices[r] for r in rows]),
+            logits=(logits_o[take_d], logits_t),
+            features={s: (feats_o[s][take_d], feats_t[s]) for s in STAGES},
+            xi=dict(zip(STAGES, (int(v) for v in self.model.xi), strict=True)),
+            gradcam=(cams_o[take_d], cams_t) if cams_o is not None else None,
+        )
+        return len(rows)
+
+
 def counterfactual_report(
     run_dir: str | Path,
     split: str = "test",
@@ -400,82 +505,25 @@ def counterfactual_report(
     ``out`` (default ``run_dir/counterfactual_<split>.json``; NaN, where nothing was counted,
     is written as null). The model is left in eval mode.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if max_images is not None and (isinstance(max_images, bool)
-                                   or not isinstance(max_images, int) or max_images < 1):
-        raise ConfigError(f"max_images must be a positive integer, got {max_images!r}")
+    _check_counts(batch_size, max_images)
     run_dir = Path(run_dir)
     path = _checkpoint_path(run_dir, checkpoint)
     model, cfg = load_model(path, map_location=device)
-    d = cfg.data
-    if d.dataset != "synthetic":
-        raise ConfigError(f"{path}: the run was trained on {d.dataset!r}; the counterfactual "
-                          "measures need synthetic data (twins are rendered by its generator)")
-    if d.regime != "scratch":
-        raise ConfigError(f"{path}: data.regime={d.regime!r}; the counterfactual measures need "
-                          "the resize-only 'scratch' test transform")
-    root = Path(root if root is not None else d.root)
-    dataset = build_dataset("synthetic", root, split)
-    meta = load_metadata(dataset.meta)
-    if dataset.num_classes != int(model.num_classes):
-        raise CheckpointError(f"{path} was trained on {model.num_classes} classes but {root} "
-                              f"has {dataset.num_classes}")
-    transform = build_transforms(d.regime, d.image_size, train=False)
-    quality = int(meta["args"]["jpeg_quality"])
-    parts = [p for p in PARTS if p.attribute is not None]
-    class_values = {p.name: torch.tensor([ATTRIBUTES[p.attribute].index(c["attributes"][
-        p.attribute]) for c in meta["classes"]]) for p in parts}
-    xi = dict(zip(STAGES, (int(v) for v in model.xi), strict=True))
-    meter = CounterfactualMeter([p.name for p in parts], [str(p.granularity) for p in parts],
+    root = Path(root if root is not None else cfg.data.root)
+    run = _Run.load(model, cfg.data, path, root, split, device, batch_size, gradcam)
+    meter = CounterfactualMeter([p.name for p in run.parts],
+                                [str(p.granularity) for p in run.parts],
                                 radius=radius, threshold=threshold)
     model.eval()
-    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    count = len(run.dataset) if max_images is None else min(max_images, len(run.dataset))
     total_pairs = 0
-
-    def prepare(bird: Any) -> Tensor:
-        return transform(_encoded(bird.image, quality))
-
     for start in range(0, count, batch_size):
         indices = list(range(start, min(start + batch_size, count)))
-        labels = torch.tensor([dataset.targets[i] for i in indices])
-        originals = torch.stack([prepare(render_image(meta, split, i)) for i in indices])
-        logits_o, feats_o, cams_o = _forward(model, originals.to(device), labels.to(device),
-                                             batch_size, gradcam)
-        for part in parts:
-            rows, twins, swapped = [], [], []
-            for row, i in enumerate(indices):
-                own = meta["classes"][image_source(meta, split, i)[0]]["attributes"]
-                for value in twin_values(meta, split, i, part.name):
-                    rows.append(row)
-                    twins.append(prepare(render_image(meta, split, i,
-                                                      swap={part.attribute: value})))
-                    swapped.append(ATTRIBUTES[part.attribute].index(own[part.attribute]))
-            if not rows:
-                continue
-            take = torch.tensor(rows)
-            pair_labels = labels[take]
-            logits_t, feats_t, cams_t = _forward(model, torch.stack(twins).to(device),
-                                                 pair_labels.to(device), batch_size, gradcam)
-            column = dataset.part_names.index(part.name)
-            xy = []
-            for i in (indices[r] for r in rows):
-                width, height = dataset.image_size(i)
-                x, y, _ = dataset.parts(i)[column]
-                xy.append((x / width, y / height))
-            take_d = take.to(device)
-            meter.update(
-                part.name,
-                labels=pair_labels.to(device),
-                swapped_from=torch.tensor(swapped),
-                class_values=class_values[part.name],
-                part_xy=torch.tensor(xy, dtype=torch.float32),
-                logits=(logits_o[take_d], logits_t),
-                features={s: (feats_o[s][take_d], feats_t[s]) for s in STAGES},
-                xi=xi,
-                gradcam=(cams_o[take_d], cams_t) if gradcam else None,
-            )
-            total_pairs += len(rows)
+        labels = torch.tensor([run.dataset.targets[i] for i in indices])
+        originals = torch.stack([run.prepare(render_image(run.meta, split, i)) for i in indices])
+        outputs = _forward(model, originals.to(device), labels.to(device), batch_size, gradcam)
+        for part in run.parts:
+            total_pairs += run.measure_part(meter, part, indices, labels, outputs)
 
     report: dict[str, Any] = {
         "run": str(run_dir), "checkpoint": str(path), "split": split, "root": str(root),

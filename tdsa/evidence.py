@@ -8,7 +8,7 @@ more often than a wrong class's channels, than chance and than the CE model's Gr
 comparison is a paired difference over the seeds both arms finished, counted only when its
 mean exceeds its sample standard deviation over at least two seeds.
 
-Book: chapter 5, *Ablations* (and the summaries in chapters 4 and 6).
+Book: chapter 5, *The results files*.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ Row = dict[str, object]
 def fine_key(source: str) -> str:
     """The results column of a pointing-game source on the fine parts, e.g. ``"high"``.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *What the ablation shows*.
     """
     return f"hit_rate/{source}/granularity:fine"
 
@@ -84,7 +84,7 @@ def read_results(path: str | Path) -> list[Row]:
     (NaN for empty cells). A missing file or column raises :class:`tdsa.errors.DataError`
     naming it.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *The results files*.
     """
     path = Path(path)
     if not path.is_file():
@@ -117,7 +117,7 @@ def read_header(path: str | Path) -> dict[str, str]:
     that ``python -m tdsa ablate`` writes beside the CSV. A missing or malformed file raises
     :class:`tdsa.errors.DataError` naming it.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *The results files*.
     """
     path = Path(path)
     if not path.is_file():
@@ -147,7 +147,7 @@ def column_stats(rows: Iterable[Row], variant: str, key: str,
     """``(mean, sample std, values)`` of one column over a variant's finished runs; NaN
     mean without runs, NaN std with one.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *Test accuracy per variant*.
     """
     values = list(_values(rows, variant, key, scale).values())
     if not values:
@@ -161,7 +161,7 @@ def paired(rows: Iterable[Row], a: tuple[str, str], b: tuple[str, str],
     """Mean and sample std over the seeds both finished of ``(variant, column)`` ``a`` minus
     ``b``, and the number of those seeds.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *What the ablation shows*.
     """
     rows = list(rows)
     left, right = _values(rows, *a, scale), _values(rows, *b, scale)
@@ -176,7 +176,7 @@ def verdict(mean: float, std: float, n: int) -> str:
     """``"higher"`` / ``"lower"`` when a paired mean exceeds its std over >= 2 seeds, else
     ``"no clear difference"``.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *What the ablation shows*.
     """
     if n < 2 or math.isnan(std) or abs(mean) <= std:
         return "no clear difference"
@@ -187,8 +187,6 @@ def verdict(mean: float, std: float, n: int) -> str:
 class LeverCheck:
     """The claim tested on one lever: the four paired differences of :data:`CLAIM_PARTS`
     (points; each ``(mean, std, seeds)``) and which of them are clearly positive.
-
-    Book: chapter 5, *Ablations*.
     """
 
     lever: str
@@ -218,7 +216,7 @@ def check_lever(rows: Iterable[Row], lever: str, ce: str, arm: str) -> LeverChec
     high-level fine-part hits of ``arm`` minus a wrong class's, minus chance, minus the CE
     arm's Grad-CAM (in points).
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *What the ablation shows*.
     """
     rows = list(rows)
     true = (arm, fine_key("high"))
@@ -234,7 +232,7 @@ def check_levers(rows: Iterable[Row],
     """:func:`check_lever` for every pair (default :data:`LEVER_PAIRS`) whose two arms have
     finished runs in ``rows``.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
     """
     rows = list(rows)
     known = {r["variant"] for r in rows if r["status"] == "ok"}
@@ -245,8 +243,6 @@ def check_levers(rows: Iterable[Row],
 def format_difference(d: tuple[float, float, int]) -> str:
     """A :func:`paired` difference as ``"+mean ± std"`` (one decimal; no ``± std`` for one
     seed), or ``"n/a"`` when no seed is common to both sides.
-
-    Book: chapter 5, *Ablations*.
     """
     mean, std, n = d
     return "n/a" if n == 0 else f"{mean:+.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
@@ -256,7 +252,7 @@ def format_mean_std(mean: float, std: float, digits: int = 1) -> str:
     """``"mean ± std"`` with ``digits`` decimals; ``"n/a"`` for a NaN mean, no ``± std`` for a
     NaN std (one seed).
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *Where the channels point, per granularity*.
     """
     if math.isnan(mean):
         return "n/a"
@@ -277,7 +273,7 @@ def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck] | None = None,
     std test top-1 of both (when ``"accuracy"`` is in ``parts``), the paired differences of
     ``parts`` (points) and whether the whole claim holds.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
     """
     rows = list(rows)
     unknown = [p for p in parts if p not in CLAIM_PARTS]
@@ -302,7 +298,7 @@ def claim_summary(checks: Sequence[LeverCheck]) -> str:
     """One paragraph (Markdown) stating whether any lever gives the paper's result, which
     levers beat cross-entropy in accuracy, and which rest on fewer than 3 seeds.
 
-    Book: chapter 5, *Ablations*.
+    Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
     """
     found = [c for c in checks if c.holds]
     gains = [c for c in checks if verdict(*c.diffs[0]) == "higher"]
@@ -333,8 +329,6 @@ def read_sweep(results_dir: str | Path,
     """The rows of several results files (``results_dir/<grid>.csv``) as one sweep, for
     :data:`LEVER_PAIRS`, whose arms come from both of the book's grids. A variant found in two
     files raises :class:`tdsa.errors.DataError` (its seeds would be mixed), as does a missing file.
-
-    Book: chapter 5, *Ablations* (and the summaries in chapters 4 and 6).
     """
     rows: list[Row] = []
     owner: dict[object, str] = {}

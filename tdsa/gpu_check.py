@@ -12,8 +12,6 @@ Both files go to ``results/`` (``--out``). Without CUDA (or with ``--dry-run``) 
 skip with a reason, and the benchmarks run at tiny shapes on the CPU into
 ``_build/gpu-check/bench-gpu-dryrun.json``: a check that the script works (``make test`` runs
 it), not a measurement.
-
-Book: chapter 7, *Reproducing the paper on a GPU*.
 """
 
 from __future__ import annotations
@@ -63,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                               timeout=PYTEST_TIMEOUT_S)
         report, rc = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
-        report = f"{exc.stdout or ''}\npytest stopped after {PYTEST_TIMEOUT_S} s\n"
+        partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (
+            exc.stdout or "")
+        report = f"{partial}\npytest stopped after {PYTEST_TIMEOUT_S} s\n"
         rc = 124
     device = torch.cuda.get_device_name(0) if cuda else "no CUDA device (dry run)"
     (out / "gpu-check.txt").write_text(f"device: {device}\ntorch: {torch.__version__}\n"

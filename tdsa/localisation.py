@@ -7,7 +7,7 @@ mean something (``shared/probe-notes.md``): the channels of a *wrong* class scor
 Grad-CAM of the logits (the standard map of a cross-entropy model), a uniformly random cell of
 the same grid (chance) and one "body-centre" point per image.
 
-Book: chapter 6, *Visualising and measuring attention*.
+Book: chapter 6, *Measuring: the pointing game against the part annotations*.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def wrong_classes(targets: Tensor, num_classes: int) -> Tensor:
     """The fixed wrong class of each sample, ``(y + 1) mod K``: the control whose channels are
     scored exactly like the true class's.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Grad-CAM of the cross-entropy model beside them*.
     """
     if num_classes < 2:
         raise ValueError(f"a wrong-class control needs at least 2 classes, got {num_classes}")
@@ -43,7 +43,7 @@ def dataset_parts(dataset: Any) -> tuple[list[str], list[str | None] | None]:
     have); it is None when the dataset does not say which parts are discriminative (CUB), so
     that every part is scored.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *The two trained networks*.
     """
     names = getattr(dataset, "part_names", None)
     if not names or not callable(getattr(dataset, "parts", None)):
@@ -127,7 +127,7 @@ def evaluate_localisation(
     ``gradcam=False`` leaves out the ``gradcam`` keys (it needs a backward pass per batch).
     The model is left in eval mode.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Measuring: the pointing game against the part annotations*.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -66,7 +66,7 @@ def ccmp(features: Tensor, xi: int) -> Tensor:
 
     Output channel ``k`` is the element-wise maximum of input channels ``k*xi .. k*xi+xi-1``.
 
-    Book: chapter 2, *The channel-constraint module*.
+    Book: chapter 2, *A stage's feature map and cross-channel max pooling*.
     """
     k = _check_features(features, xi)
     b, _, h, w = features.shape
@@ -88,7 +88,7 @@ def random_channel_mask(
     no Python loop), on ``device`` from ``generator`` when given: the same seed gives the same
     mask. ``device`` defaults to the generator's device, else the CPU.
 
-    Book: chapter 2, *The channel-constraint module*.
+    Book: chapter 2, *The random channel mask*.
     """
     _check_group(num_classes, xi)
     keep = _resolve_keep(xi, keep)
@@ -147,82 +147,200 @@ def _accumulation_dtype(features: Tensor) -> torch.dtype:
     return torch.promote_types(features.dtype, torch.float32)
 
 
-def _group_max(x: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Max over dim 2 of ``x`` ``[B, K, xi, N]`` (of ``x * scale`` when given, ``scale``
-    ``[1|B, K, xi, 1]``) and the first index of the maximum. One reduction kernel: a loop
-    over the xi slices is faster on one idle core but many times slower when the cores are
-    shared, as every small kernel then waits for a descheduled thread."""
-    values, index = (x if scale is None else x * scale).max(dim=2)
-    return values, index
+# Elements of one work block (2 MB in float32): the stage loss runs image by image and, within
+# an image, a block of classes at a time, in a few buffers allocated once per call and reused
+# for every block, so that its temporaries stay in the CPU's cache. Fresh multi-megabyte
+# allocations cost page faults on every use (the allocator returns them to the system when
+# freed), which here cost more than the arithmetic.
+_BLOCK_ELEMENTS = 1 << 19
+
+
+def _dense(t: Tensor) -> Tensor:
+    """``t`` itself if contiguous or channels_last, else a contiguous copy."""
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
+        return t
+    return t.contiguous()
+
+
+class _Images:
+    """Image ``i`` of a contiguous or channels_last ``[B, C, H, W]`` map as a contiguous
+    ``[C, H*W]`` tensor: a view for a contiguous map; for a channels_last one a reused buffer,
+    filled by a blocked transposing copy (:meth:`load`) or written back by one (:meth:`store`)."""
+
+    def __init__(self, t: Tensor) -> None:
+        self.t = t
+        self.direct = t.is_contiguous()
+        _, c, h, w = t.shape
+        self.buffer = None if self.direct else t.new_empty(c, h * w)
+
+    def load(self, i: int) -> Tensor:
+        if self.direct:
+            return self.t[i].view(self.t.shape[1], -1)
+        return self.buffer.copy_(self.t[i].flatten(1))
+
+    def empty(self, i: int) -> Tensor:
+        return self.t[i].view(self.t.shape[1], -1) if self.direct else self.buffer
+
+    def store(self, i: int) -> None:
+        if not self.direct:
+            self.t[i].permute(1, 2, 0).flatten(0, 1).copy_(self.buffer.t())
+
+
+class _Blocks:
+    """The class blocks of one stage and the reused float work buffers (``acc`` dtype) of
+    ``count`` block-sized tensors and ``gated`` per-gate tensors."""
+
+    def __init__(self, k: int, xi: int, n: int, per: int, acc: torch.dtype, device, count: int):
+        self.xi, self.n, self.per = xi, n, per
+        step = max(1, _BLOCK_ELEMENTS // (xi * n))
+        self.slices = [slice(j, min(j + step, k)) for j in range(0, k, step)]
+        size = min(step, k) * xi * n
+        self.flat = [torch.empty(size, dtype=acc, device=device) for _ in range(count)]
+        self.gate_flat = [torch.empty(size // xi * per, dtype=acc, device=device) for _ in range(2)]
+
+    def buf(self, which: int, ks: slice) -> Tensor:
+        """Work buffer ``which`` as ``[1, k, xi, n]`` for the classes ``ks``."""
+        kc = ks.stop - ks.start
+        return self.flat[which][: kc * self.xi * self.n].view(1, kc, self.xi, self.n)
+
+    def gate_buf(self, which: int, ks: slice) -> Tensor:
+        """Per-gate buffer ``which`` as ``[1, k, xi/r, 1, n]`` for the classes ``ks``."""
+        kc = ks.stop - ks.start
+        return self.gate_flat[which][: kc * self.per * self.n].view(1, kc, self.per, 1, self.n)
+
+    def source(
+        self, f_cn: Tensor, g_cn: Tensor | None, ks: slice, into: tuple[int, int]
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """``(feats, gates, src)`` of the classes ``ks`` of one image (``f_cn`` ``[C, n]``,
+        ``g_cn`` ``[C/r, n]``): features and gates in the work dtype (views when they already
+        have it; else converted into buffers ``into[0]`` and gate buffer 0) and ``src = feats *
+        gates`` (in buffer ``into[1]``; ``feats`` without gate)."""
+        rows = f_cn[ks.start * self.xi : ks.stop * self.xi]
+        feats = self.buf(into[0], ks)
+        if rows.dtype == feats.dtype:
+            feats = rows.view(feats.shape)
+        else:
+            feats.view(rows.shape).copy_(rows)
+        if g_cn is None:
+            return feats, None, feats
+        gates = self.gate_buf(0, ks)
+        gates.view(-1, self.n).copy_(g_cn[ks.start * self.per : ks.stop * self.per])
+        src = self.buf(into[1], ks)
+        torch.mul(feats.unflatten(2, (self.per, -1)), gates, out=src.unflatten(2, (self.per, -1)))
+        return feats, gates, src
+
+
+def _softmax_positions(src: Tensor, temperature: float, out: Tensor, scratch: Tensor) -> Tensor:
+    """``softmax(src / T)`` over the positions (last dim) into ``out``."""
+    if temperature != 1.0:
+        src = torch.div(src, temperature, out=scratch)
+    return torch.softmax(src, -1, out=out)
+
+
+def _first_max(x: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
+    """One-hot over dim 2 of ``x`` ``[b, k, xi, n]`` marking the first maximal channel, as
+    ``torch.max``'s index would, written into ``out`` (``scratch``, which may be ``x``, is
+    overwritten): elementwise ops on contiguous slices, which vectorise where ``max(dim)`` with
+    indices runs a scalar loop."""
+    below = torch.lt(x, x.amax(2, keepdim=True), out=scratch)  # 0 at the maxima, else 1
+    rest = torch.ones_like(below[:, :, :1])  # 1 until a maximum is taken
+    spare = torch.empty_like(rest)
+    for j in range(x.shape[2]):
+        torch.mul(rest, below[:, :, j : j + 1], out=spare)
+        torch.sub(rest, spare, out=out[:, :, j : j + 1])
+        rest, spare = spare, rest
+    return out
 
 
 class _ChannelConstraint(torch.autograd.Function):
     """``(l_dis, l_div)`` of one stage, optionally on top-down gated features
-    ``features * gate`` (``gate`` ``[B, C/r, H, W]``, broadcast over groups of ``r`` channels),
-    with a hand-written backward that writes the gradient into a single buffer: autograd
-    through the same ops makes several more full-size tensors, and on the CPU allocating them
-    costs more than the arithmetic. CCMP's gradient goes to the first maximal channel, as
-    ``torch.max``'s does."""
+    ``features * gate`` (``gate`` ``[B, C/r, H, W]``, broadcast over groups of ``r`` channels).
+
+    Image by image and block by block of classes (:class:`_Blocks`), in contiguous
+    ``[1, k, xi, H*W]`` float32 (float64 for float64 features) buffers read from the features'
+    own layout (contiguous or channels_last, :class:`_Images`): the forward keeps only
+    per-class sums, the backward recomputes the block's softmax and writes its gradient in the
+    features' layout and dtype. No full-size temporary is made and none is saved. CCMP's
+    gradient goes to the first maximal channel, as ``torch.max``'s does."""
 
     @staticmethod
     def forward(ctx, features, gate, mask, targets, xi, temperature):  # type: ignore[override]
+        features = _dense(features)
+        gate = None if gate is None else _dense(gate)
         b, c, h, w = features.shape
         k, n = c // xi, h * w
-        if gate is None:
-            src = features.reshape(b, k, xi, n)
-        else:
-            src = features.reshape(b, gate.shape[1], -1, n) * gate.reshape(b, -1, 1, n)
-            src = src.reshape(b, k, xi, n)
-        acc = _accumulation_dtype(src)
-        if temperature == 1.0:
-            # One softmax that reads the (possibly half) input directly: no extra copy.
-            prob = torch.softmax(src, dim=-1, dtype=acc)
-        else:
-            prob = torch.softmax(src.to(acc) / temperature, dim=-1)
-        peak, div_index = _group_max(prob, None)
-        l_div = 1.0 - peak.sum() / (b * k * xi)
-        m = mask.reshape(mask.shape[0], k, xi, 1)
-        pooled, dis_index = _group_max(src, m)
-        logits = pooled.sum(dim=-1, dtype=acc) / n
+        acc = _accumulation_dtype(features)
+        per = xi if gate is None else gate.shape[1] // k
+        m = mask.to(acc).reshape(mask.shape[0], k, xi, 1)
+        blocks = _Blocks(k, xi, n, per, acc, features.device, 4)
+        images = _Images(features)
+        gates = None if gate is None else _Images(gate)
+        peak_sum = features.new_zeros((), dtype=acc)
+        logits = features.new_empty(b, k, dtype=acc)
+        for i in range(b):
+            f_cn = images.load(i)
+            g_cn = None if gates is None else gates.load(i)
+            for ks in blocks.slices:
+                src = blocks.source(f_cn, g_cn, ks, (0, 1))[2]
+                prob = _softmax_positions(src, temperature, blocks.buf(2, ks), blocks.buf(3, ks))
+                peak_sum += prob.amax(2).sum()
+                masked = torch.mul(src, m[i if m.shape[0] > 1 else 0, ks], out=blocks.buf(3, ks))
+                logits[i, ks] = masked.amax(2).sum(-1)[0] / n
+        l_div = 1.0 - peak_sum / (b * k * xi)
         l_dis = F.cross_entropy(logits, targets)
         dlogits = torch.softmax(logits, dim=-1)
         dlogits[torch.arange(b, device=logits.device), targets] -= 1.0
-        ctx.save_for_backward(prob, peak, div_index, dis_index, m, dlogits / b, features, gate)
-        ctx.temperature = temperature
+        ctx.save_for_backward(features, gate, m, dlogits / b)
+        ctx.xi, ctx.temperature = xi, temperature
         return l_dis, l_div
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_dis, g_div):  # type: ignore[override]
-        prob, peak, div_index, dis_index, m, dlogits, features, gate = ctx.saved_tensors
-        b, k, xi, n = prob.shape
-        # L_div: dL/dprob = c at each position's argmax channel (G), 0 elsewhere; through the
-        # softmax dL/dz = prob * (G - s), s = sum_n G * prob = c * (sum of peaks it wins).
-        c = -g_div / (b * k * xi)
-        won = torch.zeros(b, k, xi, dtype=prob.dtype, device=prob.device)
-        won.scatter_add_(2, div_index, peak)
-        grad = prob * (won * -c).unsqueeze(-1)
-        grad.scatter_add_(2, div_index.unsqueeze(2), (peak * c).unsqueeze(2))
-        if ctx.temperature != 1.0:
-            grad.div_(ctx.temperature)
-        # L_dis: logits = mean_n F[argmax] * m[argmax]; dL/dlogits = (softmax - onehot) / B.
-        kept = m.squeeze(-1).expand(b, k, xi).gather(2, dis_index).to(grad.dtype)
-        step = (dlogits * (g_dis / n)).unsqueeze(-1) * kept
-        grad.scatter_add_(2, dis_index.unsqueeze(2), step.unsqueeze(2))
-        grad_gate = None
-        if gate is not None:
-            # d(features * gate): gate gets sum over its r channels of grad * features (one
-            # slice at a time, in place), features get grad * gate (in place).
-            grouped = grad.reshape(b, gate.shape[1], -1, n)
-            if ctx.needs_input_grad[1]:
-                feats = features.reshape(grouped.shape)
-                grad_gate = grad.new_zeros(grouped[:, :, 0].shape)
-                for j in range(grouped.shape[2]):
-                    grad_gate.addcmul_(grouped[:, :, j], feats[:, :, j])
-                grad_gate = grad_gate.reshape(gate.shape).to(gate.dtype)
-            grouped.mul_(gate.reshape(b, -1, 1, n))
-        grad = grad.reshape(features.shape).to(features.dtype)
-        return grad, grad_gate, None, None, None, None
+        features, gate, m, dlogits = ctx.saved_tensors
+        xi, temperature = ctx.xi, ctx.temperature
+        b, c, h, w = features.shape
+        k, n = c // xi, h * w
+        acc = m.dtype
+        per = xi if gate is None else gate.shape[1] // k
+        blocks = _Blocks(k, xi, n, per, acc, features.device, 5)
+        images, grads = _Images(features), _Images(torch.empty_like(features))
+        gates = None if gate is None else _Images(gate)
+        want_gate = gate is not None and ctx.needs_input_grad[1]
+        gate_grads = _Images(torch.empty_like(gate)) if want_gate else None
+        # L_div = 1 - sum(peak) / (b k xi): dL/dprob = c at each position's first maximal
+        # channel (one-hot G), 0 elsewhere; through the softmax dL/dz = c * prob * (G - won),
+        # won = sum over positions of G * prob (the peaks each channel wins).
+        c_div = -g_div / (b * k * xi * temperature)
+        # L_dis: logits = mean_n max_j(src * m); dL/dlogits = (softmax - onehot) / B.
+        w_dis = dlogits * (g_dis / n)
+        for i in range(b):
+            f_cn = images.load(i)
+            g_cn = None if gates is None else gates.load(i)
+            grad_cn = grads.empty(i)
+            gate_grad_cn = None if gate_grads is None else gate_grads.empty(i)
+            for ks in blocks.slices:
+                feats, gate_block, src = blocks.source(f_cn, g_cn, ks, (0, 1))
+                scratch, onehot = blocks.buf(3, ks), blocks.buf(4, ks)
+                grad = _softmax_positions(src, temperature, blocks.buf(2, ks), scratch)
+                _first_max(grad, onehot, scratch)
+                won = torch.mul(onehot, grad, out=scratch).sum(-1, keepdim=True)
+                grad.mul_(onehot.sub_(won)).mul_(c_div)
+                mb = m[i if m.shape[0] > 1 else 0, ks]
+                _first_max(torch.mul(src, mb, out=scratch), onehot, scratch)
+                grad.addcmul_(onehot, mb * w_dis[i, ks, None, None])
+                if gate_block is not None:
+                    per_gate = grad.unflatten(2, (per, -1))
+                    if gate_grad_cn is not None:
+                        prod = torch.mul(grad, feats, out=scratch).unflatten(2, (per, -1))
+                        summed = torch.sum(prod, 3, keepdim=True, out=blocks.gate_buf(1, ks))
+                        gate_grad_cn[ks.start * per : ks.stop * per].copy_(summed.view(-1, n))
+                    per_gate.mul_(gate_block)
+                grad_cn[ks.start * xi : ks.stop * xi].copy_(grad.view(-1, n))
+            grads.store(i)
+            if gate_grads is not None:
+                gate_grads.store(i)
+        return grads.t, None if gate_grads is None else gate_grads.t, None, None, None, None
 
 
 def _constraint(
@@ -270,7 +388,7 @@ def channel_constraint(
     ``generator``); ``keep`` is only used then. Where several channels tie for a maximum, the
     gradient goes to the first, as with ``torch.max``.
 
-    Book: chapter 2, *The channel-constraint module*.
+    Book: chapter 2, *Discriminality: $L_{dis}$*.
     """
     return _constraint(features, targets, xi, mask, keep, generator, div_temperature)
 
@@ -305,7 +423,7 @@ def top_down_attention(high: Tensor, mid: Tensor) -> Tensor:
     mid channels ``i*r .. i*r+r-1``, ``r = C_mid / C_high`` (an integer, else ValueError).
     With post-ReLU ``high``, ``A`` lies in ``[0.5, 1)``. Nothing is detached.
 
-    Book: chapter 3, *Top-down spatial attention*.
+    Book: chapter 3, *The gate*.
     """
     gate, r = _attention_map(high, mid)
     return gate.repeat_interleave(r, dim=1)
@@ -317,7 +435,7 @@ def top_down_gate(high: Tensor, mid: Tensor) -> Tensor:
     The gate is broadcast over each group of ``r`` mid channels rather than materialised at
     mid's size. Gradients reach ``high`` through the gate.
 
-    Book: chapter 3, *Top-down spatial attention*.
+    Book: chapter 3, *The gate*.
     """
     gate, r = _attention_map(high, mid)
     b, c_mid, h, w = mid.shape
@@ -334,7 +452,7 @@ def mc_loss_weights(mu: float, lam: float, xi: int) -> tuple[float, float]:
     ``alpha = mu`` and ``beta = mu * lambda * xi`` the two agree up to the constant
     ``mu * lambda * xi``, so they have the same gradients.
 
-    Book: page *code_vs_paper*.
+    Book: code_vs_paper.md, *The two loss forms*.
     """
     if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
         raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
@@ -355,7 +473,7 @@ class TDSALoss(nn.Module):
     mask (default ``ceil(xi/2)``); ``div_temperature`` is an ablation of the diversity
     softmax (1 is the published method).
 
-    Book: chapter 3, *Top-down spatial attention*; chapter 4, *Full training*.
+    Book: chapter 3, *Gradients flow through the gate into the high level*.
     """
 
     def __init__(
@@ -406,8 +524,6 @@ class TDSALoss(nn.Module):
 
     def active(self, stage: str) -> bool:
         """Whether ``stage`` (``"mid"`` or ``"high"``) has a non-zero weight and is computed.
-
-        Book: chapter 5, *Ablations*.
         """
         return self.alpha[stage] != 0.0 or self.beta[stage] != 0.0
 
@@ -443,8 +559,6 @@ class TDSALoss(nn.Module):
 
         ``masks`` is None or ``{"mid": mask, "high": mask}`` (a missing stage draws its own
         mask from ``generator``); ``aux_scale`` multiplies the auxiliary terms (a ramp-in).
-
-        Book: chapter 4, *Full training*.
         """
         self._check_inputs(logits, mid, high)
         _check_targets(targets, logits.shape[0], self.num_classes)

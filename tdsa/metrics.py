@@ -49,8 +49,6 @@ def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) ->
     number of classes ``K`` (top-5 of a 3-class problem counts as top-3), but the returned
     dict is keyed by the requested ``k``. Returns counts, not rates, for summing across
     batches and ranks.
-
-    Book: chapter 4, *Full training*.
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be 2-D [B, K], got shape {_shape(logits)}")
@@ -75,8 +73,6 @@ def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor
     """Confusion counts ``[K, K]`` (int64): row = true class, column = predicted class.
 
     ``preds`` and ``targets`` are ``[N]`` class indices in ``[0, num_classes)``.
-
-    Book: chapter 4, *Full training*.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -103,8 +99,6 @@ def per_class_accuracy(confusion: Tensor) -> Tensor:
 
     Classes with no samples (an empty row) get NaN, so a mean over classes can skip them
     with ``nanmean``.
-
-    Book: chapter 4, *Full training*.
     """
     if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1]:
         raise ValueError(f"confusion must be a square [K, K] matrix, got shape {_shape(confusion)}")
@@ -123,7 +117,7 @@ def class_channels(features: Tensor, targets: Tensor, xi: int) -> Tensor:
 
     Class ``k`` owns channels ``k*xi .. k*xi+xi-1`` (the TDSA channel layout).
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
     if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
         raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
@@ -145,8 +139,6 @@ def grid_centres(height: int, width: int, device: torch.device | str | None = No
     """Normalised ``(x, y)`` of the centres of an ``height x width`` grid, row-major ``[h*w, 2]``.
 
     Cell ``(i, j)`` has centre ``((j + 0.5) / width, (i + 0.5) / height)``.
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
     xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
@@ -159,7 +151,7 @@ def map_peaks(maps: Tensor) -> Tensor:
 
     Ties go to the first cell in row-major order.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
     if maps.dim() < 2:
         raise ValueError(f"maps must be [..., h, w], got shape {_shape(maps)}")
@@ -173,7 +165,7 @@ def normalise_parts(parts: Tensor, width: float, height: float) -> Tensor:
 
     Invisible parts become ``(0, 0, 0)``.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
     parts = torch.as_tensor(parts, dtype=torch.float32)
     if parts.dim() < 2 or parts.shape[-1] != 3:
@@ -191,8 +183,6 @@ def box_centres(boxes: Tensor, fmt: str = "xywh") -> Tensor:
     ``bounding_boxes.txt`` order, ``fmt="xywh"``) or ``(x0, y0, x1, y1)`` (``fmt="xyxy"``).
 
     Normalise the boxes first to get normalised centres (the "body-centre" baseline).
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     boxes = torch.as_tensor(boxes, dtype=torch.float32)
     if boxes.shape[-1] != 4:
@@ -219,8 +209,6 @@ def part_hits(points: Tensor, parts: Tensor, radius: float = DEFAULT_RADIUS) -> 
     maps), ``parts`` ``[B, P, 3]`` normalised ``(x, y, visible)``; distances are Euclidean in
     normalised coordinates and a point at exactly ``radius`` hits. Invisible parts never hit.
     Returns part indices ``[B, N]`` (int64).
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     if points.dim() != 3 or points.shape[-1] != 2:
         raise ValueError(f"points must be [B, N, 2] of (x, y), got shape {_shape(points)}")
@@ -245,8 +233,6 @@ def chance_part_probs(
     Enumerates the ``h*w`` cell centres, scores each with :func:`part_hits` and returns the
     fraction assigned to each part: ``[B, P]``. Summed over parts it is the chance pointing
     rate of a map that knows nothing about the image.
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     h, w = size
     cells = grid_centres(h, w, device=parts.device)
@@ -261,8 +247,6 @@ def part_coverage(hits: Tensor, num_parts: int) -> Tensor:
 
     ``hits`` comes from :func:`part_hits` (``-1`` = no part). A multi-regional class hits
     several different parts with its channels.
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     if hits.dim() != 2:
         raise ValueError(f"hits must be [B, N] part indices, got shape {_shape(hits)}")
@@ -301,7 +285,7 @@ def nesting(mid: Tensor, high: Tensor, threshold: float = 0.5) -> Tensor:
     maximum; a high map that is nowhere positive has an empty region. Returns ``[B, C_mid]``
     booleans: a multi-grained model nests its mid peaks inside its high regions.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 3, *High-to-mid nesting on real maps*.
     """
     region = _nesting_regions(mid, high, threshold)
     idx = mid.detach().flatten(2).argmax(dim=-1, keepdim=True)
@@ -312,7 +296,7 @@ def nesting_chance(mid: Tensor, high: Tensor, threshold: float = 0.5) -> Tensor:
     """Exact chance level of :func:`nesting`: the fraction of mid cells inside each gating
     region, ``[B, C_mid]`` (a uniformly random mid peak lands there with this probability).
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 3, *High-to-mid nesting on real maps*.
     """
     return _nesting_regions(mid, high, threshold).float().mean(dim=(-2, -1))
 
@@ -386,8 +370,6 @@ class LocalisationMeter:
     rates; a part's rate counts only images where it is visible), ``coverage/<source>``
     (mean number of distinct parts hit per image), ``nesting/mid_in_high`` and
     ``nesting/chance`` (see :func:`nesting`) and ``images``. Rates with no data are NaN.
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
 
     def __init__(
@@ -424,8 +406,6 @@ class LocalisationMeter:
 
     def reset(self) -> None:
         """Forget everything accumulated so far.
-
-        Book: chapter 6, *Visualising and measuring attention*.
         """
         n = len(self.columns)
         self._tallies = {
@@ -442,7 +422,8 @@ class LocalisationMeter:
         num_parts = parts.shape[1]
         hits = part_hits(map_peaks(maps).flatten(1, -2), parts, self.radius)
         real = F.one_hot(hits + 1, num_parts + 1)[..., 1:].float()
-        chance = chance_part_probs(parts, tuple(maps.shape[-2:]), self.radius)
+        h, w = maps.shape[-2:]
+        chance = chance_part_probs(parts, (int(h), int(w)), self.radius)
         return real, chance.unsqueeze(1).expand(-1, maps.shape[1], -1)
 
     def update(
@@ -458,8 +439,6 @@ class LocalisationMeter:
         true class's channel maps (:func:`class_channels`); ``parts`` ``[B, P, 3]`` normalised
         ``(x, y, visible)`` with all ``P = len(part_names)`` columns; ``centres`` ``[B, 2]``
         normalised body-centre points.
-
-        Book: chapter 6, *Visualising and measuring attention*.
         """
         if maps_high.dim() != 4:
             raise ValueError(f"maps_high must be [B, C, h, w], got shape {_shape(maps_high)}")
@@ -500,8 +479,6 @@ class LocalisationMeter:
 
     def summary(self) -> dict[str, float]:
         """All metrics so far as plain floats (see the class docstring for the keys).
-
-        Book: chapter 6, *Visualising and measuring attention*.
         """
         out: dict[str, float] = {"images": float(self._images)}
         for source, tally in self._tallies.items():

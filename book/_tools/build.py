@@ -8,13 +8,14 @@ Usage: ``python book/_tools/build.py --profile {smoke,cpu,gpu}``
    kernel ``python3``, working directory = the staged ``book/``), and tag the injected
    parameters cell ``remove-cell`` so the book does not show it, and drop the progress-bar
    widgets (no widget state is saved; no page loads the widget manager from a CDN).
-3. ``jupyter-book build _build/src --all -W -n --keep-going``, HTML in ``_build/html``.
+3. Generate the staged ``book/api.md`` from the package's docstrings (``api_page.py``), then
+   ``jupyter-book build _build/src --all -W -n --keep-going``, HTML in ``_build/html``.
 4. MathJax 3 (the npm package, installed once into ``_build/mathjax``) is copied into
    ``_build/html/_mathjax``, which ``_config.yml``'s ``mathjax_path`` points at, so formulas
    are typeset with no download when the book is read offline.
 
 Per-notebook and total times are printed; any failure exits non-zero with one line naming
-the notebook. Book: *Introduction*, "How to run the book".
+the notebook. Book: intro.md, *How to read and run the book*.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def prepare_for_html(path: Path) -> None:
     """Make an executed notebook a page: add the ``remove-cell`` tag to the cell papermill
     injected, so the book hides it, and drop the progress-bar widgets (papermill saves no
     widget state, so the page would show only a frozen "0%" and load the widget manager from
-    a CDN; the trainer's one line per epoch stays as the record)."""
+    a CDN; the trainer's one line per epoch stays as the record). Papermill's record of the
+    notebook's paths becomes ``book/NAME.ipynb`` (the downloadable source shows no build
+    folder)."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
@@ -99,6 +102,10 @@ def prepare_for_html(path: Path) -> None:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if WIDGET_MIME not in o.get("data", {})]
     nb.metadata.pop("widgets", None)
+    record = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):  # the staging folder's absolute path
+        if key in record:
+            record[key] = f"book/{path.name}"
     nbformat.write(nb, path)
 
 
@@ -130,6 +137,19 @@ def execute(notebook: Path, profile: str) -> float:
         raise BuildError(f"notebook book/{notebook.name} could not be executed: "
                          f"{type(exc).__name__}: {exc}") from exc
     prepare_for_html(notebook)
+    return time.perf_counter() - start
+
+
+def write_api_page(src: Path) -> float:
+    """Generate the staged ``book/api.md`` from the docstrings (``api_page.py``, beside this
+    script; the committed page is its preamble); return seconds."""
+    start = time.perf_counter()
+    script = Path(__file__).with_name("api_page.py")
+    result = subprocess.run([sys.executable, str(script), str(src / "book" / "api.md")],
+                            check=False)
+    if result.returncode != 0:
+        raise BuildError(f"book/_tools/api_page.py failed with exit code {result.returncode} "
+                         "(the line above names the docstring)")
     return time.perf_counter() - start
 
 
@@ -176,19 +196,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="notebook profile: smoke (seconds), cpu (default), gpu")
     parser.add_argument("--no-html", action="store_true",
                         help="execute the notebooks only, skip the jupyter-book build")
+    parser.add_argument("--only", nargs="+", metavar="NOTEBOOK",
+                        help="execute only these notebooks (file names, e.g. 02_channel_"
+                             "constraint.ipynb) and build no HTML")
+    parser.add_argument("--stage-dir", type=Path,
+                        help="stage and execute in this folder instead of _build/src (so two "
+                             "--only runs can work side by side)")
     args = parser.parse_args(argv)
 
     build = REPO / "_build"
-    src = build / "src"
+    src = args.stage_dir.resolve() if args.stage_dir else build / "src"
     total = time.perf_counter()
     try:
         notebooks = stage(REPO, src)
+        if args.only:
+            unknown = sorted(set(args.only) - {n.name for n in notebooks})
+            if unknown:
+                raise BuildError(f"--only: {', '.join(unknown)} not in _toc.yml; notebooks: "
+                                 f"{', '.join(n.name for n in notebooks)}")
+            notebooks = [n for n in notebooks if n.name in args.only]
+            args.no_html = True
         print(f"build: profile {args.profile}, {len(notebooks)} notebooks staged in {src}",
               flush=True)
         for notebook in notebooks:
             seconds = execute(notebook, args.profile)
             print(f"build: {notebook.name:<32} {seconds:7.1f} s", flush=True)
         if not args.no_html:
+            seconds = write_api_page(src)
+            print(f"build: {'API page from the docstrings':<32} {seconds:7.1f} s", flush=True)
             seconds = build_html(src, REPO)
             print(f"build: {'jupyter-book build':<32} {seconds:7.1f} s", flush=True)
             seconds = install_mathjax(build, build / "html")

@@ -1,7 +1,9 @@
 """Datasets of fine-grained visual classification and their transforms.
 
 ``build_dataset(name, root, split)`` for ``synthetic``, ``cub``, ``nabirds``, ``aircraft``,
-``cars``, ``flowers102`` and ``imagefolder``; ``build_transforms(regime, image_size, train=...)``.
+``cars``, ``flowers102`` and ``imagefolder``; ``build_transforms(regime, image_size, train=...)``;
+``from_config(cfg.data, split, train=...)``, the one way to build a run's dataset with its
+transform and options; ``resolve_data_config`` (:mod:`tdsa.data.spec`) for its normalisation.
 ``data/README.md`` gives the folder tree each loader expects.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tdsa.data.aircraft import FGVCAircraft
 from tdsa.data.base import FGVCDataset, decode_rgb, load_rgb, read_image_size, verify_image
@@ -18,7 +20,12 @@ from tdsa.data.cub import CUB200, CUBFormatDataset, SyntheticBirds
 from tdsa.data.flowers import Flowers102
 from tdsa.data.imagefolder import ImageFolderDataset
 from tdsa.data.nabirds import NABirds
-from tdsa.data.transforms import build_transforms
+from tdsa.data.spec import DataSpec, resolve_data_config
+from tdsa.data.transforms import build_transforms, spec_transforms
+from tdsa.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from tdsa.config import DataConfig
 
 DATASETS: dict[str, type[FGVCDataset]] = {
     cls.name: cls
@@ -30,6 +37,7 @@ __all__ = [
     "CUB200",
     "DATASETS",
     "CUBFormatDataset",
+    "DataSpec",
     "FGVCAircraft",
     "FGVCDataset",
     "Flowers102",
@@ -40,9 +48,12 @@ __all__ = [
     "build_dataset",
     "build_transforms",
     "decode_rgb",
+    "from_config",
     "list_datasets",
     "load_rgb",
     "read_image_size",
+    "resolve_data_config",
+    "spec_transforms",
     "verify_image",
 ]
 
@@ -50,7 +61,7 @@ __all__ = [
 def list_datasets() -> list[str]:
     """Names accepted by :func:`build_dataset`.
 
-    Book: chapter 1, *The data*.
+    Book: chapter 1, *The real datasets*.
     """
     return list(DATASETS)
 
@@ -70,7 +81,7 @@ def build_dataset(name: str, root: str | Path, split: str,
     the official archive into ``root`` when it is not there yet
     (:func:`tdsa.data.download.ensure_downloaded`; cub, aircraft, flowers102).
 
-    Book: chapter 1, *The data*.
+    Book: chapter 1, *Generating the dataset*.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
@@ -79,3 +90,30 @@ def build_dataset(name: str, root: str | Path, split: str,
 
         ensure_downloaded(name, root)
     return DATASETS[name](root, split, transform, **kw)
+
+
+def from_config(data_cfg: DataConfig, split: str, *, train: bool = False,
+                download: bool = False) -> FGVCDataset:
+    """Split ``split`` of the dataset a :class:`tdsa.config.DataConfig` names, with its
+    transform (:func:`resolve_data_config` of ``regime``, ``image_size``, ``resize``; the
+    training augmentation when ``train``) and its ``options`` (``crop_to_bbox``,
+    ``val_fraction``, ``val_seed``, ...). It does not generate a missing synthetic root.
+    An unknown dataset, split, option or transform setting is a ConfigError, anything else
+    the reader rejects a DataError; both name the dataset, root and split.
+    """
+    d = data_cfg
+    where = f"data (dataset={d.dataset!r}, root={d.root!r}, split={split!r})"
+    if d.dataset not in DATASETS:
+        raise ConfigError(f"data.dataset={d.dataset!r} is unknown; valid datasets: "
+                          f"{', '.join(DATASETS)}")
+    try:
+        transform = spec_transforms(resolve_data_config(d), train=train)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    try:
+        return build_dataset(d.dataset, d.root, split, transform, download=download,
+                             **d.options)
+    except (ConfigError, TypeError) as exc:  # an unknown split or option: the config's
+        raise ConfigError(f"{where}: {exc}") from None
+    except ValueError as exc:  # anything else a reader rejects is the data's fault
+        raise DataError(f"{where}: {exc}") from None

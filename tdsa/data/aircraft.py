@@ -22,8 +22,6 @@ _FILES = {"train": "trainval", "trainval": "trainval", "official_train": "train"
 class FGVCAircraft(FGVCDataset):
     """FGVC-Aircraft, variant level; ``root`` is ``fgvc-aircraft-2013b``, its parent or its
     ``data`` folder.
-
-    Book: chapter 1, *The data*.
     """
 
     name = "aircraft"

@@ -77,8 +77,6 @@ def load_rgb(path: str | Path, box: Box | None = None) -> Image.Image:
     Grayscale, CMYK, RGBA and palette images become RGB; a missing, corrupt or truncated file
     raises :class:`tdsa.errors.DataError` naming it. This is the plain decoder
     (``decoder="pil"``); :func:`decode_rgb` is the fast one.
-
-    Book: chapter 1, *The data*.
     """
     image = _to_rgb(_open(_read_bytes(path), path), path)
     return image.crop(box) if box is not None else image
@@ -94,8 +92,6 @@ def decode_rgb(path: str | Path, *, min_side: int | None = None, box: Box | None
     ``torchvision.io.decode_jpeg`` (PIL if this torchvision has none), other formats through
     PIL. ``box`` is in the original image's pixels; the returned tensor is the crop (at the
     reduced scale, if any). Errors as :func:`load_rgb`.
-
-    Book: chapter 1, *The data*.
     """
     data = _read_bytes(path)
     image = _open(data, path)
@@ -131,8 +127,6 @@ def _torchvision_decode(data: bytes, path: str | Path) -> torch.Tensor:
 
 def read_image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` of an image file from its header, without decoding pixels.
-
-    Book: chapter 1, *The data*.
     """
     try:
         with Image.open(path) as image:
@@ -150,8 +144,6 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
 def verify_image(path: str | Path) -> str | None:
     """Fully decode an image (JPEGs at 1/8 scale, which still reads every byte); return
     ``None`` if it is good, else the reason it is not.
-
-    Book: chapter 1, *The data*.
     """
     try:
         image = _open(_read_bytes(path), path)
@@ -222,8 +214,6 @@ def read_table(path: Path, columns: int, *, dataset: str, tree: str,
     allowed strings; fields are converted to it. A missing file, a short row, a field of the
     wrong kind or a byte that is not UTF-8 raises :class:`DataError` as one line
     ``FILE line N: what was expected, got 'TEXT'`` (for a missing file: the expected tree).
-
-    Book: chapter 1, *The data*.
     """
     if not path.is_file():
         raise DataError(f"{dataset}: missing annotation file {path}; expected {tree}")
@@ -265,8 +255,6 @@ def index_rows(rows: Sequence[Row], *, dataset: str) -> dict[Any, Row]:
 def check_split(dataset: str, split: str, valid: Sequence[str]) -> str:
     """Return ``split`` if it is one of ``valid``, else raise ConfigError (a ValueError)
     listing them.
-
-    Book: chapter 1, *The data*.
     """
     if split not in valid:
         raise ConfigError(f"{dataset}: unknown split {split!r}; valid splits: {', '.join(valid)}")
@@ -342,8 +330,6 @@ class FGVCDataset(Dataset):
     ``train`` stays the official full training set (the field's protocol): tune on
     ``train_minus_val`` + ``val``, then train the chosen setting on ``train``, test on
     ``test``. Next to an official val split, ``train_minus_val`` is the official train split.
-
-    Book: chapter 1, *The data*.
     """
 
     name: ClassVar[str] = ""
@@ -415,7 +401,7 @@ class FGVCDataset(Dataset):
     def image_size(self, index: int) -> tuple[int, int]:
         """``(width, height)`` of image ``index`` (of its crop, if cropped), from the header.
 
-        Book: chapter 6, *Visualising and measuring attention*.
+        Book: chapter 6, *The two trained networks*.
         """
         box = self.crop_box(index)
         if box is not None:
@@ -437,5 +423,12 @@ class FGVCDataset(Dataset):
             self._keep(good)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+        """The class, root, split and sizes; the root relative to the working folder when it
+        lies inside it, else ``.../<folder name>`` (no machine's absolute path is printed)."""
+        root = self.root.resolve()
+        try:
+            shown = str(root.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            shown = f".../{root.name}"
+        return (f"{type(self).__name__}(root={shown!r}, split={self.split!r}, "
                 f"images={len(self)}, classes={self.num_classes})")

@@ -46,8 +46,6 @@ def _loadmat(path: Path, key: str, tree: str, fields: tuple[str, ...] = ()) -> n
 class StanfordCars(FGVCDataset):
     """Stanford Cars; ``root`` holds ``devkit/``, ``cars_train/``, ``cars_test/`` (or is the
     parent of a ``stanford_cars`` folder that does).
-
-    Book: chapter 1, *The data*.
     """
 
     name = "cars"

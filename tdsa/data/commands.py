@@ -1,7 +1,5 @@
 """``python -m tdsa data synth|check|download``: generate the synthetic dataset, check a dataset
 root against the official split sizes, or download and verify a public dataset.
-
-Book: chapter 1, *The data*.
 """
 
 from __future__ import annotations
@@ -32,8 +30,6 @@ OFFICIAL_SIZES: dict[str, dict[str, int]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``synth``, ``check`` and ``download`` sub-commands to the ``data`` parser.
-
-    Book: chapter 1, *The data*.
     """
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     synth = sub.add_parser("synth", help="generate the embedded synthetic dataset",
@@ -79,8 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``data synth``, ``data check`` or ``data download``; returns the exit code.
-
-    Book: chapter 1, *The data*.
     """
     if args.action == "synth":
         return _synth(args)

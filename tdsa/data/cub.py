@@ -37,8 +37,6 @@ class CUBFormatDataset(FGVCDataset):
     order; ``bbox(index)`` is ``(x, y, w, h)``. Both are in the frame of the untransformed
     image ``__getitem__`` decodes: with ``crop_to_bbox=True`` the image is cropped to its
     bounding box (rounded out to whole pixels) and parts and box are shifted accordingly.
-
-    Book: chapter 1, *The data*.
     """
 
     folder: ClassVar[str] = "CUB_200_2011"
@@ -137,7 +135,7 @@ class CUBFormatDataset(FGVCDataset):
         """Part locations ``[P, 3]`` = ``(x, y, visible)`` of image ``index`` (invisible parts
         are ``(0, 0, 0)``), in the frame of the image ``__getitem__`` decodes.
 
-        Book: chapter 6, *Visualising and measuring attention*.
+        Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
         """
         parts = self._parts[index].copy()
         box = self.crop_box(index)
@@ -150,7 +148,7 @@ class CUBFormatDataset(FGVCDataset):
     def bbox(self, index: int) -> tuple[float, float, float, float]:
         """Bounding box ``(x, y, w, h)`` of image ``index``, in the same frame as ``parts``.
 
-        Book: chapter 6, *Visualising and measuring attention*.
+        Book: chapter 6, *Measuring: the pointing game against the part annotations*.
         """
         x, y, w, h = self._boxes[index]
         box = self.crop_box(index)
@@ -163,8 +161,6 @@ class CUB200(CUBFormatDataset):
     """CUB-200-2011: 200 bird species, 5,994 train / 5,794 test images, 15 parts.
 
     ``root`` is the ``CUB_200_2011`` folder or its parent.
-
-    Book: chapter 1, *The data*.
     """
 
     name = "cub"
@@ -186,8 +182,6 @@ class SyntheticBirds(CUBFormatDataset):
 
     Split ``val`` reads the validation images the generator wrote into ``root/val/`` (with
     ``val_per_class``); ``train_minus_val`` is ``train`` (no train image is a val image).
-
-    Book: chapter 1, *The data*.
     """
 
     name = "synthetic"

@@ -24,8 +24,6 @@ _SET_KEYS = {"train": ("trnid", "valid"), "official_train": ("trnid",), "val": (
 class Flowers102(FGVCDataset):
     """Flowers-102; ``root`` holds ``jpg/``, ``imagelabels.mat`` and ``setid.mat`` (or is the
     parent of a ``flowers-102`` folder that does).
-
-    Book: chapter 1, *The data*.
     """
 
     name = "flowers102"

@@ -14,8 +14,6 @@ from tdsa.errors import DataError
 
 class ImageFolderDataset(FGVCDataset):
     """Images in ``root/<split>/<class>/*`` (jpg, jpeg, png, bmp, webp, tif).
-
-    Book: chapter 1, *The data*.
     """
 
     name = "imagefolder"

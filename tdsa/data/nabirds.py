@@ -16,8 +16,6 @@ class NABirds(CUBFormatDataset):
     """NABirds in its official format; ``root`` is the ``nabirds`` folder or its parent.
 
     Has ``parts``, ``part_names`` and ``bbox`` like CUB (and ``crop_to_bbox``).
-
-    Book: chapter 1, *The data*.
     """
 
     name = "nabirds"

@@ -13,7 +13,7 @@ function of (seed, image index, class attributes), so any image can be re-render
 as its *counterfactual twin* (:func:`render_twin`): the same bird, pose, background and noise with
 one part's attribute changed.
 
-Book: chapter 1, *The data*.
+Book: chapter 1, *Generating the dataset*.
 """
 
 from __future__ import annotations
@@ -59,14 +59,12 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "eye_ring": ("red", "yellow", "blue"),
     "beak_tip": ("black", "orange"),
 }
-"""Class attributes and their values. Book: chapter 1, *The data*."""
+"""Class attributes and their values."""
 
 
 @dataclass(frozen=True)
 class Part:
     """One annotated part: CUB-style 1-based ``id`` and the class attribute it carries, if any.
-
-    Book: chapter 1, *The data*.
     """
 
     id: int
@@ -83,7 +81,7 @@ PARTS: tuple[Part, ...] = (
     Part(5, "breast", None, None),
     Part(6, "leg", None, None),
 )
-"""The annotated parts, in ``parts/parts.txt`` order. Book: chapter 1, *The data*."""
+"""The annotated parts, in ``parts/parts.txt`` order."""
 
 # Label-map ids of drawn regions that are not annotated parts.
 _BODY_LABEL = len(PARTS) + 1
@@ -128,7 +126,7 @@ _TWIN_STREAM = 0
 
 @dataclass(frozen=True)
 class RenderedBird:
-    """One rendered image with its ground truth. Book: chapter 1, *The data*.
+    """One rendered image with its ground truth.
 
     ``labels`` is an ``H x W`` uint8 map: 0 background, ``Part.id`` for the annotated parts,
     larger ids for the rest of the bird (body, head). ``parts`` maps part names to 0-based
@@ -151,8 +149,6 @@ def image_rng(seed: int, index: int, *, val: bool = False) -> np.random.Generato
     ``val=True`` gives the generator of validation image ``index`` (in ``val/images.txt``
     order): a stream of its own (spawn key ``(1,)``), so no validation image repeats a train or
     test image and adding a validation split changes no train or test image.
-
-    Book: chapter 1, *The data*.
     """
     return np.random.default_rng(_seed_sequence(seed, index, _VAL_STREAM if val else ()))
 
@@ -176,7 +172,7 @@ def choose_classes(num_classes: int) -> list[dict[str, str]]:
     Chosen (deterministic local search) so that, when possible, every value that occurs is
     shared by at least two classes and every value is used; every attribute is needed (some
     pair of classes differs only there); and as many (class, attribute) pairs as possible have
-    a twin class that differs only in that attribute. Book: chapter 1, *The data*.
+    a twin class that differs only in that attribute.
     """
     _check_num_classes(num_classes)
     names = list(ATTRIBUTES)
@@ -209,8 +205,6 @@ def render_bird(
     drawn exactly as for ``attributes``. The bird is placed from the class's own geometry, so a
     swapped tail may reach a pixel or two past the usual margin. A swapped-in wing pattern the
     class does not have draws its jitter from ``swap_rng`` (see :func:`twin_rng`).
-
-    Book: chapter 1, *The data*.
     """
     size = image_size
     painted = _painted(attributes, swap)
@@ -457,7 +451,7 @@ def generate(
     the train and test files are byte-identical with and without them, and the metadata
     records ``val_per_class`` only when it is positive.
 
-    Book: chapter 1, *The data*.
+    Book: chapter 1, *Generating the dataset*.
     """
     args: dict[str, Any] = {
         "num_classes": _check_num_classes(num_classes),

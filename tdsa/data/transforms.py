@@ -27,13 +27,9 @@ import torchvision.transforms.v2.functional as F
 from PIL import Image
 
 from tdsa.data.base import Box, decode_rgb
+from tdsa.data.spec import DataSpec, resolve_data_config
 
-REGIMES = ("scratch", "pretrained")
 DECODERS = ("fast", "pil")
-SCRATCH_MEAN = SCRATCH_STD = (0.5, 0.5, 0.5)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_SIZE = {"scratch": 224, "pretrained": 448}
 
 
 class FastTransform:
@@ -42,8 +38,6 @@ class FastTransform:
     ``resize`` is ``(h, w)`` (exact size) or an int (short side). ``crop`` is ``"random"``,
     ``"center"`` or None; ``padding`` pads (with zeros) before a random crop.
     Call it on a PIL image or a uint8 ``[3, H, W]`` tensor; datasets call ``from_file``.
-
-    Book: chapter 1, *The data*.
     """
 
     def __init__(self, *, size: int, resize: int | tuple[int, int], crop: str | None,
@@ -59,8 +53,6 @@ class FastTransform:
 
     def from_file(self, path: str | Path, box: Box | None = None) -> torch.Tensor:
         """Decode ``path`` (cropped to ``box``) at the smallest sufficient scale and transform.
-
-        Book: chapter 1, *The data*.
         """
         return self(decode_rgb(path, min_side=self.min_side, box=box))
 
@@ -115,37 +107,32 @@ def build_transforms(regime: str, image_size: int | None = None, *, train: bool,
     returns a :class:`FastTransform` (datasets hand it the file path); ``decoder="pil"`` the
     plain ``torchvision.transforms.Compose`` of PIL transforms.
 
-    Book: chapter 1, *The data*.
+    Book: chapter 1, *Read by the real CUB loader*.
     """
-    if regime not in REGIMES:
-        raise ValueError(f"unknown transform regime {regime!r}; valid regimes: "
-                         f"{', '.join(REGIMES)}")
+    spec = resolve_data_config({"regime": regime, "image_size": image_size, "resize": resize})
+    return spec_transforms(spec, train=train, decoder=decoder)
+
+
+def spec_transforms(spec: DataSpec, *, train: bool, decoder: str = "fast"
+                    ) -> Callable[[Any], torch.Tensor]:
+    """The transform of a resolved :class:`~tdsa.data.spec.DataSpec`: train = random crop
+    (padding 4 in the scratch regime) + flip, test = centre crop (pretrained) or none.
+    """
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; valid decoders: {', '.join(DECODERS)}")
-    size = DEFAULT_SIZE[regime] if image_size is None else int(image_size)
-    if size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
-    if regime == "scratch":
-        if resize is not None:
-            raise ValueError("resize applies to the 'pretrained' regime only; the 'scratch' "
-                             "regime resizes to (image_size, image_size)")
-        spec = {"resize": (size, size), "crop": "random" if train else None,
-                "padding": 4 if train else 0, "mean": SCRATCH_MEAN, "std": SCRATCH_STD}
-    else:
-        short = round(size * 8 / 7) if resize is None else int(resize)
-        if short < size:
-            raise ValueError(f"resize ({short}) must be >= image_size ({size}) in the "
-                             f"'pretrained' regime")
-        spec = {"resize": short, "crop": "random" if train else "center", "padding": 0,
-                "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    size = spec.image_size
+    test_crop = "center" if spec.regime == "pretrained" else None
+    padding = 4 if train and spec.regime == "scratch" else 0
+    crop = "random" if train else test_crop
     if decoder == "fast":
-        return FastTransform(size=size, flip=train, **spec)
-    steps: list[Callable[[Any], Any]] = [T.Resize(spec["resize"])]
-    if spec["crop"] == "random":
-        steps.append(T.RandomCrop(size, padding=spec["padding"] or None))
-    elif spec["crop"] == "center":
+        return FastTransform(size=size, resize=spec.resize, crop=crop, padding=padding,
+                             flip=train, mean=spec.mean, std=spec.std)
+    steps: list[Callable[[Any], Any]] = [T.Resize(spec.resize)]
+    if crop == "random":
+        steps.append(T.RandomCrop(size, padding=padding or None))
+    elif crop == "center":
         steps.append(T.CenterCrop(size))
     if train:
         steps.append(T.RandomHorizontalFlip())
-    steps += [T.ToTensor(), T.Normalize(spec["mean"], spec["std"])]
+    steps += [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
     return T.Compose(steps)

@@ -1,7 +1,7 @@
 """The training engine: :func:`train` (the loop, checkpoints, resume, AMP, DDP) and
 :func:`evaluate` (every test image counted).
 
-Book: chapter 4, *Full training*.
+Book: chapter 4, *Train, or load the finished runs*.
 """
 
 from __future__ import annotations

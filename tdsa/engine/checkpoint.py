@@ -7,7 +7,7 @@ when interrupted mid-epoch, else 0), ``partial`` (that epoch's running sums), ``
 (one dict per epoch), ``best``, ``config`` (plain dict), ``num_classes``, ``version`` and
 ``rng`` (torch, CUDA, numpy, python, mask generator and the data-loader seed scheme).
 
-Book: chapter 4, *Full training*.
+Book: chapter 4, *What a run folder holds*.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
 
     A crash during the write leaves any previous file at ``path`` intact.
-
-    Book: chapter 4, *Full training*.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +63,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a tdsa checkpoint with ``weights_only=True``; CheckpointError if it is missing,
     unreadable or not a tdsa checkpoint.
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 4, *What a run folder holds*.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,8 +85,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
     """The :class:`~tdsa.config.Config` stored in a checkpoint.
-
-    Book: chapter 4, *Full training*.
     """
     try:
         return Config.from_dict(ckpt["config"], source=f"{path} (stored config)")
@@ -99,8 +95,6 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
 def check_compatible(ckpt: dict[str, Any], cfg: Config, num_classes: int, path: str | Path) -> None:
     """Raise CheckpointError saying what differs when ``ckpt`` was trained with another model,
     ``xi``, model options or class count than ``cfg`` / ``num_classes``.
-
-    Book: chapter 4, *Full training*.
     """
     stored = checkpoint_config(ckpt, path)
     diffs = []
@@ -200,7 +194,7 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     """Builder options of :func:`tdsa.models.create_model` (``input_size`` defaults to
     ``data.image_size``).
 
-    Book: chapter 2, *The channel-constraint module*.
+    Book: chapter 7, *The reference recipe*.
     """
     kw = dict(cfg.model.options)
     kw.setdefault("input_size", cfg.data.image_size)
@@ -209,8 +203,6 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DDP and/or ``torch.compile`` wrappers.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     while True:
         if hasattr(model, "_orig_mod"):
@@ -229,7 +221,7 @@ def load_model(
     When the run used EMA, the EMA weights (the ones it evaluated) are loaded. Returns
     ``(model, config)``; ``config.model.num_classes`` is the trained class count.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *The two trained networks*.
     """
     from tdsa.models import create_model
 
@@ -254,8 +246,6 @@ def load_model(
 
 def capture_rng(mask_generator: torch.Generator) -> dict[str, Any]:
     """Every RNG state as plain types (numpy's key as an int64 tensor, python's as a list).
-
-    Book: chapter 4, *Full training*.
     """
     np_state = np.random.get_state()
     py_state = random.getstate()
@@ -283,8 +273,6 @@ def capture_rng(mask_generator: torch.Generator) -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any], mask_generator: torch.Generator) -> None:
     """Inverse of :func:`capture_rng`.
-
-    Book: chapter 4, *Full training*.
     """
     torch.set_rng_state(state["torch"].cpu())
     npst = state["numpy"]
@@ -306,7 +294,5 @@ def restore_rng(state: dict[str, Any], mask_generator: torch.Generator) -> None:
 
 def new_checkpoint(**entries: Any) -> dict[str, Any]:
     """A checkpoint dict with ``version`` and ``format`` filled in.
-
-    Book: chapter 4, *Full training*.
     """
     return {"version": __version__, "format": FORMAT_VERSION, **entries}

@@ -3,14 +3,13 @@
 Prints top-1 / top-5 / mean per-class accuracy and writes ``eval.json`` and
 ``confusion.csv`` (rows = true class, columns = predicted) to the checkpoint's folder or
 ``--out``.
-
-Book: chapter 4, *Full training*.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from tdsa.errors import CheckpointError, ConfigError, DataError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``tdsa eval``.
-
-    Book: chapter 4, *Full training*.
     """
     parser.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
     parser.add_argument("--dataset", help="dataset name (default: the run's)")
@@ -45,10 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint; print and save its accuracy.
-
-    Book: chapter 4, *Full training*.
     """
-    from tdsa.data import build_dataset, build_transforms, list_datasets
+    from tdsa.data import from_config, list_datasets
 
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     check_output_dir(out, "--out")
@@ -65,15 +60,9 @@ def run(args: argparse.Namespace) -> int:
             f"the run's dataset root {root} (stored in {args.checkpoint}) does not exist here; "
             f"pass --root PATH (the {name} dataset's folder)"
         )
-    where = f"dataset {name!r} at {root} split {args.split!r}"
-    try:
-        transform = build_transforms(d.regime, d.image_size, train=False, resize=d.resize)
-        options = d.options if name == d.dataset else {}
-        dataset = build_dataset(name, root, args.split, transform, **options)
-    except (ConfigError, TypeError) as exc:  # an unknown dataset, split or option
-        raise ConfigError(f"{where}: {exc}") from None
-    except ValueError as exc:  # anything else a reader rejects is the data's fault
-        raise DataError(f"{where}: {exc}") from None
+    options = d.options if name == d.dataset else {}
+    dataset = from_config(dataclasses.replace(d, dataset=name, root=str(root), options=options),
+                          args.split)
     if int(dataset.num_classes) != num_classes:
         raise CheckpointError(
             f"{args.checkpoint} was trained on {num_classes} classes but {name!r} at {root} "

@@ -4,13 +4,12 @@ Exit codes: 0 done (or stopped by ``runtime.stop_after_epoch``, or the run folde
 complete), 2 bad config (also a config that differs from the run folder's own), 1 other
 errors (data, checkpoint, NaN loss), 130 / 143 stopped by SIGINT / SIGTERM after saving
 ``last.pt`` (run the same command again to resume).
-
-Book: chapter 4, *Full training*.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from tdsa.errors import ConfigError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``tdsa train``.
-
-    Book: chapter 4, *Full training*.
     """
     parser.add_argument(
         "--config",
@@ -42,8 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``tdsa train``; print the final and best test top-1.
-
-    Book: chapter 4, *Full training*.
     """
     from tdsa.engine.trainer import train
 
@@ -59,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{args.out} is already complete ({summary['epochs_completed']}/"
             f"{summary['epochs']} epochs; final test top-1 {summary['final_top1']:.2f}%, best "
-            f"{summary['best_top1']:.2f}% at epoch {summary['best_epoch']}): nothing to do "
+            f"{summary['selected_on']} top-1 {summary['best_top1']:.2f}% at epoch "
+            f"{summary['best_epoch']}): nothing to do "
             f"(raise train.epochs to train further)"
         )
         return 0
@@ -70,11 +66,15 @@ def run(args: argparse.Namespace) -> int:
         )
         return 128 + int(signal.Signals[summary["stopped"]])
     if summary["epochs_completed"]:
+        final = [f"test top-1 {summary['final_top1']:.2f}%  top-5 {summary['final_top5']:.2f}%"
+                 ] if not math.isnan(summary["final_top1"]) else []
+        if "final_val_top1" in summary:
+            final.insert(0, f"val top-1 {summary['final_val_top1']:.2f}%")
         print(
-            f"final (epoch {summary['epochs_completed']}): test top-1 "
-            f"{summary['final_top1']:.2f}%  top-5 {summary['final_top5']:.2f}%\n"
-            f"best (epoch {summary['best_epoch']}): test top-1 {summary['best_top1']:.2f}%  "
-            f"[{summary['selection_note']}]\n"
+            f"final (epoch {summary['epochs_completed']}): "
+            f"{'  '.join(final) or 'test not read (train.eval_test=never)'}\n"
+            f"best (epoch {summary['best_epoch']}): {summary['selected_on']} top-1 "
+            f"{summary['best_top1']:.2f}%  [{summary['selection_note']}]\n"
             f"run folder: {summary['run_dir']}"
         )
     return 0

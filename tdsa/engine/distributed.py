@@ -7,8 +7,6 @@ processes see exactly the samples one process with the same global batch would s
 sampler shards the test set without padding, so every test image is counted once.
 PyTorch's ``SyncBatchNorm`` runs only on accelerators: on the CPU :class:`AllReduceBatchNorm`
 (an autograd all-reduce of the batch statistics) takes its place.
-
-Book: chapter 7, *Reproducing the paper on a GPU*.
 """
 
 from __future__ import annotations
@@ -30,8 +28,6 @@ from tdsa.errors import ConfigError
 @dataclass
 class DistInfo:
     """Rank, world size, local rank and device of this process.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
 
     rank: int = 0
@@ -53,8 +49,6 @@ class DistInfo:
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -67,8 +61,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def init_distributed(device: str = "auto") -> DistInfo:
     """Read torchrun's environment; start the process group when ``WORLD_SIZE`` > 1.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -101,8 +93,6 @@ def barrier(info: DistInfo) -> None:
 
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum ``tensor`` over ranks in place (no-op in one process); returns it.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     if info.distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
@@ -112,8 +102,6 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
     """The training order of epoch ``epoch``: a permutation of ``range(n)`` seeded by
     ``(seed, epoch)``, identical on every rank and on resume.
-
-    Book: chapter 4, *Full training*.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, epoch]))
     return rng.permutation(n).tolist()
@@ -127,8 +115,6 @@ class GlobalBatchSampler(Sampler[int]):
     ``world_size`` equal slices of each. ``start_step`` skips the first optimiser steps (a
     resume in the middle of an epoch). Use with a DataLoader of batch size
     ``global_batch / (world_size * accum_steps)``.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
 
     def __init__(
@@ -168,8 +154,6 @@ class GlobalBatchSampler(Sampler[int]):
 class ShardSampler(Sampler[int]):
     """Contiguous, non-padding shard of ``range(n)`` for rank ``rank``: every index appears on
     exactly one rank, so summed counts cover each test image once.
-
-    Book: chapter 4, *Full training*.
     """
 
     def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
@@ -189,8 +173,6 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
     Two autograd all-reduces (sum, then centred sum of squares) give the global mean and
     biased variance; gradients flow back through them, as in ``SyncBatchNorm``. In one
     process, in eval mode, or without a process group it is plain batch norm.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
 
     def __init__(self, *args, group: dist.ProcessGroup | None = None, **kw) -> None:
@@ -240,8 +222,6 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Replace every BatchNorm layer with a cross-rank one: ``nn.SyncBatchNorm`` on CUDA,
     :class:`AllReduceBatchNorm` (in its own gloo group) elsewhere.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)

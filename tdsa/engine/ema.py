@@ -1,6 +1,4 @@
 """Exponential moving average of the model weights (optional, ``train.ema``).
-
-Book: chapter 4, *Full training*.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ class ModelEMA:
     optimiser step, with the warm-up ``d = min(decay, (1 + n) / (10 + n))`` (``n`` updates so
     far) so early averages are not dominated by the random initialisation. Buffers (batch-norm
     statistics) are copied. When EMA is on, evaluation and ``best.pt`` use the EMA weights.
-
-    Book: chapter 4, *Full training*.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:

@@ -1,6 +1,6 @@
 """Evaluation that counts every test image: top-1, top-5, per-class accuracy, confusion matrix.
 
-Book: chapter 4, *Full training*.
+Book: chapter 7, *The recipe's code path, run*.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from tdsa.metrics import confusion_matrix, per_class_accuracy, topk_correct
 
 def autocast(device: torch.device, amp: str) -> Any:
     """``torch.autocast`` for ``amp`` in {bf16, fp16} on ``device``; a null context for none.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     if amp == "none":
         return nullcontext()
@@ -50,7 +48,7 @@ def evaluate(
     ``channels_last`` are resolved for ``device`` by
     :func:`~tdsa.engine.precision.resolve_precision` (auto: bf16 + channels_last where native).
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 4, *Evaluating a checkpoint: `tdsa eval`*.
     """
     device = torch.device(device)
     precision = resolve_precision(device, amp, channels_last)

@@ -6,8 +6,6 @@ epochs of the checkpoint the run continued from. :func:`format_epoch_line` is th
 trainer logs per epoch through the ``tdsa`` logger; :func:`configure_logging` gives that logger
 a handler (the CLI calls it for every command, notebooks call it with ``stream=sys.stdout``);
 :func:`progress_enabled` decides whether tqdm bars are shown and :func:`progress_bar` makes one.
-
-Book: chapter 4, *Full training*.
 """
 
 from __future__ import annotations
@@ -36,8 +34,6 @@ class MetricsWriter:
     """Writes one row per epoch to ``metrics.jsonl`` and ``metrics.csv`` in ``out_dir``, and to
     TensorBoard (``out_dir/tb``) when ``tensorboard`` is true (needs the ``tensorboard``
     package, imported only then).
-
-    Book: chapter 4, *Full training*.
     """
 
     def __init__(self, out_dir: str | Path, *, tensorboard: bool = False) -> None:
@@ -84,7 +80,7 @@ def read_metrics(run: str | Path) -> list[dict[str, Any]]:
     Raises :class:`tdsa.errors.DataError` naming the file (and line) when it is missing or
     not JSON lines.
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 4, *Train, or load the finished runs*.
     """
     path = Path(run)
     if path.is_dir():
@@ -202,7 +198,8 @@ def format_epoch_line(row: dict[str, Any], epochs: int,
                       ) -> str:
     """The one-line summary of an epoch's metrics ``row`` (as written to ``metrics.jsonl``):
     epoch/epochs, the training loss (total, ce and the auxiliary ``terms``), train and test
-    top-1, learning rate, seconds (training + test), images per second and the precision
+    top-1 (and val top-1 when there is a val split), learning rate, seconds (training +
+    evaluation), images per second and the precision
     when the row has one. For example ``epoch 2/16  loss 1.234 (ce 1.100 div_mid 0.009)
     train 55.0%  test 48.3%  lr 5.00e-02  61.2 s + 3.1 s test  102 img/s  bf16+channels_last``.
     """
@@ -213,15 +210,17 @@ def format_epoch_line(row: dict[str, Any], epochs: int,
         f"loss {row['train_total']:.3f} ({losses})",
         f"train {row['train_top1']:.1f}%",
     ]
-    if "test_top1" in row:
-        parts.append(f"test {row['test_top1']:.1f}%")
+    parts += [f"{split} {row[f'{split}_top1']:.1f}%" for split in ("val", "test")
+              if f"{split}_top1" in row]
     lr = f"lr {row['lr']:.2e}"
     if row.get("lr_head", row["lr"]) != row["lr"]:
         lr += f" (head {row['lr_head']:.2e})"
     parts.append(lr)
     seconds = f"{row['epoch_time']:.1f} s"
     if "eval_time" in row:
-        seconds += f" + {row['eval_time']:.1f} s test"
+        read = "val + test" if "val_top1" in row and "test_top1" in row else (
+            "val" if "val_top1" in row else "test")
+        seconds += f" + {row['eval_time']:.1f} s {read}"
     parts += [seconds, f"{row['images_per_s']:.0f} img/s"]
     if row.get("precision"):
         parts.append(str(row["precision"]))

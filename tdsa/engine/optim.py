@@ -4,8 +4,6 @@ The schedule is a :class:`torch.optim.lr_scheduler.LambdaLR` stepped once per op
 step; :func:`lr_factor` maps the optimiser step to a multiplier of each group's base rate.
 With ``per_iteration`` the rate changes every step (cosine and warm-up are smooth; step
 milestones still fall exactly on epoch boundaries); otherwise once per epoch.
-
-Book: chapter 4, *Full training*.
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     """Two groups: ``backbone`` (lr = ``cfg.lr``) and ``head`` (the parameters of
     ``model.head``, the classifier behind ``forward_head``; lr = ``cfg.head_lr`` or
     ``cfg.lr``). Weight decay applies to both, as in the reference.
-
-    Book: chapter 4, *Full training*.
     """
     head_ids = {id(p) for p in model.head.parameters()}
     backbone = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
@@ -39,8 +35,6 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """SGD (momentum, nesterov, weight decay) or AdamW over :func:`param_groups`.
-
-    Book: chapter 4, *Full training*.
     """
     groups = param_groups(model, cfg)
     if cfg.name == "sgd":
@@ -67,8 +61,6 @@ def lr_factor(cfg: ScheduleConfig, step: int, steps_per_epoch: int, total_epochs
     ``gamma ** (milestones passed)`` (or ``gamma ** (epoch // step_size)``); ``cosine``:
     ``min + (1 - min) * (1 + cos(pi * p)) / 2`` with ``p`` the fraction of the post-warm-up
     epochs done; ``constant``: 1. Without ``per_iteration`` the epoch is an integer.
-
-    Book: chapter 4, *Full training*.
     """
     t = step / steps_per_epoch
     if not cfg.per_iteration:
@@ -99,8 +91,6 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int, total_epochs: int
 ) -> LambdaLR:
     """A ``LambdaLR`` over :func:`lr_factor`, to be stepped after every optimiser step.
-
-    Book: chapter 4, *Full training*.
     """
 
     def factor(step: int) -> float:

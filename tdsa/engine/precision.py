@@ -5,8 +5,6 @@ reports bf16 support, i.e. AVX-512 BF16 or AMX; a GPU with ``torch.cuda.is_bf16_
 fp16 with the GradScaler on a GPU without bf16, and fp32 on any other CPU.
 ``channels_last: auto`` is on on CUDA and wherever bf16 runs on the CPU (measured faster there:
 one step of the book's network 355 ms in bf16, 271 ms in bf16 + channels_last), off otherwise.
-
-Book: chapter 7, *Reproducing the paper on a GPU*.
 """
 
 from __future__ import annotations
@@ -58,8 +56,6 @@ def resolve_precision(
 ) -> Precision:
     """The concrete precision for ``device``: ``amp`` auto/none/bf16/fp16 and ``channels_last``
     true/false/auto (see the module docstring for what auto picks).
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     device = torch.device(device)
     if amp not in AMP_CHOICES:

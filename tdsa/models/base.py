@@ -8,20 +8,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from tdsa.data.spec import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_MEAN, PUBLISHED_STD
 from tdsa.errors import ConfigError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-PUBLISHED_MEAN = (0.5, 0.5, 0.5)
-PUBLISHED_STD = (0.5, 0.5, 0.5)
+__all__ = ["HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "PUBLISHED_MEAN", "PUBLISHED_STD", "TdsaNet",
+           "adapter_1x1", "check_classes_xi", "init_conv_bn", "parse_input_size"]
 
 HEADS = ("flatten", "gap")
 
 
 def check_classes_xi(num_classes: Any, xi: Any) -> tuple[int, tuple[int, int]]:
     """Validate ``num_classes`` (int >= 1) and ``xi`` (two ints >= 1); return them normalised.
-
-    Book: api.md.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -36,8 +33,6 @@ def check_classes_xi(num_classes: Any, xi: Any) -> tuple[int, tuple[int, int]]:
 
 def parse_input_size(input_size: Any) -> tuple[int, int]:
     """``224`` or ``(h, w)`` -> ``(h, w)``; anything else is a ConfigError.
-
-    Book: api.md.
     """
     if isinstance(input_size, int) and not isinstance(input_size, bool):
         input_size = (input_size, input_size)
@@ -54,8 +49,6 @@ def parse_input_size(input_size: Any) -> tuple[int, int]:
 
 def init_conv_bn(module: nn.Module) -> None:
     """He-normal (fan-out) convolutions with zero bias, BatchNorm at weight 1 and bias 0.
-
-    Book: chapter 4, *Full training*.
     """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
@@ -70,8 +63,6 @@ def init_conv_bn(module: nn.Module) -> None:
 def adapter_1x1(in_channels: int, out_channels: int) -> nn.Sequential:
     """A 1x1 conv (no bias) + BN + ReLU: the side adapter that turns a trunk's features into
     ``out_channels`` class-coded channels (ResNet ``adapter="conv1x1"``, VGG ``stages="side"``).
-
-    Book: code_vs_paper.md, *The network*.
     """
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
                          nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
@@ -82,10 +73,9 @@ class TdsaNet(nn.Module):
 
     ``mid`` has ``num_classes * xi[0]`` channels and ``high`` ``num_classes * xi[1]``;
     both are post-ReLU, class ``k`` owning the contiguous channels ``k*xi .. k*xi+xi-1``.
-    ``default_cfg`` holds ``input_size`` (3, h, w), ``mean``, ``std``, ``mid_stride``,
-    ``high_stride``, ``architecture`` and ``torchvision_weights``.
-
-    Book: chapter 2, *The channel-constraint module*.
+    ``default_cfg`` holds ``input_size`` (3, h, w), ``mean``, ``std`` (the normalisation its
+    weights expect, from :mod:`tdsa.data.spec`), ``mid_stride``, ``high_stride``,
+    ``architecture`` and ``torchvision_weights``.
     """
 
     num_classes: int
@@ -95,15 +85,11 @@ class TdsaNet(nn.Module):
 
     def feature_hw(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Spatial sizes ``((hm, wm), (hh, wh))`` of the two taps for an input ``height x width``.
-
-        Book: chapter 3, *Top-down spatial attention*.
         """
         raise NotImplementedError
 
     def feature_shapes(self, input_size: int | tuple[int, int]) -> dict[str, tuple[int, int, int]]:
         """Shapes ``(C, H, W)`` of ``mid`` and ``high`` for an input size (int or (h, w)).
-
-        Book: chapter 3, *Top-down spatial attention*.
         """
         mid_hw, high_hw = self.feature_hw(*parse_input_size(input_size))
         c = self.num_classes
@@ -111,8 +97,6 @@ class TdsaNet(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear ConfigError if ``x`` is not ``[B, 3, H, W]`` with H, W large enough.
-
-        Book: chapter 1, *The data*.
         """
         if x.dim() != 4 or x.shape[1] != 3:
             raise ConfigError(
@@ -130,20 +114,18 @@ class TdsaNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The two taps ``{"mid": [B, c*xi_mid, Hm, Wm], "high": [B, c*xi_high, Hh, Wh]}``.
 
-        Book: chapter 3, *Top-down spatial attention*.
+        Book: chapter 3, *High-to-mid nesting on real maps*.
         """
         raise NotImplementedError
 
     def forward_head(self, high: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes]`` from the high-level features (the inference path).
 
-        Book: chapter 4, *Full training*.
+        Book: chapter 7, *The reference recipe*.
         """
         return self.head(high)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes]`` for images ``x``.
-
-        Book: chapter 4, *Full training*.
         """
         return self.forward_head(self.forward_features(x)["high"])

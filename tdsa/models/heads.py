@@ -14,8 +14,6 @@ class FlattenHead(nn.Module):
 
     Sized for high-level features of shape ``(channels, *high_hw)``; other shapes raise a
     ConfigError that names the expected shape and the ``input_size`` it came from.
-
-    Book: chapter 4, *Full training*.
     """
 
     def __init__(
@@ -60,8 +58,6 @@ class FlattenHead(nn.Module):
 
 class GapHead(nn.Module):
     """Global average pooling + one linear layer (any input size; the ResNet default).
-
-    Book: chapter 5, *Ablations*.
     """
 
     def __init__(self, channels: int, num_classes: int) -> None:
@@ -82,8 +78,6 @@ def build_head(
     input_size: tuple[int, int],
 ) -> nn.Module:
     """``"flatten"`` (published) or ``"gap"``; anything else is a ConfigError.
-
-    Book: chapter 5, *Ablations*.
     """
     if kind == "flatten":
         return FlattenHead(channels, high_hw, num_classes, input_size=input_size)

@@ -23,8 +23,6 @@ log = logging.getLogger("tdsa.models")
 class LoadReport:
     """What :func:`load_pretrained` did: ``kind`` is ``"tdsa"`` (strict, whole model) or
     ``"torchvision"`` (trunk tensors matched by name and shape).
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
 
     source: str
@@ -54,8 +52,6 @@ def load_pretrained(model: nn.Module, source: bool | str | PathLike[str]) -> Loa
     entry), loaded strictly, or a torchvision backbone state dict, matched as for ``True``.
     Files are read with ``torch.load(..., weights_only=True)``. After a torchvision load,
     ``default_cfg`` mean/std become ImageNet's.
-
-    Book: chapter 7, *Reproducing the paper on a GPU*.
     """
     cfg = getattr(model, "default_cfg", {})
     if source is True:
@@ -135,8 +131,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state)`` that turns missing or unexpected keys and shape
     mismatches into one :class:`CheckpointError` naming the first few and the model.
-
-    Book: chapter 4, *Full training*.
     """
     own = model.state_dict()
     missing = [k for k in own if k not in state]

@@ -20,8 +20,6 @@ def register_model(fn: F) -> F:
     """Register a model builder under its function name (decorator, as in timm).
 
     The builder is called as ``fn(num_classes, xi=(xi_mid, xi_high), **kw)``.
-
-    Book: api.md, *Models*.
     """
     name = fn.__name__
     if name in _MODELS:
@@ -32,8 +30,6 @@ def register_model(fn: F) -> F:
 
 def list_models() -> list[str]:
     """The registered model names, sorted.
-
-    Book: chapter 2, *The channel-constraint module*.
     """
     return sorted(_MODELS)
 
@@ -54,7 +50,7 @@ def create_model(
     backbone state dict); see :func:`tdsa.models.load_pretrained`. Extra keyword arguments
     go to the builder (``width``, ``head``, ``input_size``, ``adapter``, ...).
 
-    Book: chapter 2, *The channel-constraint module*.
+    Book: chapter 7, *The reference recipe*.
     """
     if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")

@@ -42,8 +42,6 @@ class WideBlock(nn.Module):
     Basic: 3x3 -> 3x3. Bottleneck: 1x1 -> 3x3 -> 1x1 with inner width
     ``max(1, round(out_channels / 4))`` (600 outputs -> 150 planes, as in torchvision).
     The shortcut is a strided 1x1 conv + BN when the shape changes.
-
-    Book: code_vs_paper.md, *Porting to ResNet*.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, bottleneck: bool) -> None:
@@ -96,8 +94,6 @@ class TdsaResNet(TdsaNet):
     conv+BN+ReLU side branch on layer3 to c*xi_mid, high = the same on layer4 to c*xi_high.
     ``adapter="widen"``: layer3/layer4 rebuilt so their blocks emit c*xi_mid / c*xi_high
     channels themselves (serial mid -> high, as published; no ImageNet weights there).
-
-    Book: code_vs_paper.md, *Porting to ResNet*.
     """
 
     def __init__(
@@ -232,8 +228,7 @@ def _builder(arch: str) -> Callable[..., TdsaResNet]:
     build.__doc__ = (
         f"TDSA on a torchvision {arch}: mid = layer3, high = layer4, ``adapter`` "
         "'conv1x1' (default, keeps ImageNet weights) or 'widen'; ``head`` 'gap' (default) "
-        "or 'flatten' (sized from ``input_size``, default 448).\n\n"
-        "Book: code_vs_paper.md, *Porting to ResNet*."
+        "or 'flatten' (sized from ``input_size``, default 448)."
     )
     return register_model(build)
 

@@ -49,8 +49,6 @@ def vgg_layer_list(
     """The trunk's layer list: conv out-channels and ``"M"`` (2x2 max-pool), e.g. for 200
     classes ``64,64,M,128,128,M,256,256,256,M,512,512,1800,M,512,512,600``. With
     ``stages="side"`` conv4_3 and conv5_3 keep VGG16's own 512 (times ``width``).
-
-    Book: chapter 2, *The channel-constraint module*.
     """
     out: list[int | str] = []
     for v in _VGG16_PLAN:
@@ -74,8 +72,6 @@ class TdsaVGG(TdsaNet):
 
     ``features`` is indexed like torchvision's ``vgg16_bn().features``, so torchvision
     weights load by name wherever the shapes agree.
-
-    Book: chapter 2, *The channel-constraint module*.
     """
 
     def __init__(
@@ -160,7 +156,7 @@ def tdsa_vgg16(
     """The published TDSA network (VGG16-BN, no pool 5); ``width=0.25`` is the compact
     CPU version, ``head="gap"`` the GAP ablation, ``stages="side"`` the side-adapter ablation.
 
-    Book: chapter 2, *The channel-constraint module*.
+    Book: chapter 2, *A short training run and its per-class channels*.
     """
     return TdsaVGG(num_classes, xi, width=width, head=head, input_size=input_size, stages=stages)
 

@@ -1,15 +1,16 @@
 """Visualisation: channel maps, top-down gates, overlays, Grad-CAM, training and confusion plots.
 
-Book: chapter 6, *Visualising and measuring attention*.
+Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
 """
 
 from __future__ import annotations
 
 from tdsa.viz.gradcam import cam_maps, grad_cam, gradcam_maps
 from tdsa.viz.maps import class_gate_maps, normalize_map, resize_map, to_image, unnormalize
-from tdsa.viz.overlay import heat_to_rgb, overlay, save_triplet
+from tdsa.viz.overlay import draw_overlay, heat_to_rgb, overlay, save_triplet
 from tdsa.viz.plots import (
     draw_parts,
+    plot_channel_means,
     plot_class_channels,
     plot_confusion_matrix,
     plot_gate_maps,
@@ -20,12 +21,14 @@ from tdsa.viz.plots import (
 __all__ = [
     "cam_maps",
     "class_gate_maps",
+    "draw_overlay",
     "draw_parts",
     "grad_cam",
     "gradcam_maps",
     "heat_to_rgb",
     "normalize_map",
     "overlay",
+    "plot_channel_means",
     "plot_class_channels",
     "plot_confusion_matrix",
     "plot_gate_maps",

@@ -7,13 +7,12 @@ overlay; the attention is the maximum over the class's high-level channels),
 ``<stem>_gradcam.png`` (the same triplet for Grad-CAM at the high-level tap),
 ``<stem>_parts.png`` (annotated parts, for datasets with parts in the scratch regime) and
 ``index.json`` (image, label, prediction and files of each image).
-
-Book: chapter 6, *Visualising and measuring attention*.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from tdsa.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``tdsa visualize``. Book: chapter 6, *Visualising and measuring attention*."""
+    """Arguments of ``tdsa visualize``."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint file, e.g. runs/X/best.pt")
     parser.add_argument("--out", required=True, help="folder for the PNG files")
     parser.add_argument("--num-images", type=int, default=8, help="images to draw (default 8)")
@@ -54,19 +53,12 @@ def _normalised_parts(dataset: Any, index: int) -> torch.Tensor:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Draw the figures; returns 0. Book: chapter 6, *Visualising and measuring attention*."""
+    """Draw the figures; returns 0."""
     import matplotlib
 
     matplotlib.use("Agg")
 
-    from tdsa.data import build_dataset
-    from tdsa.data.transforms import (
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        SCRATCH_MEAN,
-        SCRATCH_STD,
-        build_transforms,
-    )
+    from tdsa.data import from_config, resolve_data_config
     from tdsa.engine.checkpoint import load_model
     from tdsa.engine.evaluate import autocast
     from tdsa.engine.precision import resolve_precision
@@ -83,22 +75,12 @@ def run(args: argparse.Namespace) -> int:
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     data = cfg.data
-    try:
-        transform = build_transforms(data.regime, data.image_size, train=False, resize=data.resize)
-    except ValueError as exc:
-        raise ConfigError(f"{args.checkpoint}: stored data config: {exc}") from None
     root = args.root if args.root is not None else data.root
-    try:
-        dataset = build_dataset(data.dataset, root, args.split, transform, **dict(data.options))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    dataset = from_config(dataclasses.replace(data, root=str(root)), args.split)
     if len(dataset) == 0:
         raise ConfigError(f"dataset {data.dataset!r} at {root} has no {args.split!r} images")
-    if data.regime == "scratch":
-        mean, std = SCRATCH_MEAN, SCRATCH_STD
-    else:
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    mean, std = getattr(transform, "mean", mean), getattr(transform, "std", std)
+    spec = resolve_data_config(data)
+    mean, std = spec.mean, spec.std
     # Resizing without cropping keeps normalised part coordinates; centre crops do not.
     show_parts = hasattr(dataset, "parts") and data.regime == "scratch"
     names = list(getattr(dataset, "part_names", [])) or None

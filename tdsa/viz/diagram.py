@@ -7,7 +7,7 @@ group, the random channel mask of ``L_dis``, the spatial softmax of ``L_div``, t
 gate (each high channel gating ``xi_mid / xi_high`` mid channels of its class) and the
 classifier on the high map.
 
-Book: *Introduction*, "The paper's idea".
+Book: intro.md, *The paper's idea*.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from matplotlib.patches import FancyBboxPatch, Rectangle
 CLASS_COLOURS = ("#4477aa", "#ee6677", "#228833")
 """One colour per drawn class group (three classes are drawn)."""
 
-_BOX = {"boxstyle": "round,pad=0.02,rounding_size=0.08", "linewidth": 1.2}
+_BOX_STYLE = "round,pad=0.02,rounding_size=0.08"
 
 
 def _box(ax: plt.Axes, x: float, y: float, w: float, h: float, text: str,
          face: str = "#f2f2f2", size: float = 9.0) -> None:
-    ax.add_patch(FancyBboxPatch((x, y), w, h, facecolor=face, edgecolor="#333333", **_BOX))
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=_BOX_STYLE, linewidth=1.2,
+                                facecolor=face, edgecolor="#333333"))
     ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
 
 
@@ -47,7 +48,7 @@ def _channel_stack(ax: plt.Axes, x: float, y: float, xi: int, label: str,
     """Class-grouped channels: ``xi`` squares per class, one colour per class; returns the
     stack's width."""
     step = cell * 1.15
-    col = 0
+    col = 0.0
     for colour in CLASS_COLOURS:
         for _ in range(xi):
             ax.add_patch(Rectangle((x + col * step, y), cell, cell * 2.2, facecolor=colour,
@@ -68,8 +69,6 @@ def svg_metadata() -> dict[str, str | None]:
 def plot_method_diagram(xi: tuple[int, int] = (9, 3)) -> Figure:
     """The TDSA network and loss as one figure (mid and high taps, class-grouped channels,
     CCMP, the mask, ``L_dis``, ``L_div``, the top-down gate, the classifier).
-
-    Book: *Introduction*, "The paper's idea".
     """
     xi_mid, xi_high = xi
     if xi_mid % xi_high:
@@ -151,8 +150,6 @@ def plot_method_diagram(xi: tuple[int, int] = (9, 3)) -> Figure:
 def save_method_diagram(path: str | Path, xi: tuple[int, int] = (9, 3)) -> Path:
     """Draw :func:`plot_method_diagram` into ``path`` (SVG or PNG by suffix); the SVG carries
     no date, so redrawing it with the same matplotlib gives the same file.
-
-    Book: *Introduction*, "The paper's idea".
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

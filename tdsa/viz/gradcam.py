@@ -75,8 +75,6 @@ def grad_cam(
     ``size = (H, W)`` the maps are min-max normalised, bilinearly resized and normalised
     again, as ``pytorch-grad-cam`` does; else they are raw, at the layer's resolution. The
     model is run in eval mode and left in its previous mode.
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     targets = _check_inputs(images, targets)
     runner, module = _target_module(model, layer)
@@ -105,8 +103,6 @@ def cam_maps(features: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
 
     ``features`` ``[B, C, h, w]`` are the maps before global average pooling, ``weight``
     ``[K, C]`` the linear classifier's weight. Returns ``[B, h, w]`` (un-normalised).
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     if features.dim() != 4 or weight.dim() != 2 or weight.shape[1] != features.shape[1]:
         raise ValueError(
@@ -145,7 +141,7 @@ def gradcam_maps(
     the given submodule; ``"torch"`` uses :func:`grad_cam`; ``"auto"`` the package when it
     is installed. Both give the same maps. The model is left in its previous mode.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Grad-CAM of the cross-entropy model beside them*.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -9,18 +9,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tdsa.data.spec import PUBLISHED_MEAN, PUBLISHED_STD
+
 __all__ = ["class_gate_maps", "normalize_map", "resize_map", "to_image", "unnormalize"]
 
 
 def unnormalize(
-    image: Tensor, mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)
+    image: Tensor, mean: Sequence[float] = PUBLISHED_MEAN, std: Sequence[float] = PUBLISHED_STD
 ) -> np.ndarray:
     """A normalised ``[3, H, W]`` image tensor -> ``[H, W, 3]`` float array in ``[0, 1]``.
 
-    Inverts ``Normalize(mean, std)`` (the scratch regime uses 0.5 / 0.5, the pretrained one
-    ImageNet's statistics) and clips to the displayable range.
+    Inverts ``Normalize(mean, std)``; the defaults are the scratch regime's (0.5 / 0.5), and
+    a run's own are ``tdsa.data.resolve_data_config(cfg.data).mean`` / ``.std`` (the
+    pretrained regime uses ImageNet's). Clips to the displayable range.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
     image = torch.as_tensor(image).detach().float().cpu()
     if image.dim() != 3 or image.shape[0] != 3:
@@ -36,8 +39,6 @@ def to_image(image: Tensor | np.ndarray) -> np.ndarray:
     Takes a ``[3, H, W]`` tensor already in ``[0, 1]`` (use :func:`unnormalize` first for a
     normalised one), an ``[H, W, 3]`` uint8 array, an ``[H, W, 3]`` float array in ``[0, 1]``
     or an ``[H, W]`` grey image.
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     if isinstance(image, Tensor):
         image = image.detach().cpu()
@@ -58,8 +59,6 @@ def to_image(image: Tensor | np.ndarray) -> np.ndarray:
 
 def normalize_map(heat: Tensor) -> Tensor:
     """Min-max rescale the last two dimensions of ``heat`` to ``[0, 1]`` (a constant map -> 0).
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     heat = torch.as_tensor(heat).detach().float()
     lo = heat.amin(dim=(-2, -1), keepdim=True)
@@ -71,7 +70,7 @@ def normalize_map(heat: Tensor) -> Tensor:
 def resize_map(heat: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
     """Resize maps ``[..., h, w]`` to ``size = (H, W)`` (``"bilinear"`` or ``"nearest"``).
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 2, *A short training run and its per-class channels*.
     """
     heat = torch.as_tensor(heat).detach().float()
     if heat.dim() < 2:
@@ -91,8 +90,6 @@ def class_gate_maps(high_maps: Tensor, mid_maps: Tensor) -> tuple[Tensor, Tensor
     ``[..., xi_mid, hm, wm]``, with ``gate = tdsa.losses.top_down_attention(high, mid)``
     (the sigmoid of the nearest-upsampled high map, in ``[0.5, 1)`` for post-ReLU features)
     and ``gated_mid = mid * gate``.
-
-    Book: chapter 3, *Top-down spatial attention*.
     """
     from tdsa.losses import top_down_attention
 

@@ -1,8 +1,10 @@
-"""Raw / heat / overlay triplets of an image and an attention map."""
+"""Raw / heat / overlay triplets of an image and an attention map, each map with a colour bar
+of its min-max scale."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,7 +12,14 @@ from torch import Tensor
 
 from tdsa.viz.maps import normalize_map, resize_map, to_image
 
-__all__ = ["heat_to_rgb", "overlay", "save_triplet"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.colorbar import Colorbar
+
+__all__ = ["draw_overlay", "heat_to_rgb", "overlay", "save_triplet"]
+
+SCALE_LABEL = "map (min-max scaled)"
+"""The colour bar label of a min-max normalised map."""
 
 
 def heat_to_rgb(heat: Tensor, size: tuple[int, int] | None = None, cmap: str = "jet") -> np.ndarray:
@@ -18,8 +27,6 @@ def heat_to_rgb(heat: Tensor, size: tuple[int, int] | None = None, cmap: str = "
 
     The map is min-max normalised, bilinearly resized to ``size = (H, W)`` when given and
     coloured with the matplotlib colormap ``cmap``.
-
-    Book: chapter 6, *Visualising and measuring attention*.
     """
     import matplotlib
 
@@ -41,7 +48,7 @@ def overlay(
     with :func:`tdsa.viz.maps.unnormalize` first); ``heat`` ``[h, w]`` at any resolution is
     resized to the image. Each pixel is ``(1 - alpha) * image + alpha * colour(heat)``.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -49,6 +56,35 @@ def overlay(
     colour = heat_to_rgb(heat, img.shape[:2], cmap)
     blend = (1.0 - alpha) * img + alpha * colour
     return np.clip(np.rint(blend * 255.0), 0, 255).astype(np.uint8)
+
+
+def _scale_bar(ax: Axes, cmap: str) -> Colorbar:
+    """A colour bar beside ``ax`` for a map min-max scaled to ``[0, 1]`` in ``cmap``."""
+    import matplotlib
+    from matplotlib.cm import ScalarMappable
+
+    scale = ScalarMappable(norm=matplotlib.colors.Normalize(0.0, 1.0), cmap=cmap)
+    bar = ax.figure.colorbar(scale, ax=ax, fraction=0.046, pad=0.03)
+    bar.set_label(SCALE_LABEL, fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    return bar
+
+
+def draw_overlay(
+    ax: Axes,
+    image: Tensor | np.ndarray,
+    heat: Tensor,
+    alpha: float = 0.5,
+    *,
+    cmap: str = "jet",
+    colorbar: bool = True,
+) -> Colorbar | None:
+    """Draw :func:`overlay` of ``image`` and ``heat`` on ``ax`` (axis ticks off), with a colour
+    bar of the map's min-max scale unless ``colorbar`` is False; returns the colour bar."""
+    ax.imshow(overlay(image, heat, alpha, cmap))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _scale_bar(ax, cmap) if colorbar else None
 
 
 def save_triplet(
@@ -60,26 +96,27 @@ def save_triplet(
     title: str | None = None,
     cmap: str = "jet",
 ) -> Path:
-    """Save one PNG with three panels: the image, the map and the overlay. Returns the path.
+    """Save one PNG with three panels: the image, the map and the overlay (both with the colour
+    bar of the map's min-max scale). Returns the path.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Grad-CAM of the cross-entropy model beside them*.
     """
     from matplotlib.figure import Figure
 
     img = to_image(image)
-    fig = Figure(figsize=(9, 3.2))
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
     axes = fig.subplots(1, 3)
     axes[0].imshow(img)
     axes[0].set_title("image")
     axes[1].imshow(heat_to_rgb(heat, img.shape[:2], cmap))
     axes[1].set_title("map")
-    axes[2].imshow(overlay(img, heat, alpha, cmap))
+    _scale_bar(axes[1], cmap)
+    draw_overlay(axes[2], img, heat, alpha, cmap=cmap)
     axes[2].set_title("overlay")
     for ax in axes:
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=100)

@@ -1,7 +1,8 @@
 """Figures: per-class channel maps, top-down gates, parts, training curves, confusion matrix.
 
 Every function builds a :class:`matplotlib.figure.Figure` without pyplot (safe headless and
-in notebooks, nothing left open) and saves it as PNG when given ``path``.
+in notebooks, nothing left open) and saves it as PNG when given ``path``. Every heat map has
+a colour bar, and classes are numbered from 1 as in the book's titles.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOSS_KEYS",
     "draw_parts",
+    "plot_channel_means",
     "plot_class_channels",
     "plot_confusion_matrix",
     "plot_gate_maps",
@@ -61,9 +63,11 @@ def _maps(maps: Tensor, name: str) -> np.ndarray:
 def _show_map(
     ax: Axes, heat: np.ndarray, title: str, vmin: float | None = None, vmax: float | None = None
 ) -> None:
-    ax.imshow(heat, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+    """A heat map on ``ax`` with its own colour bar."""
+    shown = ax.imshow(heat, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_title(title, fontsize=8)
     ax.axis("off")
+    ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
 
 
 def plot_class_channels(
@@ -79,9 +83,9 @@ def plot_class_channels(
     ``image`` is displayable (see :func:`tdsa.viz.maps.to_image`; un-normalise network inputs
     first), ``mid_maps`` ``[xi_mid, hm, wm]`` and ``high_maps`` ``[xi_high, h, w]`` (e.g.
     :func:`tdsa.metrics.class_channels` of the features). Row 1: the image and the high-level
-    channels; row 2: the mid-level channels. Each map has its own colour scale.
+    channels; row 2: the mid-level channels. Each map has its own colour scale and bar.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Multi-grained: the mid-level channels and the gate*.
     """
     mid, high = _maps(mid_maps, "mid_maps"), _maps(high_maps, "high_maps")
     cols = max(len(mid), len(high) + 1)
@@ -112,10 +116,10 @@ def plot_gate_maps(
     ``r`` mid channels it gates, before and after gating.
 
     Row ``i``: gate ``sigmoid(up(high_i))`` (shared colour scale ``[0.5, 1]``), then mid
-    channels ``i*r .. i*r+r-1`` raw and gated (each pair on one colour scale). The image sits
-    in the first column of an extra top row.
+    channels ``i*r .. i*r+r-1`` raw and gated (each pair on one colour scale; every map has
+    its colour bar). The image sits in the first column of an extra top row.
 
-    Book: chapter 3, *Top-down spatial attention*.
+    Book: chapter 6, *Multi-grained: the mid-level channels and the gate*.
     """
     high, mid = _maps(high_maps, "high_maps"), _maps(mid_maps, "mid_maps")
     gate, gated = class_gate_maps(torch.from_numpy(high), torch.from_numpy(mid))
@@ -139,6 +143,49 @@ def plot_gate_maps(
     return fig
 
 
+def plot_channel_means(
+    means: Tensor | np.ndarray,
+    xi: int,
+    *,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """A heat map of mean channel activations per class: ``means`` ``[K, K*xi]`` (row ``k``:
+    the images of class ``k``; columns: the channels, ``xi`` per class in class order).
+
+    Each row is divided by its maximum (a row that is all 0 stays 0), so the colour bar reads
+    "fraction of the row's largest channel"; white lines separate the class groups, rows and
+    groups are labelled with 1-based class numbers, and the own-class block of each row is
+    outlined.
+    """
+    from matplotlib.patches import Rectangle
+
+    arr = torch.as_tensor(means).detach().double().cpu()
+    if arr.dim() != 2 or arr.shape[1] != arr.shape[0] * xi:
+        raise ValueError(f"means must be [K, K*xi] with xi={xi}, got {list(arr.shape)}")
+    k = arr.shape[0]
+    scaled = (arr / arr.amax(dim=1, keepdim=True).clamp(min=1e-12)).numpy()
+    fig, axes = _figure(1, 1)
+    fig.set_size_inches(min(12.0, 2.0 + 0.3 * k * xi), 1.6 + 0.35 * k)
+    ax = axes[0, 0]
+    shown = ax.imshow(scaled, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto",
+                      interpolation="nearest")
+    for g in range(1, k):
+        ax.axvline(g * xi - 0.5, color="w", lw=0.8)
+    for row in range(k):
+        ax.add_patch(Rectangle((row * xi - 0.5, row - 0.5), xi, 1, fill=False, ec="C3", lw=1.2))
+    ax.set_yticks(range(k), [str(c + 1) for c in range(k)], fontsize=7)
+    ax.set_xticks([g * xi + (xi - 1) / 2 for g in range(k)], [str(c + 1) for c in range(k)],
+                  fontsize=7)
+    ax.set(xlabel=f"channel group of class (ξ = {xi} channels each)",
+           ylabel="true class of the images")
+    fig.colorbar(shown, ax=ax, label="fraction of the row's maximum")
+    if title:
+        ax.set_title(title, fontsize=10)
+    _save(fig, path)
+    return fig
+
+
 def draw_parts(
     image: Tensor | np.ndarray,
     parts: Tensor | np.ndarray,
@@ -154,7 +201,7 @@ def draw_parts(
     invisible parts are skipped. ``radius`` (a fraction of the image side) also draws the
     hit circle of the pointing game. Saves the figure when ``path`` is given.
 
-    Book: chapter 6, *Visualising and measuring attention*.
+    Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
     from matplotlib.patches import Ellipse
 
@@ -207,6 +254,25 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[
     return xs, ys
 
 
+def _plot_accuracy(ax: Axes, records: list[dict[str, Any]]) -> None:
+    """Test top-1 and top-5 per epoch, the best top-1 epoch marked."""
+    for key, label in (("test_top1", "top-1"), ("test_top5", "top-5")):
+        xs, ys = _series(records, key)
+        if xs:
+            ax.plot(xs, ys, label=label)
+            if key == "test_top1":
+                best = int(np.argmax(ys))
+                ax.plot(
+                    xs[best],
+                    ys[best],
+                    "*",
+                    ms=10,
+                    color="C3",
+                    label=f"best top-1 {ys[best]:.2f} (epoch {xs[best]:g})",
+                )
+    ax.set(title="test accuracy (%)", xlabel="epoch")
+
+
 def plot_training_curves(
     run: str | Path | list[dict[str, Any]],
     *,
@@ -219,8 +285,6 @@ def plot_training_curves(
     ``epoch``, the training loss terms ``train_<key>`` for each key of :data:`LOSS_KEYS` (as the
     trainer writes them), ``test_top1``, ``test_top5``, ``lr``;
     missing keys are skipped. The best top-1 epoch is marked.
-
-    Book: chapter 4, *Full training*.
     """
     records = run if isinstance(run, list) else read_metrics(run)
     fig, axes = _figure(1, 3, cell=3.4)
@@ -230,21 +294,7 @@ def plot_training_curves(
         if xs:
             ax_loss.plot(xs, ys, label=key, lw=2.0 if key == "total" else 1.0)
     ax_loss.set(title="training loss", xlabel="epoch")
-    for key, label in (("test_top1", "top-1"), ("test_top5", "top-5")):
-        xs, ys = _series(records, key)
-        if xs:
-            ax_acc.plot(xs, ys, label=label)
-            if key == "test_top1":
-                best = int(np.argmax(ys))
-                ax_acc.plot(
-                    xs[best],
-                    ys[best],
-                    "*",
-                    ms=10,
-                    color="C3",
-                    label=f"best top-1 {ys[best]:.2f} (epoch {xs[best]:g})",
-                )
-    ax_acc.set(title="test accuracy (%)", xlabel="epoch")
+    _plot_accuracy(ax_acc, records)
     xs, ys = _series(records, "lr")
     if xs:
         ax_lr.plot(xs, ys)
@@ -273,7 +323,7 @@ def plot_confusion_matrix(
     ``normalize`` divides each row by its count (empty rows stay 0). Numbers are written in
     the cells only for up to 20 classes.
 
-    Book: chapter 4, *Full training*.
+    Book: chapter 4, *Evaluating a checkpoint: `tdsa eval`*.
     """
     import seaborn as sns
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib
-import inspect
 import json
 import re
 from pathlib import Path
@@ -168,41 +166,6 @@ def test_stage_reports_a_missing_toc(tmp_path: Path) -> None:
     (tmp_path / "_config.yml").write_text("title: t\n")
     with pytest.raises(build.BuildError, match=r"_toc\.yml is missing"):
         build.stage(tmp_path, tmp_path / "src")
-
-
-def _signature(obj: object) -> str:
-    """``name(a, b=1, *, c=None, **kw)``: the form the API page writes signatures in."""
-    parts: list[str] = []
-    star = False
-    for p in inspect.signature(obj).parameters.values():  # type: ignore[arg-type]
-        if p.kind is p.VAR_POSITIONAL:
-            parts.append(f"*{p.name}")
-            star = True
-        elif p.kind is p.VAR_KEYWORD:
-            parts.append(f"**{p.name}")
-        else:
-            if p.kind is p.KEYWORD_ONLY and not star:
-                parts.append("*")
-                star = True
-            parts.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
-    return f"{obj.__name__}({', '.join(parts)})"  # type: ignore[attr-defined]
-
-
-API_ROW = re.compile(
-    r"^\| `(?P<module>tdsa(?:\.\w+)*)\.(?P<sig>(?P<name>\w+)\(.*\))` \|.*\| (?P<where>.+) \|$"
-)
-
-
-def test_api_page_matches_the_package() -> None:
-    rows = [API_ROW.match(line) for line in (BOOK / "api.md").read_text().splitlines()]
-    rows = [r for r in rows if r]
-    assert len(rows) >= 15, "the API page lists the public functions"
-    for row in rows:
-        obj = getattr(importlib.import_module(row["module"]), row["name"])
-        assert row["sig"] == _signature(obj), f"api.md: {row['module']}.{row['name']} changed"
-        doc = inspect.getdoc(obj) or ""
-        assert "Book:" in doc, f"{row['module']}.{row['name']}: docstring names no chapter"
-        assert row["where"].split(";")[0].split(",")[0] in doc.replace("\n", " ")
 
 
 def _code(path: Path) -> list[str]:

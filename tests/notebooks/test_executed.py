@@ -192,3 +192,16 @@ def test_formulas_are_typeset_offline(built_book: Path) -> None:
     assert dom.returncode == 0, dom.stderr[-1000:]
     assert "<mjx-container" in dom.stdout, "MathJax did not typeset the intro's formulas"
     assert "tdsa_method.svg" in dom.stdout, "the method diagram is missing from the intro"
+
+
+def test_no_page_shows_a_build_path(built_book: Path) -> None:
+    """Pages and their downloadable notebooks show no path of the machine that built the book:
+    not the checkout, its staging folder, the temporary folder or the home folder."""
+    roots = sorted({str(REPO), str(STAGED.resolve()), tempfile.gettempdir() + "/",
+                    str(Path.home()) + "/"})
+    pages = sorted(p for p in HTML.rglob("*") if p.suffix in {".html", ".ipynb", ".js", ".txt"})
+    assert any(p.suffix == ".ipynb" for p in pages), f"no notebook sources under {HTML}"
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        leaked = [root for root in roots if root in text]
+        assert not leaked, f"{page.relative_to(HTML)} shows the build path(s) {leaked}"

@@ -172,13 +172,14 @@ def test_read_header_is_the_header_of_the_markdown_page(tmp_path: Path) -> None:
     csv_path, md_path = write_results(load_grid(grid_path), results, tmp_path / "r" / "g",
                                       "python -m tdsa ablate --grid g.yaml")
     header = read_header(csv_path.with_suffix(".json"))
-    assert list(header) == ["Command", "Written", "Machine", "Base config", "Numbers", "Note"]
+    assert list(header) == ["Command", "Written", "Machine", "Base config", "Numbers", "Split",
+                            "Note"]
     assert header["Command"] == "`python -m tdsa ablate --grid g.yaml`"
     assert header["Note"] == "a note"
     assert "1 runs finished, 0 failed; seeds [0]" in header["Written"]
     assert "overrides for every run: `train.epochs=3`" in header["Base config"]
     page = md_path.read_text(encoding="utf-8").splitlines()
-    assert page[2:8] == [f"- {k}: {v}" for k, v in header.items()], "the page shows the same"
+    assert page[2:9] == [f"- {k}: {v}" for k, v in header.items()], "the page shows the same"
     with pytest.raises(DataError, match=r"nope\.json: no such results header"):
         read_header(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"

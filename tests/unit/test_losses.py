@@ -521,3 +521,108 @@ def test_gradcheck_channel_constraint():
         return channel_constraint(x, y, 3, mask=batched, div_temperature=0.6)
 
     assert torch.autograd.gradcheck(tempered, (f,))
+
+
+# ---------------------------------------------------------------- memory layout, blocks, ties
+
+
+def _autograd_reference(f, y, xi, mask, gate=None, temperature=1.0):
+    """(l_dis, l_div) by plain autograd ops on the whole map (torch.max sends a tie's gradient
+    to the first maximal channel): no blocks, no hand-written backward."""
+    if gate is not None:
+        r = f.shape[1] // gate.shape[1]
+        f = f * gate.repeat_interleave(r, dim=1)
+    b, c, h, w = f.shape
+    k = c // xi
+    v = f.reshape(b, k, xi, h * w)
+    prob = torch.softmax(v / temperature, dim=-1)
+    l_div = 1.0 - prob.max(dim=2).values.sum() / (b * k * xi)
+    logits = (v * mask.reshape(-1, k, xi, 1)).max(dim=2).values.mean(-1)
+    return torch.nn.functional.cross_entropy(logits, y), l_div
+
+
+def _tied_features(b, k, xi, h, w, seed):
+    """fp64 features with exact ties in the max over each group: channel pairs copied, zeros."""
+    f = _features(b, k, xi, h, w, seed).relu()
+    f.view(b, k, xi, h, w)[:, :, -1] = f.view(b, k, xi, h, w)[:, :, 0]
+    return f
+
+
+@pytest.mark.parametrize("block", [None, 1, 40])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gradients_equal_plain_autograd_with_ties_layouts_and_blocks(
+    monkeypatch, block, channels_last
+):
+    # The stage loss runs in blocks of classes; with a tiny block every class is its own
+    # block (block=1 element: one class per block; 40: a few classes). Values and gradients
+    # must equal plain autograd on the whole map, whatever the layout, ties included.
+    import tdsa.losses as losses
+
+    if block is not None:
+        monkeypatch.setattr(losses, "_BLOCK_ELEMENTS", block)
+    k, xi, b = 5, 3, 3
+    f = _tied_features(b, k, xi, 4, 3, seed=21)
+    y = torch.tensor([4, 0, 2])
+    mask = _explicit_mask(None, k, xi, seed=5)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    got_in = f.clone().contiguous(memory_format=fmt).requires_grad_()
+    want_in = f.clone().requires_grad_()
+    got = channel_constraint(got_in, y, xi, mask=mask, div_temperature=0.7)
+    want = _autograd_reference(want_in, y, xi, mask, temperature=0.7)
+    for g, w_ in zip(got, want, strict=True):
+        assert g.item() == pytest.approx(w_.item(), rel=1e-12)
+    (got[0] + 3.0 * got[1]).backward()
+    (want[0] + 3.0 * want[1]).backward()
+    assert got_in.grad.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(got_in.grad, want_in.grad, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("block", [None, 30])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gated_stage_equals_plain_autograd_in_every_layout(monkeypatch, block, channels_last):
+    # TDSALoss's mid stage (gate fused in) against plain autograd through top_down_gate's
+    # formula, gradients to both mid and high, in contiguous and channels_last memory.
+    import tdsa.losses as losses
+
+    if block is not None:
+        monkeypatch.setattr(losses, "_BLOCK_ELEMENTS", block)
+    logits, mid, high, y, masks = _stage_inputs(b=3, seed=4)
+    mid.view(3, 3, 6, 6, 4)[:, :, 5] = mid.view(3, 3, 6, 6, 4)[:, :, 2]  # ties
+    crit = TDSALoss(3, xi_mid=6, xi_high=2, alpha_high=0.0, beta_high=0.0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    m_got = mid.clone().contiguous(memory_format=fmt).requires_grad_()
+    h_got = high.clone().contiguous(memory_format=fmt).requires_grad_()
+    out = crit(logits, m_got, h_got, y, masks)
+    (out["dis_mid"] + 2.0 * out["div_mid"]).backward()
+    m_want, h_want = mid.clone().requires_grad_(), high.clone().requires_grad_()
+    gate = torch.sigmoid(torch.nn.functional.interpolate(h_want, size=(6, 4), mode="nearest"))
+    dis, div = _autograd_reference(m_want, y, 6, masks["mid"], gate=gate)
+    (dis + 2.0 * div).backward()
+    assert out["dis_mid"].item() == pytest.approx(dis.item(), rel=1e-12)
+    assert out["div_mid"].item() == pytest.approx(div.item(), rel=1e-12)
+    assert m_got.grad.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(m_got.grad, m_want.grad, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(h_got.grad, h_want.grad, rtol=1e-10, atol=1e-13)
+
+
+def test_bf16_channels_last_matches_fp32_contiguous():
+    # bf16 channels_last features (as a bf16 + channels_last network gives them): the losses
+    # equal the float32 computation on the same bf16 values to float32 precision (the work
+    # runs in float32), the gradients keep the input's dtype and layout and agree with the
+    # float32 ones to bf16 rounding (relative 2**-8) where no max changes hands.
+    gen = torch.Generator().manual_seed(12)
+    f = (torch.randn(2, 5 * 3, 6, 7, generator=gen) * 2).bfloat16()
+    y = torch.tensor([1, 4])
+    mask = _explicit_mask(None, 5, 3, seed=2).float()
+    f_cl = f.contiguous(memory_format=torch.channels_last).requires_grad_()
+    f32 = f.float().requires_grad_()
+    got = channel_constraint(f_cl, y, 3, mask=mask)
+    want = channel_constraint(f32, y, 3, mask=mask)
+    for g, w_ in zip(got, want, strict=True):
+        assert g.dtype == torch.float32
+        assert abs(g.item() - w_.item()) < 1e-6
+    (got[0] + got[1]).backward()
+    (want[0] + want[1]).backward()
+    assert f_cl.grad.dtype == torch.bfloat16
+    assert f_cl.grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(f_cl.grad.float(), f32.grad, rtol=2**-8, atol=1e-7)

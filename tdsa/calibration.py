@@ -1,0 +1,146 @@
+"""The calibration map of the embedded benchmark: accuracy of each arm against each knob of the
+synthetic data, read from a grid (``configs/ablations/calibration.yaml``) and its results CSV.
+
+A grid cell is a set of data knobs (``train_per_class``, ``num_classes``, ``fine_scale``,
+``distractors``: the arguments of :func:`tdsa.data.synthetic.generate`) and each cell has a
+cross-entropy arm (every auxiliary weight 0) and a TDSA arm. Nothing here names a variant: the
+knobs and arms are read from each variant's resolved config, and the centre is the value of
+each knob that most cells share (the grid varies one knob at a time around it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tdsa.ablate import Grid
+from tdsa.config import Config
+from tdsa.data.synthetic import generate
+from tdsa.evidence import Row, column_stats, paired
+
+__all__ = ["KNOBS", "BandCheck", "Cell", "band_check", "centre", "grid_cells", "knob_series",
+           "plot_calibration"]
+
+KNOBS = ("train_per_class", "num_classes", "fine_scale", "distractors")
+"""The data knobs of the map, as named by :func:`tdsa.data.synthetic.generate`."""
+
+_DEFAULTS = {k: inspect.signature(generate).parameters[k].default for k in KNOBS}
+_AUX = ("alpha_mid", "beta_mid", "alpha_high", "beta_high")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One variant of a calibration grid: its arm (``ce`` or ``tdsa``) and data knobs."""
+
+    variant: str
+    arm: str
+    knobs: tuple[tuple[str, Any], ...]
+
+    def knob(self, name: str) -> Any:
+        """The value of knob ``name`` in this cell."""
+        return dict(self.knobs)[name]
+
+
+def _cell(variant: str, cfg: Config) -> Cell:
+    arm = "ce" if all(getattr(cfg.loss, k) == 0 for k in _AUX) else "tdsa"
+    values = {k: cfg.data.synthetic.get(k, _DEFAULTS[k]) for k in KNOBS}
+    return Cell(variant, arm, tuple(values.items()))
+
+
+def grid_cells(grid: Grid) -> dict[str, Cell]:
+    """Every variant of ``grid`` as a :class:`Cell` (from its resolved config)."""
+    return {name: _cell(name, grid.config(name, grid.seeds[0])) for name in grid.variants}
+
+
+def centre(cells: Iterable[Cell]) -> dict[str, Any]:
+    """The value of each knob that the most cells hold (ties: the first seen)."""
+    cells = list(cells)
+    return {k: Counter(c.knob(k) for c in cells).most_common(1)[0][0] for k in KNOBS}
+
+
+def knob_series(cells: Mapping[str, Cell], rows: Sequence[Row], knob: str, arm: str,
+                key: str = "final_top1") -> list[tuple[Any, float, float, int]]:
+    """``(value, mean, sample std, seeds)`` of column ``key`` for arm ``arm`` at each value
+    of ``knob``, over the cells whose other knobs sit at the centre; sorted by value."""
+    mid = centre(cells.values())
+    out = []
+    for cell in cells.values():
+        others = all(cell.knob(k) == mid[k] for k in KNOBS if k != knob)
+        if cell.arm != arm or not others:
+            continue
+        mean, std, values = column_stats(rows, cell.variant, key)
+        if values:
+            out.append((cell.knob(knob), mean, std, len(values)))
+    return sorted(out, key=lambda t: t[0])
+
+
+@dataclass
+class BandCheck:
+    """Whether a cell's cross-entropy arm sits in the benchmark's band (numbers in %)."""
+
+    variant: str
+    top1: tuple[float, float, int]
+    gap: tuple[float, float, int]
+    chance: float
+    seconds: float
+    in_band: bool
+    reasons: list[str]
+
+
+def band_check(cells: Mapping[str, Cell], rows: Sequence[Row], variant: str, *,
+               low: float = 40.0, high: float = 85.0, times_chance: float = 5.0,
+               max_gap: float = 30.0) -> BandCheck:
+    """Check one cross-entropy cell against the band: mean final top-1 in ``[low, high]`` and
+    at least ``times_chance`` x chance (100 / classes), mean train - final gap at most
+    ``max_gap`` points. ``reasons`` names each failed condition."""
+    cell = cells[variant]
+    mean, std, values = column_stats(rows, variant, "final_top1")
+    gap = paired(rows, (variant, "final_train_top1"), (variant, "final_top1"))
+    chance = 100.0 / cell.knob("num_classes")
+    secs = column_stats(rows, variant, "seconds")[0]
+    reasons = []
+    if not values:
+        reasons.append("no finished run")
+    else:
+        if not low <= mean <= high:
+            reasons.append(f"top-1 {mean:.1f} outside [{low:g}, {high:g}]")
+        if mean < times_chance * chance:
+            reasons.append(f"top-1 {mean:.1f} < {times_chance:g} x chance ({chance:.1f})")
+        if gap[2] and gap[0] > max_gap:
+            reasons.append(f"train - top-1 gap {gap[0]:.1f} > {max_gap:g}")
+    return BandCheck(variant, (mean, std, len(values)), gap, chance, secs, not reasons,
+                     reasons)
+
+
+def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
+                     key: str = "final_top1", ylabel: str = "final val top-1 (%)") -> Any:
+    """One panel per knob that the grid varies: mean ± std over seeds of ``key`` for each
+    arm against the knob's value (others at the centre), with chance as a dotted line."""
+    import matplotlib.pyplot as plt
+
+    varied = [k for k in KNOBS if len({c.knob(k) for c in cells.values()}) > 1]
+    fig, axes = plt.subplots(1, max(len(varied), 1), figsize=(3.2 * max(len(varied), 1), 3.0),
+                             sharey=True, squeeze=False)
+    mid = centre(cells.values())
+    for ax, knob in zip(axes[0], varied, strict=False):
+        values = sorted({c.knob(knob) for c in cells.values()
+                         if all(c.knob(k) == mid[k] for k in KNOBS if k != knob)})
+        for arm, marker, label in (("ce", "o", "CE"), ("tdsa", "s", "TDSA")):
+            series = knob_series(cells, rows, knob, arm, key)
+            if series:
+                ax.errorbar([values.index(v) for v, *_ in series], [m for _, m, _, _ in series],
+                            yerr=[0.0 if math.isnan(s) else s for _, _, s, _ in series],
+                            marker=marker, capsize=3, label=label)
+        ax.set_xticks(range(len(values)), [str(v) for v in values])
+        chance = [100.0 / (v if knob == "num_classes" else mid["num_classes"]) for v in values]
+        ax.plot(range(len(values)), chance, ":", color="grey", label="chance")
+        ax.set_title(knob.replace("_", " "))
+        ax.set_xlabel(knob)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return fig

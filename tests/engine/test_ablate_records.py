@@ -1,0 +1,102 @@
+"""``tdsa ablate``: the results CSV as the record of finished runs, and counterfactual scores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tdsa.engine
+from tdsa import ablate
+from tdsa.cli import main
+from tdsa.config import dump_config
+from tdsa.data.synthetic import generate
+
+from .conftest import SYNTH, tiny_config
+
+
+@pytest.fixture(scope="module")
+def val_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth-records") / "tiny"
+    generate(root, **SYNTH, val_per_class=3)
+    return root
+
+
+def _grid(tmp: Path, root: Path, lr: str = "0.05", **keys) -> Path:
+    base = tmp / "base.yaml"
+    dump_config(tiny_config(root, "train.epochs=1", "data.val_split=val",
+                            "train.eval_test=never"), base)
+    path = tmp / "g.yaml"
+    path.write_text(yaml.safe_dump({
+        "base": str(base), "seeds": [0], "split": "val", **keys,
+        "overrides": ["train.batch_size=16"],
+        "variants": {"tdsa": {"description": "full TDSA", "overrides": [f"optim.lr={lr}"]}}}),
+        encoding="utf-8")
+    return path
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_recorded_run_is_not_trained_again_and_a_changed_variant_is(
+        val_root: Path, tmp_path: Path, monkeypatch) -> None:
+    grid, out, results = _grid(tmp_path, val_root), tmp_path / "runs", tmp_path / "res" / "g"
+    args = ["ablate", "--grid", str(grid), "--out", str(out), "--results", str(results),
+            "--no-gradcam"]
+    assert main(args) == 0
+    first = _rows(results.with_suffix(".csv"))
+    assert [r["status"] for r in first] == ["ok"]
+    shutil.rmtree(out)  # a fresh clone: the run folders are gone, the results are committed
+
+    calls: list[str] = []
+
+    def no_training(cfg, run_dir, **kw):
+        calls.append(str(run_dir))
+        raise AssertionError("a recorded run was trained again")
+
+    monkeypatch.setattr(tdsa.engine, "train", no_training)
+    assert main(args) == 0
+    assert calls == [] and _rows(results.with_suffix(".csv")) == first
+    assert main([*args, "--report-only"]) == 0
+    assert _rows(results.with_suffix(".csv")) == first
+
+    (tmp_path / "changed").mkdir()
+    changed = _grid(tmp_path / "changed", val_root, lr="0.02")
+    grid_obj = ablate.load_grid(changed)
+    assert ablate.recorded_results(grid_obj, results) == {}, "the variant's config changed"
+    assert ablate.recorded_results(ablate.load_grid(grid), results)[("tdsa", 0)].values[
+        "final_top1"] == float(first[0]["final_top1"])
+    with pytest.raises(AssertionError, match="trained again"):
+        main(["ablate", "--grid", str(changed), "--out", str(out), "--results", str(results)])
+    assert len(calls) == 1
+
+
+def test_counterfactual_grids_score_every_run_and_tabulate_it(val_root: Path, tmp_path: Path
+                                                              ) -> None:
+    grid = _grid(tmp_path, val_root, counterfactual=True)
+    out, results = tmp_path / "runs", tmp_path / "res" / "g"
+    assert main(["ablate", "--grid", str(grid), "--out", str(out), "--results", str(results),
+                 "--no-gradcam"]) == 0
+    run = out / "tdsa" / "seed0"
+    assert (run / "counterfactual.json").is_file()
+    row = _rows(results.with_suffix(".csv"))[0]
+    report = json.loads((run / "counterfactual.json").read_text())
+    assert report["split"] == "val" and report["images"] == 4 * 3
+    assert float(row["cf/all/reliance"]) == pytest.approx(report["all"]["reliance"])
+    assert float(row["cf/fine/pairs"]) == report["granularity"]["fine"]["pairs"] > 0
+    page = results.with_suffix(".md").read_text()
+    assert "## Counterfactual twins, fine parts" in page
+    assert "## Counterfactual twins, coarse parts" in page
+
+
+def test_counterfactual_must_be_a_boolean(val_root: Path, tmp_path: Path) -> None:
+    from tdsa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'counterfactual' must be true or false, got 'yes'"):
+        ablate.load_grid(_grid(tmp_path, val_root, counterfactual="yes"))

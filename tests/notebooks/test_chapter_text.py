@@ -1,0 +1,170 @@
+"""Chapter text that must agree with the chapter's numbers: the closing sections, the method
+diagram, no hand-written runtimes, and the helper that states a measured effect."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import math
+import re
+import statistics
+from pathlib import Path
+
+import nbformat
+import pytest
+from book_helpers import BOOK, STAGED
+
+import tdsa.book
+
+CHAPTERS = ["01_data", "02_channel_constraint", "03_top_down_attention", "07_reproducing"]
+DIAGRAM = "figures/tdsa_method.svg"
+HANDWRITTEN_TIME = re.compile(
+    r"\babout (a|an|one|two|three|four|five|ten|[\d.]+)( and a half)? (second|minute|hour)s?\b",
+    re.IGNORECASE)
+
+
+def _cells(name: str) -> list[nbformat.NotebookNode]:
+    return nbformat.read(BOOK / f"{name}.ipynb", as_version=4).cells
+
+
+def _heading(cells: list[nbformat.NotebookNode], title: str) -> int:
+    found = [i for i, c in enumerate(cells)
+             if c.cell_type == "markdown" and c.source.splitlines()[0] == f"## {title}"]
+    assert len(found) == 1, f"expected one '## {title}' section, found {len(found)}"
+    return found[0]
+
+
+def _bullets(source: str) -> ast.List:
+    """The list literal assigned to ``bullets`` in a summary cell."""
+    lists = [node.value for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.Assign) and isinstance(node.value, ast.List)
+             and any(isinstance(t, ast.Name) and t.id == "bullets" for t in node.targets)]
+    assert len(lists) == 1, "the summary cell assigns one list to `bullets`"
+    return lists[0]
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_ends_with_what_we_measured_then_exercises(name: str) -> None:
+    cells = _cells(name)
+    measured, exercises = _heading(cells, "What we measured"), _heading(cells, "Exercises")
+    assert measured < exercises, f"{name}: 'What we measured' comes before 'Exercises'"
+    summary = cells[measured + 1]
+    assert summary.cell_type == "code", f"{name}: the summary is computed in a code cell"
+    assert "display(Markdown(" in summary.source, f"{name}: the summary cell prints Markdown"
+    assert 3 <= len(_bullets(summary.source).elts) <= 5, f"{name}: three to five bullets"
+    items = re.findall(r"^(\d+)\. \*\*", cells[exercises].source, flags=re.MULTILINE)
+    assert 2 <= len(items) <= 4, f"{name}: two to four exercises, found {len(items)}"
+    assert items == [str(i) for i in range(1, len(items) + 1)], f"{name}: numbered 1, 2, ..."
+    assert all(c.cell_type == "code" for c in cells[exercises + 1:]), (
+        f"{name}: only the measured effects' cell follows the exercises")
+
+
+@pytest.mark.parametrize("name", ["02_channel_constraint", "03_top_down_attention"])
+def test_method_diagram_in_chapters_2_and_3(name: str) -> None:
+    assert (BOOK / DIAGRAM).is_file(), f"{DIAGRAM} is missing (drawn by tdsa.viz.diagram)"
+    text = "\n".join(c.source for c in _cells(name) if c.cell_type == "markdown")
+    assert re.search(rf"!\[[^\]]+\]\({re.escape(DIAGRAM)}\)", text), (
+        f"{name}: no markdown image of {DIAGRAM} with alt text")
+    assert DIAGRAM in (BOOK / "intro.md").read_text(), "the intro shows the diagram"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_no_handwritten_runtime_in_the_prose(name: str) -> None:
+    for cell in _cells(name):
+        if cell.cell_type == "markdown":
+            found = HANDWRITTEN_TIME.search(cell.source)
+            assert not found, f"{name}: '{found.group(0)}' is written by hand: print it from " \
+                              "measured seconds"
+
+
+def test_handwritten_runtime_pattern() -> None:
+    assert HANDWRITTEN_TIME.search("about two and a half minutes per run")
+    assert HANDWRITTEN_TIME.search("takes about 3 hours")
+    assert not HANDWRITTEN_TIME.search("about the time printed below")
+
+
+def test_claims_that_the_figures_contradicted_are_gone() -> None:
+    """Issue 15: sentences a reader found contradicted by the numbers beside them."""
+    text = {name: " ".join("\n".join(c.source for c in _cells(name)).split())
+            for name in CHAPTERS}
+    assert "the class channels become discriminative" not in text["02_channel_constraint"]
+    assert "settle on different parts" not in text["02_channel_constraint"]
+    assert "only a tendency" not in text["03_top_down_attention"]
+    assert "0.5 would be no preference" not in text["03_top_down_attention"]
+    assert "print(train)" not in text["01_data"], "a dataset's repr shows its absolute root"
+
+
+def _write_grid(path: Path, rows: list[tuple[str, int, float]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["variant", "seed", "status", "final_top1", "best_top1", "score"])
+        for variant, seed, top1 in rows:
+            writer.writerow([variant, seed, "ok", top1, top1, top1 / 100])
+
+
+def test_measured_effect_pairs_by_seed_over_the_grids(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    base = {0: 10.0, 1: 14.0, 2: 12.0}
+    arm = {0: 13.0, 1: 15.0, 3: 40.0}  # seed 3 has no partner and must be left out
+    _write_grid(tmp_path / "synthetic.csv", [("ce", s, v) for s, v in base.items()])
+    _write_grid(tmp_path / "levers.csv", [("ce_n80", s, v) for s, v in arm.items()])
+    monkeypatch.setattr(tdsa.book, "results_path", lambda: tmp_path)
+    diffs = [arm[s] - base[s] for s in (0, 1)]
+    mean, std = statistics.fmean(diffs), statistics.stdev(diffs)
+    assert (mean, round(std, 4)) == (2.0, 1.4142)
+    text = tdsa.book.measured_effect("ce_n80", "ce")
+    assert text == f"`ce_n80` − `ce`, final_top1: +{mean:.1f} ± {std:.1f} over 2 seeds: **higher**"
+    scaled = tdsa.book.measured_effect("ce_n80", "ce", column="score", scale=100.0)
+    assert scaled.startswith("`ce_n80` − `ce`, score: +2.0 ± 1.4 over 2 seeds")
+    assert tdsa.book.measured_effect("ce", "ce_n80").endswith("**lower**")
+    _write_grid(tmp_path / "levers.csv", [("ce_n80", 0, 30.0), ("ce_n80", 1, 10.0)])
+    assert tdsa.book.measured_effect("ce_n80", "ce").endswith("**no clear difference**")
+    with pytest.raises(ValueError, match="tdsa_gap"):
+        tdsa.book.measured_effect("tdsa_gap", "ce")
+
+
+def test_measured_effect_without_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tdsa.book, "results_path", lambda: tmp_path)
+    assert tdsa.book.measured_effect("ce_n80", "ce").startswith("not measured in this copy")
+
+
+def test_measured_effect_on_the_committed_results() -> None:
+    text = tdsa.book.measured_effect("ce_n80", "ce")
+    assert re.fullmatch(r"`ce_n80` − `ce`, final_top1: [+-]\d+\.\d ± \d+\.\d over 3 seeds: "
+                        r"\*\*(higher|lower|no clear difference)\*\*", text), text
+    assert not math.isnan(float(text.split(": ")[1].split(" ")[0]))
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_executed_summary_has_its_bullets_and_no_machine_path(built_book: Path, name: str) -> None:
+    nb = nbformat.read(STAGED / "book" / f"{name}.ipynb", as_version=4)
+    measured = _heading(nb.cells, "What we measured")
+    outputs = [o["data"]["text/markdown"] for o in nb.cells[measured + 1].outputs
+               if "text/markdown" in o.get("data", {})]
+    assert len(outputs) == 1, f"{name}: the summary cell displays one Markdown block"
+    bullets = [line for line in outputs[0].splitlines() if line.startswith("- ")]
+    assert 3 <= len(bullets) <= 5 and "nan" not in outputs[0], outputs[0]
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
+            text += str(output.get("data", {}).get("text/markdown", ""))
+            assert str(built_book.parent) not in text, f"{name}: a machine path in an output"
+
+
+def test_first_test_images_are_the_test_split_through_the_test_transform(tmp_path: Path) -> None:
+    from tdsa.config import apply_overrides, load_config
+    from tdsa.data import build_dataset, build_transforms
+    from tdsa.data.synthetic import generate
+
+    root = generate(tmp_path / "birds", num_classes=2, train_per_class=2, test_per_class=3,
+                    image_size=48)
+    cfg = apply_overrides(load_config("smoke"), ["data.dataset=synthetic", f"data.root={root}",
+                                                 "data.image_size=32"])
+    images, labels = tdsa.book.first_test_images(cfg, limit=4)
+    reference = build_dataset("synthetic", root, "test",
+                              transform=build_transforms("scratch", 32, train=False))
+    assert images.shape == (4, 3, 32, 32) and labels.tolist() == reference.targets[:4]
+    for i in range(4):
+        assert (images[i] == reference[i][0]).all(), f"test image {i} differs"
+    everything, _ = tdsa.book.first_test_images(cfg)
+    assert len(everything) == len(reference) == 6, "the limit only cuts, never pads"
