@@ -73,6 +73,7 @@ __all__ = [
     "control_classes",
     "counterfactual_report",
     "difference_peaks",
+    "encode_as_saved",
     "evidence_groups",
     "evidence_sums",
     "group_responses",
@@ -347,7 +348,7 @@ def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
     return path
 
 
-def _encoded(image: Image.Image, quality: int) -> Image.Image:
+def encode_as_saved(image: Image.Image, quality: int) -> Image.Image:
     """``image`` through the generator's JPEG encoding (as the files on disk are)."""
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality, subsampling=0)
@@ -422,7 +423,8 @@ class _Run:
 
     def prepare(self, bird: Any) -> Tensor:
         """A rendered image JPEG-encoded as on disk, then the run's test transform."""
-        return self.transform(_encoded(bird.image, int(self.meta["args"]["jpeg_quality"])))
+        quality = int(self.meta["args"]["jpeg_quality"])
+        return self.transform(encode_as_saved(bird.image, quality))
 
     def class_values(self, part: Any) -> Tensor:
         return torch.tensor([ATTRIBUTES[part.attribute].index(c["attributes"][part.attribute])

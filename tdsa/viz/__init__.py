@@ -17,8 +17,10 @@ from tdsa.viz.plots import (
     plot_training_curves,
     read_metrics,
 )
+from tdsa.viz.twins import TwinPair, plot_twin, twin_pair
 
 __all__ = [
+    "TwinPair",
     "cam_maps",
     "class_gate_maps",
     "draw_overlay",
@@ -33,9 +35,11 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_gate_maps",
     "plot_training_curves",
+    "plot_twin",
     "read_metrics",
     "resize_map",
     "save_triplet",
     "to_image",
+    "twin_pair",
     "unnormalize",
 ]

@@ -1,0 +1,121 @@
+"""A counterfactual twin beside its original: where a class group's response changes when one
+part's attribute is swapped (:mod:`tdsa.counterfactual` counts these over a split)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tdsa.config import Config
+from tdsa.data.spec import resolve_data_config
+from tdsa.data.synthetic import (
+    image_source,
+    load_metadata,
+    part_attribute,
+    render_image,
+    render_twin,
+    twin_values,
+)
+from tdsa.data.transforms import spec_transforms
+from tdsa.errors import ConfigError
+from tdsa.losses import ccmp
+
+__all__ = ["STAGES", "TwinPair", "plot_twin", "twin_pair"]
+
+STAGES = ("high", "mid")
+
+
+@dataclass
+class TwinPair:
+    """An image and its twin through a network: the rendered pictures (``[H, W, 3]`` uint8),
+    the swapped part, its own and new attribute value, the part's location (``(x, y)`` in
+    ``[0, 1]``), the true class, both predictions and, per stage, the true class's CCMP map
+    on the original and on the twin (``[h, w]`` each)."""
+
+    original: np.ndarray
+    twin: np.ndarray
+    part: str
+    own: str
+    value: str
+    part_xy: tuple[float, float]
+    label: int
+    predictions: tuple[int, int]
+    maps: dict[str, tuple[Tensor, Tensor]]
+
+    def difference(self, stage: str) -> Tensor:
+        """``|map(original) - map(twin)|`` of the true class at ``stage``."""
+        a, b = self.maps[stage]
+        return (a - b).abs()
+
+
+def twin_pair(model: nn.Module, cfg: Config, index: int, part: str, value: str | None = None,
+              *, split: str = "test", root: str | Path | None = None) -> TwinPair:
+    """Image ``index`` of the synthetic ``split`` and its twin with ``part``'s attribute set to
+    ``value`` (default: the first value the image does not have), through ``model`` with the
+    run's test transform (``cfg`` is the run's config, as :func:`tdsa.engine.checkpoint.
+    load_model` returns it). Both images are JPEG-encoded as the generator saves them."""
+    from tdsa.counterfactual import encode_as_saved
+
+    if cfg.data.dataset != "synthetic":
+        raise ConfigError(f"data.dataset={cfg.data.dataset!r}: twins need the synthetic data")
+    root = Path(root if root is not None else cfg.data.root)
+    meta = load_metadata(root)
+    label = image_source(meta, split, index)[0]
+    own = meta["classes"][label]["attributes"][part_attribute(part)]
+    others = twin_values(meta, split, index, part)
+    value = others[0] if value is None else value
+    if value not in others:
+        raise ConfigError(f"value={value!r} is not a twin of {part!r} for image {index} of "
+                          f"{split} (its own value is {own!r}; twins: {', '.join(others)})")
+    birds = [render_image(meta, split, index),
+             render_twin(meta, split, index, part=part, value=value)]
+    quality = int(meta["args"]["jpeg_quality"])
+    saved = [encode_as_saved(b.image, quality) for b in birds]
+    transform = spec_transforms(resolve_data_config(cfg.data), train=False)
+    x = torch.stack([transform(img) for img in saved])
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        logits = model.forward_head(feats["high"])
+    xi = dict(zip(("mid", "high"), (int(v) for v in model.xi), strict=True))
+    maps = {s: tuple(ccmp(feats[s].float(), xi[s])[:, label]) for s in STAGES}
+    width, height = birds[0].image.size
+    px, py = birds[0].parts[part]
+    preds = logits.argmax(dim=1).tolist()
+    return TwinPair(np.asarray(saved[0]), np.asarray(saved[1]), part, own, value,
+                    (px / width, py / height), label, (int(preds[0]), int(preds[1])),
+                    {s: (m[0], m[1]) for s, m in maps.items()})
+
+
+def plot_twin(pair: TwinPair, *, class_names: list[str] | None = None) -> Any:
+    """One row: the original, the twin, and ``|difference|`` of the true class's CCMP map at
+    the high and the mid stage (each with a colour bar; the swapped part circled)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    name = class_names[pair.label] if class_names else f"class {pair.label + 1}"
+    fig, axes = plt.subplots(1, 2 + len(STAGES), figsize=(3.1 * (2 + len(STAGES)), 3.2))
+    titles = [f"original: {pair.part} {pair.own}\n({name}; predicted {pair.predictions[0] + 1})",
+              f"twin: {pair.part} {pair.value}\n(predicted {pair.predictions[1] + 1})"]
+    for ax, picture, title in zip(axes[:2], (pair.original, pair.twin), titles, strict=True):
+        ax.imshow(picture)
+        ax.set_title(title, fontsize=8)
+    for ax, stage in zip(axes[2:], STAGES, strict=True):
+        diff = pair.difference(stage)
+        h, w = diff.shape
+        shown = ax.imshow(diff.numpy(), cmap="magma", extent=(0, w, h, 0))
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        ax.add_patch(Circle((pair.part_xy[0] * w, pair.part_xy[1] * h), 0.12 * max(h, w),
+                            fill=False, edgecolor="cyan", linewidth=1.5))
+        ax.set_title(f"|change| of the class's {stage} map\n(max {float(diff.max()):.3f})",
+                     fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,83 @@
+"""The twin figure's numbers against a direct computation on a tiny network."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+
+from tdsa.config import Config, apply_overrides
+from tdsa.counterfactual import encode_as_saved
+from tdsa.data.spec import resolve_data_config
+from tdsa.data.synthetic import generate, load_metadata, render_image, render_twin
+from tdsa.data.transforms import spec_transforms
+from tdsa.errors import ConfigError
+from tdsa.models import create_model
+from tdsa.viz.twins import plot_twin, twin_pair
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("twins") / "birds"
+    generate(root, num_classes=4, train_per_class=2, test_per_class=3, image_size=48)
+    cfg = apply_overrides(Config(), ["data.dataset=synthetic", f"data.root={root}",
+                                     "data.image_size=48"])
+    torch.manual_seed(0)
+    model = create_model("tdsa_vgg16", 4, xi=(6, 2), width=0.25, head="gap")
+    return root, cfg, model
+
+
+def test_maps_are_the_true_class_ccmp_of_the_original_and_the_twin(setup) -> None:
+    root, cfg, model = setup
+    index = 7  # class 2 (3 test images per class)
+    pair = twin_pair(model, cfg, index, "eye")
+    meta = load_metadata(root)
+    own = meta["classes"][2]["attributes"]["eye_ring"]
+    assert pair.label == 2 and pair.own == own and pair.value != own
+    # the reference: render both, encode as saved, transform, take the class's channels' max
+    transform = spec_transforms(resolve_data_config(cfg.data), train=False)
+    birds = [render_image(root, "test", index),
+             render_twin(root, "test", index, part="eye", value=pair.value)]
+    x = torch.stack([transform(encode_as_saved(b.image, 92)) for b in birds])
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        preds = model.forward_head(feats["high"]).argmax(1).tolist()
+    for stage, xi in (("mid", 6), ("high", 2)):
+        group = feats[stage][:, 2 * xi:3 * xi]
+        expected = group.amax(dim=1)
+        assert torch.allclose(pair.maps[stage][0], expected[0])
+        assert torch.allclose(pair.maps[stage][1], expected[1])
+        assert torch.allclose(pair.difference(stage), (expected[0] - expected[1]).abs())
+    assert pair.predictions == (preds[0], preds[1])
+    assert (pair.original != pair.twin).any(), "the twin differs from the original"
+    x_part, y_part = birds[0].parts["eye"]
+    assert pair.part_xy == (x_part / 48, y_part / 48)
+
+
+def test_bad_twin_values_name_the_choices(setup) -> None:
+    _, cfg, model = setup
+    pair = twin_pair(model, cfg, 0, "wing")
+    with pytest.raises(ConfigError, match=f"its own value is '{pair.own}'"):
+        twin_pair(model, cfg, 0, "wing", value=pair.own)
+    with pytest.raises(ConfigError, match="twins need the synthetic data"):
+        twin_pair(model, apply_overrides(cfg, ["data.dataset=cub"]), 0, "wing")
+
+
+def test_figure_has_both_pictures_two_maps_with_colour_bars_and_the_part_circled(setup
+                                                                                 ) -> None:
+    _, cfg, model = setup
+    pair = twin_pair(model, cfg, 4, "beak")
+    fig = plot_twin(pair)
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == 4
+    colour_bars = [ax for ax in fig.axes if not ax.images]
+    assert len(colour_bars) == 2, "one colour bar per difference map"
+    for ax, stage in zip(image_axes[2:], ("high", "mid"), strict=True):
+        (circle,) = ax.patches
+        h, w = pair.difference(stage).shape
+        assert circle.center == pytest.approx((pair.part_xy[0] * w, pair.part_xy[1] * h))
+    assert "predicted" in image_axes[0].get_title()
