@@ -247,8 +247,13 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def _complete(summary: Mapping[str, Any] | None) -> bool:
-    return bool(summary) and summary.get("stopped") is None and (
+    return summary is not None and summary.get("stopped") is None and (
         summary.get("epochs_completed") == summary.get("epochs"))
+
+
+def _split_name(data: Any, split: str) -> str:
+    """The dataset split a grid's ``split`` names for a run's data config."""
+    return str(data.val_split) if split == "val" else "test"
 
 
 def _localise(run_dir: Path, split: str, batch_size: int, gradcam: bool) -> dict[str, float]:
@@ -261,7 +266,7 @@ def _localise(run_dir: Path, split: str, batch_size: int, gradcam: bool) -> dict
         import torch
 
         torch.set_num_threads(cfg.runtime.threads)
-    dataset = from_config(cfg.data, cfg.data.val_split if split == "val" else "test")
+    dataset = from_config(cfg.data, _split_name(cfg.data, split))
     return evaluate_localisation(model, dataset, batch_size=batch_size, gradcam=gradcam)
 
 
@@ -273,7 +278,7 @@ def _counterfactual(run_dir: Path, split: str, gradcam: bool) -> dict[str, float
 
     path = run_dir / "last.pt"
     data = checkpoint_config(load_checkpoint(path), path).data
-    report = counterfactual_report(run_dir, data.val_split if split == "val" else "test",
+    report = counterfactual_report(run_dir, _split_name(data, split),
                                    checkpoint="last.pt", gradcam=gradcam,
                                    out=run_dir / "counterfactual.json")
     groups = {"all": report["all"], **report["granularity"]}
@@ -329,8 +334,9 @@ def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: i
             summary = train(grid.config(variant, seed), run_dir)
             timing["train_seconds"] += time.perf_counter() - t0
             _write_json(run_dir / "timing.json", timing)
-        if not _complete(summary):
-            raise SweepStopped(f"{run_dir}: training stopped early ({summary['stopped']}); "
+        if summary is None or not _complete(summary):
+            stopped = summary["stopped"] if summary else None
+            raise SweepStopped(f"{run_dir}: training stopped early ({stopped}); "
                                f"run the same command again to continue")
         loc = _scores(grid, run_dir, loc_batch_size, gradcam)
     except SweepStopped:
@@ -617,11 +623,11 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
             row: list[Any] = [r.variant, r.seed, r.status]
             row += [r.values.get(k, "") for k in header[3:-1]]
             writer.writerow([*row, r.error])
-    header = report_header(grid, results, command)
-    base.with_suffix(".json").write_text(json.dumps({"header": header}, indent=2,
+    page_header = report_header(grid, results, command)
+    base.with_suffix(".json").write_text(json.dumps({"header": page_header}, indent=2,
                                                     ensure_ascii=False) + "\n", encoding="utf-8")
     md_path = base.with_suffix(".md")
-    md_path.write_text(markdown_report(grid, results, command, header), encoding="utf-8")
+    md_path.write_text(markdown_report(grid, results, command, page_header), encoding="utf-8")
     return csv_path, md_path
 
 

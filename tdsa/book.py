@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tdsa.config import Config
 from tdsa.errors import DataError
@@ -37,6 +37,9 @@ from tdsa.evidence import (
     verdict,
 )
 from tdsa.resources import config_path, resource_root, results_path
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 __all__ = [
     "PROFILES",
@@ -71,7 +74,7 @@ two arms."""
 
 # Chapters 2 and 3: overrides of configs/smoke.yaml (AdamW, the paper's weights x 0.1,
 # ramped in) for one short TDSA run.
-_SHORT = {
+_SHORT: dict[str, dict[str, Any]] = {
     "smoke": dict(classes=4, train_per_class=8, test_per_class=4, size=48, epochs=1),
     "cpu": dict(classes=6, train_per_class=30, test_per_class=10, size=64, epochs=8),
     "gpu": dict(classes=None, train_per_class=None, test_per_class=None, size=224, epochs=30),
@@ -148,7 +151,7 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def setup(rc: Mapping[str, Any] | None = None) -> None:
+def setup(rc: Mapping[RcKeyType, Any] | None = None) -> None:
     """Start a chapter: the ``tdsa`` logger prints to the cell output (one line per epoch of
     training), and matplotlib gets the book's defaults (``figure.dpi`` 90, updated by ``rc``).
     Idempotent."""

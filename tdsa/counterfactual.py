@@ -43,9 +43,9 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from tdsa.data import build_dataset, resolve_data_config, spec_transforms
+from tdsa.data import SyntheticBirds, build_dataset, resolve_data_config, spec_transforms
 from tdsa.data.synthetic import (
     ATTRIBUTES,
     PARTS,
@@ -66,6 +66,7 @@ from tdsa.metrics import (
     nesting_chance,
     part_hits,
 )
+from tdsa.models.base import TdsaNet
 
 __all__ = [
     "EVIDENCE_GROUPS",
@@ -185,7 +186,8 @@ def where_hits(maps_orig: Tensor, maps_twin: Tensor, part_xy: Tensor,
         raise ValueError(f"part_xy must be [N={maps_orig.shape[0]}, 2], got {_shape(part_xy)}")
     parts = torch.cat([part_xy, torch.ones_like(part_xy[:, :1])], dim=1).unsqueeze(1)
     hit = part_hits(points.unsqueeze(1), parts, radius)[:, 0] == 0
-    chance = chance_part_probs(parts, tuple(maps_orig.shape[-2:]), radius)[:, 0]
+    size = (maps_orig.shape[-2], maps_orig.shape[-1])
+    chance = chance_part_probs(parts, size, radius)[:, 0]
     return hit, chance, changed
 
 
@@ -261,31 +263,31 @@ class CounterfactualMeter:
         self._add(part, "reliance", changed, correct)
         groups = evidence_groups(class_values, labels, swapped_from)
         control = control_classes(class_values, labels, swapped_from)
-        probs = [torch.softmax(t.float(), dim=1) for t in logits]
+        prob_o, prob_t = (torch.softmax(t.float(), dim=1) for t in logits)
         for group, mask in groups.items():
-            self._add(part, f"evidence/logit/{group}", *evidence_sums(*probs, mask))
+            self._add(part, f"evidence/logit/{group}", *evidence_sums(prob_o, prob_t, mask))
         for stage in STAGES:
             orig, twin = features[stage]
-            responses = [group_responses(t, xi[stage]) for t in (orig, twin)]
+            resp_o, resp_t = (group_responses(t, xi[stage]) for t in (orig, twin))
             for group, mask in groups.items():
-                self._add(part, f"evidence/{stage}/{group}", *evidence_sums(*responses, mask))
+                self._add(part, f"evidence/{stage}/{group}", *evidence_sums(resp_o, resp_t, mask))
             for who, classes in (("true", labels), ("control", control)):
                 keep = classes >= 0
                 if not keep.any():
                     continue
-                maps = [class_channels(t[keep], classes[keep], xi[stage]).amax(dim=1)
-                        for t in (orig, twin)]
-                self._add_where(part, f"where/{stage}/{who}", *maps, part_xy[keep])
-        mid = [class_channels(t, labels, xi["mid"]) for t in features["mid"]]
+                map_o, map_t = (class_channels(t[keep], classes[keep], xi[stage]).amax(dim=1)
+                                for t in (orig, twin))
+                self._add_where(part, f"where/{stage}/{who}", map_o, map_t, part_xy[keep])
+        mid_o, mid_t = (class_channels(t, labels, xi["mid"]) for t in features["mid"])
         high = class_channels(features["high"][0], labels, xi["high"])
-        inside, chance, moved = nested_differences(*mid, high, self.threshold)
+        inside, chance, moved = nested_differences(mid_o, mid_t, high, self.threshold)
         self._add(part, "nesting", float(inside[moved].sum()), float(chance[moved].sum()),
                   float(moved.sum()))
         if gradcam is not None:
             cam_orig, cam_twin = (c.float() for c in gradcam)
-            means = [c.mean(dim=(-2, -1)).unsqueeze(1) for c in (cam_orig, cam_twin)]
+            mean_o, mean_t = (c.mean(dim=(-2, -1)).unsqueeze(1) for c in (cam_orig, cam_twin))
             self._add(part, "evidence/gradcam/true",
-                      *evidence_sums(*means, torch.ones_like(means[0], dtype=torch.bool)))
+                      *evidence_sums(mean_o, mean_t, torch.ones_like(mean_o, dtype=torch.bool)))
             self._add_where(part, "where/gradcam/true", cam_orig, cam_twin, part_xy)
 
     def _add_where(self, part: str, key: str, orig: Tensor, twin: Tensor, xy: Tensor) -> None:
@@ -316,7 +318,7 @@ class CounterfactualMeter:
             out["nesting/channels"] = int(count)
         return out
 
-    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+    def summary(self) -> dict[str, dict[str, Any]]:
         """``{"parts": {part: rates}, "granularity": {g: rates}, "all": rates}``; rates are
         floats, NaN where nothing was counted (see the module docstring for the keys)."""
         def merged(parts: Sequence[str]) -> dict[str, list[float]]:
@@ -357,7 +359,7 @@ def encode_as_saved(image: Image.Image, quality: int) -> Image.Image:
         return decoded.convert("RGB")
 
 
-def _forward(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int,
+def _forward(model: TdsaNet, images: Tensor, labels: Tensor, batch_size: int,
              gradcam: bool) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
     from tdsa.viz.gradcam import grad_cam
 
@@ -390,7 +392,7 @@ _Outputs = tuple[Tensor, dict[str, Tensor], Tensor | None]
 class _Run:
     """A run's model with its synthetic split, metadata and test transform, for the twins."""
 
-    model: nn.Module
+    model: TdsaNet
     dataset: Any
     meta: dict[str, Any]
     split: str
@@ -401,7 +403,7 @@ class _Run:
     parts: list[Any]
 
     @classmethod
-    def load(cls, model: nn.Module, d: Any, path: Path, root: Path, split: str,
+    def load(cls, model: TdsaNet, d: Any, path: Path, root: Path, split: str,
              device: str | torch.device, batch_size: int, gradcam: bool) -> _Run:
         if d.dataset != "synthetic":
             raise ConfigError(f"{path}: the run was trained on {d.dataset!r}; the "
@@ -413,6 +415,7 @@ class _Run:
         # Untransformed and without data.options: parts and sizes in the frame of the full
         # images that render_image draws.
         dataset = build_dataset("synthetic", root, split)
+        assert isinstance(dataset, SyntheticBirds)
         meta = load_metadata(dataset.meta)
         if dataset.num_classes != int(model.num_classes):
             raise CheckpointError(f"{path} was trained on {model.num_classes} classes but "
@@ -475,7 +478,7 @@ class _Run:
             logits=(logits_o[take_d], logits_t),
             features={s: (feats_o[s][take_d], feats_t[s]) for s in STAGES},
             xi=dict(zip(STAGES, (int(v) for v in self.model.xi), strict=True)),
-            gradcam=(cams_o[take_d], cams_t) if cams_o is not None else None,
+            gradcam=None if cams_o is None or cams_t is None else (cams_o[take_d], cams_t),
         )
         return len(rows)
 

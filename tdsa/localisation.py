@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from tdsa.metrics import LocalisationMeter, box_centres, class_channels, normalise_parts
+from tdsa.models.base import TdsaNet
 from tdsa.viz.gradcam import grad_cam
 
 __all__ = ["dataset_parts", "evaluate_localisation", "wrong_classes"]
@@ -87,12 +88,12 @@ def _renamed(
 
 
 @torch.no_grad()
-def _features(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
+def _features(model: TdsaNet, images: Tensor) -> dict[str, Tensor]:
     return model.forward_features(images)
 
 
 def evaluate_localisation(
-    model: nn.Module,
+    model: TdsaNet,
     dataset: Any,
     *,
     batch_size: int = 32,

@@ -147,12 +147,14 @@ def _accumulation_dtype(features: Tensor) -> torch.dtype:
     return torch.promote_types(features.dtype, torch.float32)
 
 
-# Elements of one work block (2 MB in float32): the stage loss runs image by image and, within
-# an image, a block of classes at a time, in a few buffers allocated once per call and reused
-# for every block, so that its temporaries stay in the CPU's cache. Fresh multi-megabyte
-# allocations cost page faults on every use (the allocator returns them to the system when
-# freed), which here cost more than the arithmetic.
+# Elements of one work block on the CPU (2 MB in float32): there the stage loss runs a few
+# images, or a block of classes of one image, at a time, in buffers allocated once per call and
+# reused for every block, so that its temporaries stay in the cache; fresh multi-megabyte
+# allocations cost page faults on every use (the allocator hands them back to the system when
+# they are freed), which cost more than the arithmetic. A GPU takes larger blocks (32 MB):
+# fewer, larger kernels.
 _BLOCK_ELEMENTS = 1 << 19
+_GPU_BLOCK_ELEMENTS = 1 << 23
 
 
 def _dense(t: Tensor) -> Tensor:
@@ -162,72 +164,93 @@ def _dense(t: Tensor) -> Tensor:
     return t.contiguous()
 
 
-class _Images:
-    """Image ``i`` of a contiguous or channels_last ``[B, C, H, W]`` map as a contiguous
-    ``[C, H*W]`` tensor: a view for a contiguous map; for a channels_last one a reused buffer,
-    filled by a blocked transposing copy (:meth:`load`) or written back by one (:meth:`store`)."""
-
-    def __init__(self, t: Tensor) -> None:
-        self.t = t
-        self.direct = t.is_contiguous()
-        _, c, h, w = t.shape
-        self.buffer = None if self.direct else t.new_empty(c, h * w)
-
-    def load(self, i: int) -> Tensor:
-        if self.direct:
-            return self.t[i].view(self.t.shape[1], -1)
-        return self.buffer.copy_(self.t[i].flatten(1))
-
-    def empty(self, i: int) -> Tensor:
-        return self.t[i].view(self.t.shape[1], -1) if self.direct else self.buffer
-
-    def store(self, i: int) -> None:
-        if not self.direct:
-            self.t[i].permute(1, 2, 0).flatten(0, 1).copy_(self.buffer.t())
-
-
 class _Blocks:
-    """The class blocks of one stage and the reused float work buffers (``acc`` dtype) of
-    ``count`` block-sized tensors and ``gated`` per-gate tensors."""
+    """The ``(images, classes)`` blocks of a stage's ``[B, K, xi, n]`` work and its reused
+    work buffers of dtype ``acc``: ``count`` of the block's size and two per-gate ones of
+    ``per`` (``xi / r``) rows per class."""
 
-    def __init__(self, k: int, xi: int, n: int, per: int, acc: torch.dtype, device, count: int):
+    def __init__(
+        self, b: int, k: int, xi: int, n: int, per: int, acc: torch.dtype, device, count: int
+    ) -> None:
         self.xi, self.n, self.per = xi, n, per
-        step = max(1, _BLOCK_ELEMENTS // (xi * n))
-        self.slices = [slice(j, min(j + step, k)) for j in range(0, k, step)]
-        size = min(step, k) * xi * n
+        limit = _BLOCK_ELEMENTS if device.type == "cpu" else _GPU_BLOCK_ELEMENTS
+        per_image = max(1, k * xi * n)
+        if per_image <= limit:
+            self.images, classes = max(1, min(b, limit // per_image)), k
+        else:
+            self.images, classes = 1, max(1, limit // (xi * n))
+        self.image_slices = [slice(i, min(i + self.images, b)) for i in range(0, b, self.images)]
+        self.class_slices = [slice(j, min(j + classes, k)) for j in range(0, k, classes)]
+        size = self.images * classes * xi * n
         self.flat = [torch.empty(size, dtype=acc, device=device) for _ in range(count)]
         self.gate_flat = [torch.empty(size // xi * per, dtype=acc, device=device) for _ in range(2)]
 
-    def buf(self, which: int, ks: slice) -> Tensor:
-        """Work buffer ``which`` as ``[1, k, xi, n]`` for the classes ``ks``."""
-        kc = ks.stop - ks.start
-        return self.flat[which][: kc * self.xi * self.n].view(1, kc, self.xi, self.n)
+    def buf(self, which: int, images: int, ks: slice) -> Tensor:
+        """Work buffer ``which`` as ``[images, k, xi, n]`` for the classes ``ks``."""
+        shape = (images, ks.stop - ks.start, self.xi, self.n)
+        return self.flat[which][: math.prod(shape)].view(shape)
 
-    def gate_buf(self, which: int, ks: slice) -> Tensor:
-        """Per-gate buffer ``which`` as ``[1, k, xi/r, 1, n]`` for the classes ``ks``."""
-        kc = ks.stop - ks.start
-        return self.gate_flat[which][: kc * self.per * self.n].view(1, kc, self.per, 1, self.n)
+    def gate_buf(self, which: int, images: int, ks: slice) -> Tensor:
+        """Per-gate buffer ``which`` as ``[images, k, xi/r, 1, n]`` for the classes ``ks``."""
+        shape = (images, ks.stop - ks.start, self.per, 1, self.n)
+        return self.gate_flat[which][: math.prod(shape)].view(shape)
 
     def source(
-        self, f_cn: Tensor, g_cn: Tensor | None, ks: slice, into: tuple[int, int]
+        self, f_cn: Tensor, g_cn: Tensor | None, ks: slice
     ) -> tuple[Tensor, Tensor | None, Tensor]:
-        """``(feats, gates, src)`` of the classes ``ks`` of one image (``f_cn`` ``[C, n]``,
-        ``g_cn`` ``[C/r, n]``): features and gates in the work dtype (views when they already
-        have it; else converted into buffers ``into[0]`` and gate buffer 0) and ``src = feats *
-        gates`` (in buffer ``into[1]``; ``feats`` without gate)."""
-        rows = f_cn[ks.start * self.xi : ks.stop * self.xi]
-        feats = self.buf(into[0], ks)
+        """``(feats, gates, src)`` of the classes ``ks`` of some images (``f_cn``
+        ``[b, C, n]``, ``g_cn`` ``[b, C/r, n]``, contiguous): features and gates in the work
+        dtype (a view when the features already have it, else a converting copy into work
+        buffer 0; gates into gate buffer 0) and ``src = feats * gates`` (in work buffer 1;
+        ``feats`` without gate)."""
+        rows = f_cn[:, ks.start * self.xi : ks.stop * self.xi]
+        feats = self.buf(0, f_cn.shape[0], ks)
         if rows.dtype == feats.dtype:
             feats = rows.view(feats.shape)
         else:
             feats.view(rows.shape).copy_(rows)
         if g_cn is None:
             return feats, None, feats
-        gates = self.gate_buf(0, ks)
-        gates.view(-1, self.n).copy_(g_cn[ks.start * self.per : ks.stop * self.per])
-        src = self.buf(into[1], ks)
+        gates = self.gate_buf(0, f_cn.shape[0], ks)
+        gates.view(f_cn.shape[0], -1, self.n).copy_(
+            g_cn[:, ks.start * self.per : ks.stop * self.per]
+        )
+        src = self.buf(1, f_cn.shape[0], ks)
         torch.mul(feats.unflatten(2, (self.per, -1)), gates, out=src.unflatten(2, (self.per, -1)))
         return feats, gates, src
+
+
+class _Images:
+    """Images of a contiguous or channels_last ``[B, C, H, W]`` map as a contiguous
+    ``[b, C, H*W]`` tensor: a view of a contiguous map; for a channels_last one a buffer of
+    ``images`` images, filled (:meth:`load`) or written back (:meth:`store`) image by image by
+    a transposing copy (blocked on the CPU)."""
+
+    def __init__(self, t: Tensor, images: int) -> None:
+        self.t = t
+        self.direct = t.is_contiguous()
+        _, c, h, w = t.shape
+        self.buffer = None if self.direct else t.new_empty(images, c, h * w)
+
+    def empty(self, sl: slice) -> Tensor:
+        """Images ``sl`` as ``[b, C, H*W]``: the map's memory or the (unfilled) buffer."""
+        if self.direct:
+            return self.t[sl].flatten(2)
+        return self.buffer[: sl.stop - sl.start]
+
+    def load(self, sl: slice) -> Tensor:
+        """Images ``sl`` as ``[b, C, H*W]`` with their values."""
+        out = self.empty(sl)
+        if not self.direct:
+            for dst, image in zip(out, self.t[sl], strict=True):
+                dst.copy_(image.flatten(1))
+        return out
+
+    def store(self, sl: slice) -> None:
+        """Write the buffer back into images ``sl`` (nothing to do for a contiguous map)."""
+        if not self.direct:
+            for src, image in zip(self.buffer, self.t[sl], strict=False):
+                image.permute(1, 2, 0).flatten(0, 1).copy_(src.t())
 
 
 def _softmax_positions(src: Tensor, temperature: float, out: Tensor, scratch: Tensor) -> Tensor:
@@ -256,12 +279,12 @@ class _ChannelConstraint(torch.autograd.Function):
     """``(l_dis, l_div)`` of one stage, optionally on top-down gated features
     ``features * gate`` (``gate`` ``[B, C/r, H, W]``, broadcast over groups of ``r`` channels).
 
-    Image by image and block by block of classes (:class:`_Blocks`), in contiguous
-    ``[1, k, xi, H*W]`` float32 (float64 for float64 features) buffers read from the features'
+    Block by block (:class:`_Blocks`: images, or classes of one image), in contiguous
+    ``[b, k, xi, H*W]`` float32 (float64 for float64 features) buffers read from the features'
     own layout (contiguous or channels_last, :class:`_Images`): the forward keeps only
     per-class sums, the backward recomputes the block's softmax and writes its gradient in the
-    features' layout and dtype. No full-size temporary is made and none is saved. CCMP's
-    gradient goes to the first maximal channel, as ``torch.max``'s does."""
+    features' layout and dtype. No full-size float32 temporary is made and none is saved.
+    CCMP's gradient goes to the first maximal channel, as ``torch.max``'s does."""
 
     @staticmethod
     def forward(ctx, features, gate, mask, targets, xi, temperature):  # type: ignore[override]
@@ -272,20 +295,22 @@ class _ChannelConstraint(torch.autograd.Function):
         acc = _accumulation_dtype(features)
         per = xi if gate is None else gate.shape[1] // k
         m = mask.to(acc).reshape(mask.shape[0], k, xi, 1)
-        blocks = _Blocks(k, xi, n, per, acc, features.device, 4)
-        images = _Images(features)
-        gates = None if gate is None else _Images(gate)
+        blocks = _Blocks(b, k, xi, n, per, acc, features.device, 4)
+        images = _Images(features, blocks.images)
+        gates = None if gate is None else _Images(gate, blocks.images)
         peak_sum = features.new_zeros((), dtype=acc)
         logits = features.new_empty(b, k, dtype=acc)
-        for i in range(b):
-            f_cn = images.load(i)
-            g_cn = None if gates is None else gates.load(i)
-            for ks in blocks.slices:
-                src = blocks.source(f_cn, g_cn, ks, (0, 1))[2]
-                prob = _softmax_positions(src, temperature, blocks.buf(2, ks), blocks.buf(3, ks))
+        for isl in blocks.image_slices:
+            f_cn = images.load(isl)
+            g_cn = None if gates is None else gates.load(isl)
+            nb = f_cn.shape[0]
+            for ks in blocks.class_slices:
+                src = blocks.source(f_cn, g_cn, ks)[2]
+                scratch = blocks.buf(3, nb, ks)
+                prob = _softmax_positions(src, temperature, blocks.buf(2, nb, ks), scratch)
                 peak_sum += prob.amax(2).sum()
-                masked = torch.mul(src, m[i if m.shape[0] > 1 else 0, ks], out=blocks.buf(3, ks))
-                logits[i, ks] = masked.amax(2).sum(-1)[0] / n
+                masked = torch.mul(src, m[isl if m.shape[0] > 1 else 0, ks], out=scratch)
+                logits[isl, ks] = masked.amax(2).sum(-1) / n
         l_div = 1.0 - peak_sum / (b * k * xi)
         l_dis = F.cross_entropy(logits, targets)
         dlogits = torch.softmax(logits, dim=-1)
@@ -303,43 +328,45 @@ class _ChannelConstraint(torch.autograd.Function):
         k, n = c // xi, h * w
         acc = m.dtype
         per = xi if gate is None else gate.shape[1] // k
-        blocks = _Blocks(k, xi, n, per, acc, features.device, 5)
-        images, grads = _Images(features), _Images(torch.empty_like(features))
-        gates = None if gate is None else _Images(gate)
+        blocks = _Blocks(b, k, xi, n, per, acc, features.device, 5)
+        images = _Images(features, blocks.images)
+        grads = _Images(torch.empty_like(features), blocks.images)
+        gates = None if gate is None else _Images(gate, blocks.images)
         want_gate = gate is not None and ctx.needs_input_grad[1]
-        gate_grads = _Images(torch.empty_like(gate)) if want_gate else None
+        gate_grads = _Images(torch.empty_like(gate), blocks.images) if want_gate else None
         # L_div = 1 - sum(peak) / (b k xi): dL/dprob = c at each position's first maximal
         # channel (one-hot G), 0 elsewhere; through the softmax dL/dz = c * prob * (G - won),
         # won = sum over positions of G * prob (the peaks each channel wins).
         c_div = -g_div / (b * k * xi * temperature)
         # L_dis: logits = mean_n max_j(src * m); dL/dlogits = (softmax - onehot) / B.
         w_dis = dlogits * (g_dis / n)
-        for i in range(b):
-            f_cn = images.load(i)
-            g_cn = None if gates is None else gates.load(i)
-            grad_cn = grads.empty(i)
-            gate_grad_cn = None if gate_grads is None else gate_grads.empty(i)
-            for ks in blocks.slices:
-                feats, gate_block, src = blocks.source(f_cn, g_cn, ks, (0, 1))
-                scratch, onehot = blocks.buf(3, ks), blocks.buf(4, ks)
-                grad = _softmax_positions(src, temperature, blocks.buf(2, ks), scratch)
+        for isl in blocks.image_slices:
+            f_cn = images.load(isl)
+            g_cn = None if gates is None else gates.load(isl)
+            grad_cn = grads.empty(isl)
+            gate_grad_cn = None if gate_grads is None else gate_grads.empty(isl)
+            nb = f_cn.shape[0]
+            for ks in blocks.class_slices:
+                feats, gate_block, src = blocks.source(f_cn, g_cn, ks)
+                scratch, onehot = blocks.buf(3, nb, ks), blocks.buf(4, nb, ks)
+                grad = _softmax_positions(src, temperature, blocks.buf(2, nb, ks), scratch)
                 _first_max(grad, onehot, scratch)
                 won = torch.mul(onehot, grad, out=scratch).sum(-1, keepdim=True)
                 grad.mul_(onehot.sub_(won)).mul_(c_div)
-                mb = m[i if m.shape[0] > 1 else 0, ks]
+                mb = m[isl if m.shape[0] > 1 else 0, ks]
                 _first_max(torch.mul(src, mb, out=scratch), onehot, scratch)
-                grad.addcmul_(onehot, mb * w_dis[i, ks, None, None])
+                grad.addcmul_(onehot, mb * w_dis[isl, ks, None, None])
                 if gate_block is not None:
                     per_gate = grad.unflatten(2, (per, -1))
                     if gate_grad_cn is not None:
                         prod = torch.mul(grad, feats, out=scratch).unflatten(2, (per, -1))
-                        summed = torch.sum(prod, 3, keepdim=True, out=blocks.gate_buf(1, ks))
-                        gate_grad_cn[ks.start * per : ks.stop * per].copy_(summed.view(-1, n))
+                        summed = torch.sum(prod, 3, keepdim=True, out=blocks.gate_buf(1, nb, ks))
+                        gate_grad_cn[:, ks.start * per : ks.stop * per] = summed.view(nb, -1, n)
                     per_gate.mul_(gate_block)
-                grad_cn[ks.start * xi : ks.stop * xi].copy_(grad.view(-1, n))
-            grads.store(i)
+                grad_cn[:, ks.start * xi : ks.stop * xi] = grad.view(nb, -1, n)
+            grads.store(isl)
             if gate_grads is not None:
-                gate_grads.store(i)
+                gate_grads.store(isl)
         return grads.t, None if gate_grads is None else gate_grads.t, None, None, None, None
 
 

@@ -281,12 +281,12 @@ def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> np.
     """
     fraction = check_val_fraction(fraction)
     seed = check_val_seed(seed)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"labels must be 0-based class indices, got {int(labels.min())}")
+    values = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if values.size and values.min() < 0:
+        raise ValueError(f"labels must be 0-based class indices, got {int(values.min())}")
     held = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
+    for label in np.unique(values):
+        members = np.flatnonzero(values == label)
         n = members.size
         if n < 2:
             continue

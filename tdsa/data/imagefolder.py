@@ -37,7 +37,7 @@ class ImageFolderDataset(FGVCDataset):
         if extra:
             raise DataError(f"imagefolder: class folder {folder / extra[0]} has no counterpart "
                             f"in {reference}")
-        samples = []
+        samples: list[tuple[str, int]] = []
         for label, name in enumerate(classes):
             directory = folder / name
             if directory.is_dir():

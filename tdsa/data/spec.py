@@ -59,7 +59,7 @@ def resolve_data_config(data: Any = None, default_cfg: Mapping[str, Any] | None 
     by a model's ``default_cfg`` (its ``input_size``) and the regime's defaults (224 scratch,
     448 pretrained; resize ``round(S * 8 / 7)``). A bad value is a ValueError naming it.
     """
-    given = asdict(data) if is_dataclass(data) else dict(data or {})
+    given = asdict(data) if is_dataclass(data) and not isinstance(data, type) else dict(data or {})
     regime = given.get("regime") or "scratch"
     if regime not in REGIMES:
         raise ValueError(f"unknown transform regime {regime!r}; valid regimes: "

@@ -711,7 +711,8 @@ def _bird_shapes(
     return shapes, locations
 
 
-def _segment(start: tuple[float, float], end: tuple[float, float], width: float) -> np.ndarray:
+def _segment(start: tuple[float, float] | np.ndarray, end: tuple[float, float] | np.ndarray,
+             width: float) -> np.ndarray:
     p0, p1 = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
     d = p1 - p0
     normal = np.array([-d[1], d[0]]) / np.hypot(*d) * width / 2
@@ -770,21 +771,21 @@ def _draw_clutter(
         colour = _hsv(rng.uniform(0.03, 0.12), rng.uniform(0.3, 0.6), rng.uniform(0.2, 0.5))
         draw.polygon(_pil_points(_segment(start, end, width) * ss), fill=colour)
     for _ in range(int(rng.integers(3, 8))):
-        centre = rng.uniform(0, size, 2)
-        axes = rng.uniform(3, 9, 2) * size / _REF_SIZE
+        cx, cy = rng.uniform(0, size, 2)
+        a, b = rng.uniform(3, 9, 2) * size / _REF_SIZE
         colour = _hsv(rng.uniform(0.15, 0.45), rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.7))
-        leaf = _ellipse(*centre, *axes, rng.uniform(0, 180), n=16)
+        leaf = _ellipse(cx, cy, a, b, rng.uniform(0, 180), n=16)
         draw.polygon(_pil_points(leaf * ss), fill=colour)
     if not distractors:
         return
     for _ in range(int(rng.integers(2, 6))):
-        centre = rng.uniform(0, size, 2)
+        cx, cy = rng.uniform(0, size, 2)
         radius = eye_radius * rng.uniform(0.8, 1.3)
         ring = _DISTRACTOR_RINGS[int(rng.integers(len(_DISTRACTOR_RINGS)))]
         ring = _jitter(rng, ring, 20)
-        draw.polygon(_pil_points(_ellipse(*centre, radius, radius) * ss), fill=ring)
+        draw.polygon(_pil_points(_ellipse(cx, cy, radius, radius) * ss), fill=ring)
         pupil = radius * _PUPIL_FRACTION
-        draw.polygon(_pil_points(_ellipse(*centre, pupil, pupil, n=16) * ss), fill=(25, 22, 20))
+        draw.polygon(_pil_points(_ellipse(cx, cy, pupil, pupil, n=16) * ss), fill=(25, 22, 20))
 
 
 # --------------------------------------------------------------------------- files

@@ -10,7 +10,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from tdsa.engine.ema import ModelEMA
 from tdsa.engine.optim import build_optimizer, build_scheduler
 from tdsa.engine.precision import Precision
 from tdsa.errors import ConfigError, DataError
+from tdsa.models.base import TdsaNet
 from tdsa.models.pretrained import load_state_strict
 
 
@@ -57,7 +58,7 @@ class SeededAugment(Dataset):
     resumed run starts: N processes see exactly the images one process sees.
     """
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
+    def __init__(self, dataset: FGVCDataset, seed: int) -> None:
         self.dataset, self.seed, self.epoch = dataset, seed, 0
 
     def __len__(self) -> int:
@@ -155,7 +156,7 @@ def check_model_config(cfg: Config) -> None:
 class Taps(nn.Module):
     """One forward returning ``(logits, mid, high)``, so DDP sees a single call."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: TdsaNet) -> None:
         super().__init__()
         self.model = model
 
@@ -169,7 +170,7 @@ class RunModel:
     """The network (``net``; ``taps`` wraps it for the training forward, under DDP and
     ``torch.compile`` when on) and what updates it."""
 
-    net: nn.Module
+    net: TdsaNet
     taps: nn.Module
     criterion: nn.Module
     optimizer: torch.optim.Optimizer
@@ -180,12 +181,13 @@ class RunModel:
 
 
 def build_network(cfg: Config, info: DistInfo, precision: Precision, num_classes: int,
-                  ckpt: dict[str, Any] | None, where: Path | None) -> nn.Module:
+                  ckpt: dict[str, Any] | None, where: Path | None) -> TdsaNet:
     """The network of ``cfg`` (the checkpoint's weights when resuming, else its init or
     pretrained weights), on the device, SyncBN under DDP when asked, channels_last when on."""
     from tdsa.models import create_model
 
     if ckpt is not None:
+        assert where is not None, "a checkpoint comes with the path it was read from"
         ckpt_mod.check_compatible(ckpt, cfg, num_classes, where)
     net = create_model(cfg.model.name, num_classes, xi=tuple(cfg.model.xi),
                        pretrained=False if ckpt is not None else cfg.model.pretrained,
@@ -194,7 +196,8 @@ def build_network(cfg: Config, info: DistInfo, precision: Precision, num_classes
         load_state_strict(net, ckpt["model"], str(where))
     sync_bn = cfg.runtime.sync_bn if cfg.runtime.sync_bn is not None else info.distributed
     if sync_bn and info.distributed:
-        net = convert_sync_batchnorm(net, info.device)
+        # Only the batch-norm layers inside are replaced: the network keeps its class.
+        net = cast(TdsaNet, convert_sync_batchnorm(net, info.device))
     net.to(info.device)
     if precision.channels_last:
         net.to(memory_format=torch.channels_last)
@@ -221,7 +224,7 @@ def build_model(cfg: Config, info: DistInfo, precision: Precision, data: RunData
         taps = nn.parallel.DistributedDataParallel(
             taps, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.train.compile:
-        taps = torch.compile(taps)
+        taps = cast(nn.Module, torch.compile(taps))  # an OptimizedModule for a module
     criterion = build_criterion(cfg, data.num_classes)
     optimizer = build_optimizer(net, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, data.steps_per_epoch, cfg.train.epochs)

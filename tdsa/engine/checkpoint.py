@@ -16,7 +16,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 from tdsa import __version__
 from tdsa.config import Config
 from tdsa.errors import CheckpointError, ConfigError
+from tdsa.models.base import TdsaNet
 from tdsa.models.pretrained import load_state_strict, torch_load_error
 
 FORMAT_VERSION = 1
@@ -206,7 +207,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     """
     while True:
         if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)  # torch.compile's wrapped module
         elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         else:
@@ -215,7 +216,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def load_model(
     path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, Config]:
+) -> tuple[TdsaNet, Config]:
     """Rebuild the model from a checkpoint's config and load its weights (eval mode).
 
     When the run used EMA, the EMA weights (the ones it evaluated) are loaded. Returns
@@ -247,7 +248,8 @@ def load_model(
 def capture_rng(mask_generator: torch.Generator) -> dict[str, Any]:
     """Every RNG state as plain types (numpy's key as an int64 tensor, python's as a list).
     """
-    np_state = np.random.get_state()
+    # The global RandomState's MT19937 state, in the legacy tuple form.
+    np_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     py_state = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -206,6 +207,8 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         if self.track_running_stats:
+            assert self.num_batches_tracked is not None  # buffers exist when tracking
+            assert self.running_mean is not None and self.running_var is not None
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = (
@@ -226,7 +229,8 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     group = dist.new_group(backend="gloo") if dist.is_initialized() else None
-    return _convert(model, group)
+    # Every rank is in the new group, so it is never NON_GROUP_MEMBER (-100).
+    return _convert(model, cast(dist.ProcessGroup | None, group))
 
 
 def _convert(module: nn.Module, group: dist.ProcessGroup | None) -> nn.Module:
@@ -245,9 +249,8 @@ def _convert(module: nn.Module, group: dist.ProcessGroup | None) -> nn.Module:
                 out.weight.copy_(module.weight)
                 out.bias.copy_(module.bias)
             if module.track_running_stats:
-                out.running_mean.copy_(module.running_mean)
-                out.running_var.copy_(module.running_var)
-                out.num_batches_tracked.copy_(module.num_batches_tracked)
+                for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+                    out.get_buffer(buffer).copy_(module.get_buffer(buffer))
         out.train(module.training)
     for name, child in module.named_children():
         out.add_module(name, _convert(child, group))

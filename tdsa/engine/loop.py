@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tdsa.config import Config
+from tdsa.data import FGVCDataset
 from tdsa.engine.build import RunData, RunModel
 from tdsa.engine.distributed import DistInfo, GlobalBatchSampler, ShardSampler, all_reduce_sum
 from tdsa.engine.evaluate import evaluate
@@ -49,7 +50,7 @@ class Loaders:
         data.augment.epoch = epoch
         return self._loader(data.augment, self.micro, sampler, gen)
 
-    def eval(self, dataset: Dataset) -> DataLoader:
+    def eval(self, dataset: FGVCDataset) -> DataLoader:
         sampler = ShardSampler(len(dataset), self.info.rank, self.info.world_size)
         bs = self.cfg.train.eval_batch_size or self.micro * self.cfg.train.accum_steps
         gen = torch.Generator()

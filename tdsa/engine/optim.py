@@ -9,15 +9,18 @@ milestones still fall exactly on epoch boundaries); otherwise once per epoch.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from tdsa.config import OptimConfig, ScheduleConfig
 
+if TYPE_CHECKING:
+    from tdsa.models.base import TdsaNet
 
-def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
+
+def param_groups(model: TdsaNet, cfg: OptimConfig) -> list[dict]:
     """Two groups: ``backbone`` (lr = ``cfg.lr``) and ``head`` (the parameters of
     ``model.head``, the classifier behind ``forward_head``; lr = ``cfg.head_lr`` or
     ``cfg.lr``). Weight decay applies to both, as in the reference.
@@ -33,7 +36,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: TdsaNet, cfg: OptimConfig) -> torch.optim.Optimizer:
     """SGD (momentum, nesterov, weight decay) or AdamW over :func:`param_groups`.
     """
     groups = param_groups(model, cfg)

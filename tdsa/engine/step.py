@@ -117,7 +117,6 @@ class TrainStep:
                  device: torch.device, guard: FiniteGuard) -> None:
         self.m, self.tr, self.precision, self.device = model, tr, precision, device
         self.guard = guard
-        self.ddp = isinstance(model.taps, nn.parallel.DistributedDataParallel)
 
     def __call__(self, batches: Iterator[Any], aux: float, sums: RunningSums, epoch: int,
                  step: int) -> None:
@@ -126,7 +125,8 @@ class TrainStep:
         for micro in range(tr.accum_steps):
             images, targets = next(batches)
             last = micro == tr.accum_steps - 1
-            with m.taps.no_sync() if self.ddp and not last else nullcontext():
+            ddp = m.taps if isinstance(m.taps, nn.parallel.DistributedDataParallel) else None
+            with ddp.no_sync() if ddp is not None and not last else nullcontext():
                 self._micro(images, targets, aux, sums, epoch, step)
         if tr.grad_clip > 0:
             m.scaler.unscale_(m.optimizer)

@@ -114,9 +114,10 @@ class Trainer:
         self.spec = resolve_data_config(cfg.data)
         self.signal_received: int | None = None
         resume_path = find_resume(self.out, resume)
-        ckpt = ckpt_mod.load_checkpoint(resume_path) if resume_path else None
+        ckpt: dict[str, Any] | None = None
         self.complete = False
-        if ckpt is not None:
+        if resume_path is not None:
+            ckpt = ckpt_mod.load_checkpoint(resume_path)
             ckpt_mod.check_same_run(ckpt, cfg, resume_path)
             self.progress = Progress.of(ckpt, resume_path)
             if self.progress.start_epoch >= cfg.train.epochs:
@@ -180,6 +181,7 @@ class Trainer:
             epoch, start, p.partial, self._stop_requested,
             lambda step, partial: self._save(("last.pt",), epoch, step, partial))
         if interrupted:
+            assert self.signal_received is not None  # only a signal stops an epoch early
             return signal.Signals(self.signal_received).name
         row.update(self.loop.evaluate(epoch))
         p.metrics.append(row)

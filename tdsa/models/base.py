@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tdsa.data.spec import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_MEAN, PUBLISHED_STD
 from tdsa.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tdsa.models.pretrained import LoadReport
 
 __all__ = ["HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "PUBLISHED_MEAN", "PUBLISHED_STD", "TdsaNet",
            "adapter_1x1", "check_classes_xi", "init_conv_bn", "parse_input_size"]
@@ -82,6 +85,7 @@ class TdsaNet(nn.Module):
     xi: tuple[int, int]
     default_cfg: dict[str, Any]
     head: nn.Module
+    pretrained_report: LoadReport  # set by tdsa.models.load_pretrained
 
     def feature_hw(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Spatial sizes ``((hm, wm), (hh, wh))`` of the two taps for an input ``height x width``.

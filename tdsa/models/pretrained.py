@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from tdsa.errors import CheckpointError, ConfigError
-from tdsa.models.base import IMAGENET_MEAN, IMAGENET_STD
+from tdsa.models.base import IMAGENET_MEAN, IMAGENET_STD, TdsaNet
 
 log = logging.getLogger("tdsa.models")
 
@@ -42,7 +42,7 @@ class LoadReport:
         return text
 
 
-def load_pretrained(model: nn.Module, source: bool | str | PathLike[str]) -> LoadReport:
+def load_pretrained(model: TdsaNet, source: bool | str | PathLike[str]) -> LoadReport:
     """Load weights into ``model`` and attach the report as ``model.pretrained_report``.
 
     ``True``: the torchvision ImageNet weights named in ``model.default_cfg

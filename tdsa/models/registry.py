@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any, TypeVar
 
-from torch import nn
-
 from tdsa.errors import ConfigError
+from tdsa.models.base import TdsaNet
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_MODELS: dict[str, Callable[..., TdsaNet]] = {}
 
-F = TypeVar("F", bound=Callable[..., nn.Module])
+F = TypeVar("F", bound=Callable[..., TdsaNet])
 
 
 def register_model(fn: F) -> F:
@@ -38,10 +37,10 @@ def create_model(
     name: str,
     num_classes: int,
     *,
-    xi: tuple[int, int] = (9, 3),
+    xi: Sequence[int] = (9, 3),
     pretrained: bool | str | PathLike[str] = False,
     **kw: Any,
-) -> nn.Module:
+) -> TdsaNet:
     """Build a registered model with two feature taps (``mid``, ``high``) and a classifier.
 
     ``xi = (xi_mid, xi_high)`` channels per class at the two taps. ``pretrained`` is False,

@@ -96,6 +96,7 @@ class TdsaVGG(TdsaNet):
         layers: list[nn.Module] = []
         in_ch = 3
         self.mid_index = -1  # index in `features` of the ReLU after the c*xi_mid conv
+        trunk_mid = 0  # conv4_3's out-channels
         plan = vgg_layer_list(num_classes, xi, width, stages)
         for kind, v in zip(_VGG16_PLAN, plan, strict=True):
             if v == "M":
@@ -105,12 +106,11 @@ class TdsaVGG(TdsaNet):
             layers.append(nn.ReLU(inplace=True))
             in_ch = int(v)
             if kind == "mid":
-                self.mid_index = len(layers) - 1
+                self.mid_index, trunk_mid = len(layers) - 1, in_ch
         self.features = nn.Sequential(*layers)
         self.adapter_mid: nn.Module = nn.Identity()
         self.adapter_high: nn.Module = nn.Identity()
         if stages == "side":
-            trunk_mid = self.features[self.mid_index - 1].num_features
             self.adapter_mid = adapter_1x1(trunk_mid, num_classes * xi[0])
             self.adapter_high = adapter_1x1(in_ch, num_classes * xi[1])
         self.default_cfg = {

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    index = []
+    index: list[dict[str, Any]] = []
     for i in _spread(args.num_images, len(dataset)):
         image, label = dataset[i]
         x = image.unsqueeze(0)

@@ -6,11 +6,12 @@ metrics of :mod:`tdsa.metrics` can score beside the TDSA channel maps.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
+from tdsa.models.base import TdsaNet
 from tdsa.viz.maps import normalize_map, resize_map
 
 __all__ = ["cam_maps", "grad_cam", "gradcam_maps"]
@@ -22,7 +23,7 @@ class _HighTap(nn.Module):
     """``model``'s logits computed through an identity module on the high-level features,
     so hooks on ``tap`` see the high-level tap and its gradient."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: TdsaNet) -> None:
         super().__init__()
         self.model = model
         self.tap = nn.Identity()
@@ -47,7 +48,7 @@ def _target_module(model: nn.Module, layer: str | nn.Module) -> tuple[nn.Module,
             "layer='high' needs a model with forward_features(x)['high'] and forward_head(high); "
             "pass the target submodule instead"
         )
-    wrapper = _HighTap(model)
+    wrapper = _HighTap(cast(TdsaNet, model))  # duck-typed: it has both methods (checked above)
     return wrapper, wrapper.tap
 
 

@@ -35,8 +35,8 @@ def heat_to_rgb(heat: Tensor, size: tuple[int, int] | None = None, cmap: str = "
         raise ValueError(f"heat must be one map [h, w], got shape {list(heat.shape)}")
     if size is not None and tuple(heat.shape) != tuple(size):
         heat = resize_map(heat, size)
-    heat = normalize_map(heat).numpy()
-    return matplotlib.colormaps[cmap](heat)[..., :3].astype(np.float32)
+    rgba = np.asarray(matplotlib.colormaps[cmap](normalize_map(heat).numpy()))
+    return rgba[..., :3].astype(np.float32)
 
 
 def overlay(

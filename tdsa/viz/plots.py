@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -240,7 +240,7 @@ def draw_parts(
                 )
             )
     if path is not None:
-        _save(ax.figure, path)
+        _save(cast("Figure", ax.figure), path)  # the axes' own figure, never a subfigure here
     return ax
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from tdsa.config import Config
 from tdsa.data.spec import resolve_data_config
@@ -24,6 +24,7 @@ from tdsa.data.synthetic import (
 from tdsa.data.transforms import spec_transforms
 from tdsa.errors import ConfigError
 from tdsa.losses import ccmp
+from tdsa.models.base import TdsaNet
 
 __all__ = ["STAGES", "TwinPair", "plot_twin", "twin_pair"]
 
@@ -53,7 +54,7 @@ class TwinPair:
         return (a - b).abs()
 
 
-def twin_pair(model: nn.Module, cfg: Config, index: int, part: str, value: str | None = None,
+def twin_pair(model: TdsaNet, cfg: Config, index: int, part: str, value: str | None = None,
               *, split: str = "test", root: str | Path | None = None) -> TwinPair:
     """Image ``index`` of the synthetic ``split`` and its twin with ``part``'s attribute set to
     ``value`` (default: the first value the image does not have), through ``model`` with the

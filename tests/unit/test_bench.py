@@ -22,6 +22,26 @@ def test_time_interleaved_alternates_which_arm_goes_first():
     assert set(ms) == {"a", "b"} and all(v >= 0 for v in ms.values())
 
 
+def test_time_interleaved_cpu_time_counts_work_not_waiting():
+    """A call that sleeps 30 ms takes 30 ms of wall time and almost no CPU time; a call that
+    spins for 30 ms takes about 30 ms of both."""
+    import time
+
+    import torch
+
+    def spin() -> None:
+        end = time.perf_counter() + 0.03
+        while time.perf_counter() < end:
+            pass
+
+    cpu: dict[str, float] = {}
+    wall = time_interleaved({"sleep": lambda: time.sleep(0.03), "spin": spin},
+                            torch.device("cpu"), warmup=0, repeats=3, cpu_ms=cpu)
+    assert set(cpu) == {"sleep", "spin"}
+    assert wall["sleep"] >= 29 and wall["spin"] >= 29
+    assert cpu["sleep"] < 10 <= cpu["spin"] <= wall["spin"] + 1
+
+
 def test_peak_allocated_bytes_matches_a_hand_computed_peak():
     """1 MB and 2 MB held (3 MB), 1 MB freed, 0.5 MB more (2.5 MB), all freed: peak 3 MB."""
     import torch
@@ -70,7 +90,8 @@ def test_peak_allocated_bytes_follows_the_time_order_of_a_random_sequence():
 def test_quick_benchmarks_report_every_key(tmp_path):
     out = tmp_path / "bench.json"
     which = ["loss", "step", "data", "memory", "precision", "epoch"]
-    assert cli.main(["bench", *which, "--quick", "--repeats", "1", "--json", str(out)]) == 0
+    assert cli.main(["bench", *which, "--quick", "--repeats", "1", "--json", str(out),
+                     "--note", "two trainings alongside"]) == 0
     result = json.loads(out.read_text())
     for key in TARGETS:
         assert result[key] > 0, key
@@ -82,6 +103,13 @@ def test_quick_benchmarks_report_every_key(tmp_path):
         assert step["ratio"] == pytest.approx(step["tdsa_ms"] / step["ce_ms"])
         assert step["ratio_over_ce_without_mid_tap"] == pytest.approx(
             step["tdsa_ms"] / step["ce_logits_ms"])
+        assert step["ce_mid_ms"] > 0
+        cpu = step["cpu_time"]
+        assert cpu["ratio"] == pytest.approx(cpu["tdsa_ms"] / cpu["ce_ms"]) and cpu["ce_mid_ms"] > 0
+    note = result["step"]["where_the_extra_time_goes"]
+    vgg = result["step"]["tdsa_vgg16"]["cpu_time"]
+    assert f"TDSA - CE = {vgg['tdsa_ms'] - vgg['ce_ms']:.0f} ms" in note
+    assert result["note"] == "two trainings alongside"
     assert result["step_ratio_tdsa_over_ce_resnet50"] == result["step"]["tdsa_resnet50"]["ratio"]
     auto = resolve_precision("cpu").label
     assert result["precision"] == result["cpu_precision"]["auto_precision"] == auto

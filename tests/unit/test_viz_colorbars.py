@@ -19,8 +19,10 @@ from tdsa.viz import (
     plot_class_channels,
     plot_confusion_matrix,
     plot_gate_maps,
+    plot_twin,
     save_triplet,
 )
+from tdsa.viz.twins import TwinPair
 
 matplotlib.use("Agg")
 
@@ -50,6 +52,13 @@ def _overlay_figure() -> Figure:
     return fig
 
 
+def _twin_figure() -> Figure:
+    picture = np.zeros((16, 16, 3), dtype=np.uint8)
+    maps = {"high": (_maps(1, 2)[0], _maps(1, 2)[0] * 0.5), "mid": (_maps(1, 4)[0], _maps(1, 4)[0])}
+    return plot_twin(TwinPair(picture, picture, "eye", "red", "blue", (0.5, 0.5), 0, (0, 1),
+                              maps))
+
+
 # name -> (the figure from tiny inputs, the number of heat maps it draws)
 HEAT_MAPS: dict[str, Callable[..., tuple[Figure, int]]] = {
     "plot_class_channels": lambda **_: (plot_class_channels(IMAGE, _maps(3, 4), _maps(2, 2)), 5),
@@ -58,6 +67,7 @@ HEAT_MAPS: dict[str, Callable[..., tuple[Figure, int]]] = {
     "plot_channel_means": lambda **_: (plot_channel_means(torch.rand(3, 6), 2), 1),
     "save_triplet": lambda tmp_path, monkeypatch: (_triplet_figure(tmp_path, monkeypatch), 2),
     "draw_overlay": lambda **_: (_overlay_figure(), 1),
+    "plot_twin": lambda **_: (_twin_figure(), 2),
 }
 NOT_HEAT_MAPS = {"draw_parts": "points on an image", "plot_training_curves": "line plots"}
 
