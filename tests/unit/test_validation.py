@@ -1,0 +1,58 @@
+"""The shared argument checks: accepted values, converted types, and one wording per kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tdsa.errors import ConfigError
+from tdsa.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_int,
+)
+
+
+def test_integers_accept_numpy_and_reject_bools_floats_and_out_of_range() -> None:
+    assert check_int("n", np.int64(3), 1, 5) == 3 and type(check_int("n", np.int64(3))) is int
+    assert check_int("n", -4) == -4
+    for bad in (True, 2.0, "2", None):
+        with pytest.raises(ConfigError, match=r"^n must be an integer 1\.\.5, got "):
+            check_int("n", bad, 1, 5)
+    with pytest.raises(ConfigError, match=r"^n=6 is outside the allowed range 1\.\.5$"):
+        check_int("n", 6, 1, 5)
+    with pytest.raises(ConfigError, match=r"^n=-1 is outside the allowed range >= 0$"):
+        check_int("n", -1, low=0)
+    with pytest.raises(ConfigError, match=r"^n=9 is outside the allowed range <= 8$"):
+        check_int("n", 9, high=8)
+
+
+def test_positive_integers() -> None:
+    assert check_positive_int("xi", 1) == 1
+    for bad in (0, -2, False, True, 1.5):
+        with pytest.raises(ConfigError, match=r"^xi must be a positive integer, got "):
+            check_positive_int("xi", bad)
+
+
+def test_numbers_are_finite_and_bounds_may_be_open() -> None:
+    assert check_number("f", 1) == 1.0 and type(check_number("f", np.float32(0.5))) is float
+    assert check_number("f", 0.0, 0.0, 1.0) == 0.0
+    with pytest.raises(ConfigError, match=r"^f=0\.0 is outside the allowed range in \(0, 1\)$"):
+        check_number("f", 0.0, 0.0, 1.0, open_low=True, open_high=True)
+    with pytest.raises(ConfigError, match=r"^f=1 is outside the allowed range in \[0, 1\)$"):
+        check_number("f", 1, 0.0, 1.0, open_high=True)
+    for bad in (float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ConfigError, match=r"^f must be a finite number in \[0, inf\), got "):
+            check_number("f", bad, low=0.0)
+    assert isinstance(ConfigError("x"), ValueError), "argument errors stay ValueErrors"
+
+
+def test_bools_and_choices() -> None:
+    assert check_bool("b", np.bool_(True)) is True
+    with pytest.raises(ConfigError, match=r"^b must be true or false, got 1$"):
+        check_bool("b", 1)
+    assert check_choice("split", "val", ("train", "val")) == "val"
+    with pytest.raises(ConfigError, match=r"^split='tset' is invalid: expected one of train, val$"):
+        check_choice("split", "tset", ("train", "val"))
