@@ -36,7 +36,7 @@ bench: setup
 # On a CUDA machine: the CUDA tests and the GPU benchmarks into results/ (at most 8 minutes,
 # no download). Without CUDA the tests skip with a reason and the benchmarks dry-run on the CPU.
 gpu-check: setup
-	$(PY) -m tdsa.gpu_check
+	$(PY) -m tdsa.commands.gpu_check
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -1,9 +1,21 @@
 """tdsa: TDSA-Loss (top-down spatial attention loss) for fine-grained visual classification.
 
 Chang et al., "Fine-Grained Visual Classification via Simultaneously Learning of
-Multi-regional Multi-grained Features", arXiv 2102.00367. The book (``book/``) explains
-every public function; each docstring names its chapter. The names below are imported on
+Multi-regional Multi-grained Features", arXiv 2102.00367. The names below are imported on
 first use, so ``import tdsa`` stays cheap.
+
+Where things live (``tests/unit/test_layout.py`` checks what can be checked):
+
+- **The library**: ``losses``, ``models/``, ``data/``, ``engine/``, ``metrics``, ``viz/``,
+  ``validation``, ``errors``, ``resources``, ``config``. It imports nothing from the three
+  layers below.
+- **The experiments layer**: ``ablate``, ``evidence``, ``calibration``, ``localisation``,
+  ``counterfactual``, ``bench``. The grids are YAML files under ``configs/ablations/``: lever
+  pairs, table columns and part names live in the grid files or the chapter, not the package.
+- **The book layer**: ``tdsa.book``, what the notebooks share.
+- **The commands**: ``tdsa/cli.py`` and ``tdsa/commands/``, one module per command. A command
+  module parses arguments, calls the library and prints; it holds no logic another module
+  needs.
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ _PUBLIC = {
     "list_models": "tdsa.models",
     "build_dataset": "tdsa.data",
     "build_transforms": "tdsa.data",
+    "from_config": "tdsa.data",
+    "resolve_data_config": "tdsa.data",
     "train": "tdsa.engine",
     "evaluate": "tdsa.engine",
 }

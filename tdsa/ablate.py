@@ -1,4 +1,5 @@
-"""``python -m tdsa ablate``: a grid of loss variants x seeds, trained and tabulated.
+"""A grid of loss variants x seeds, trained and tabulated (the command
+``python -m tdsa ablate`` is :mod:`tdsa.commands.ablate`).
 
 A grid file (YAML) names a base config, the seeds, overrides applied to every run and the
 variants, each with its own overrides::
@@ -11,6 +12,7 @@ variants, each with its own overrides::
     overrides: [train.epochs=20]
     variants:
       ce: {description: "cross-entropy only", overrides: [loss.alpha_mid=0, ...]}
+      tdsa: {description: "full TDSA", overrides: [], baseline: ce, lever: "the loss"}
 
 Each ``(variant, seed)`` trains with :func:`tdsa.engine.train` into ``OUT/<variant>/seed<k>``
 (``runtime.seed=k``), then the final-epoch weights (``last.pt``) are scored with
@@ -34,16 +36,13 @@ but whose row is in ``RESULTS.csv``, under a variant whose resolved config still
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import json
 import math
 import os
 import platform
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,12 +58,11 @@ from tdsa.resources import resolve_config
 __all__ = [
     "Grid",
     "RunResult",
-    "add_arguments",
+    "lever_pairs",
     "load_grid",
     "markdown_report",
     "recorded_results",
     "report_header",
-    "run",
     "run_grid",
     "write_results",
 ]
@@ -74,6 +72,7 @@ SUMMARY_KEYS = ("final_top1", "final_train_top1", "best_top1", "best_epoch", "ep
 and ``best_top1`` are of the grid's split)."""
 SPLITS = ("test", "val")
 GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
+VARIANT_KEYS = ("description", "overrides", "baseline", "lever")
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -88,12 +87,16 @@ class SweepStopped(TdsaError):
 
 @dataclass
 class Variant:
-    """One arm of a grid: a name, a description and its config overrides.
+    """One arm of a grid: a name, a description and its config overrides; a method arm also
+    names its ``baseline`` (the cross-entropy arm it is compared with, in this grid or
+    another) and the ``lever`` the pair tests (:func:`lever_pairs`).
     """
 
     name: str
     description: str
     overrides: list[str]
+    baseline: str = ""
+    lever: str = ""
 
 
 @dataclass
@@ -193,13 +196,34 @@ def _grid_variants(path: Path, variants_raw: Any) -> dict[str, Variant]:
         if not set(name) <= _NAME_CHARS:
             raise ConfigError(f"{path}: variant name {name!r} must use only letters, digits, "
                               f"'_', '-' and '.' (it names a folder)")
-        if not isinstance(spec, Mapping) or set(spec) - {"description", "overrides"}:
-            raise ConfigError(f"{path}: variant {name!r} must be a mapping with 'description' "
-                              f"and 'overrides', got {spec!r}")
+        if not isinstance(spec, Mapping) or set(spec) - set(VARIANT_KEYS):
+            raise ConfigError(f"{path}: variant {name!r} must be a mapping with "
+                              f"{', '.join(map(repr, VARIANT_KEYS))}, got {spec!r}")
+        if bool(spec.get("baseline")) != bool(spec.get("lever")):
+            raise ConfigError(f"{path}: variant {name!r} needs both 'baseline' (the arm it is "
+                              f"compared with) and 'lever' (what the pair tests), or neither")
         variants[name] = Variant(name, str(spec.get("description", "")),
                                  _string_list(spec.get("overrides"),
-                                              f"{path}: variants.{name}.overrides"))
+                                              f"{path}: variants.{name}.overrides"),
+                                 str(spec.get("baseline") or ""), str(spec.get("lever") or ""))
     return variants
+
+
+def lever_pairs(grids: Sequence[Grid]) -> list[tuple[str, str, str]]:
+    """``(lever, baseline arm, method arm)`` of every variant of ``grids`` that names a
+    baseline, in grid and variant order (the pairs :func:`tdsa.evidence.check_levers` tests).
+    A baseline found in none of the grids raises ConfigError."""
+    known = {name for g in grids for name in g.variants}
+    pairs = []
+    for grid in grids:
+        for v in grid.variants.values():
+            if not v.baseline:
+                continue
+            if v.baseline not in known:
+                raise ConfigError(f"{grid.path}: variant {v.name!r} names baseline "
+                                  f"{v.baseline!r}, which no grid of the sweep has")
+            pairs.append((v.lever, v.baseline, v.name))
+    return pairs
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -455,12 +479,12 @@ ACCURACY_TABLES = {
 }
 
 TABLES: list[tuple[str, str, list[tuple[str, str, str]]]] = [
-    ("Fine parts (eye, beak): pointing game, high stage",
+    ("Fine parts: pointing game, high stage",
      "Share (%) of peaks that land within the radius of a fine part. true = the true class's "
      "channels; wrong = the channels of class (y+1) mod K (control); Grad-CAM = of the true "
      "logit at the high tap; chance = a uniform cell of the same grid; centre = the box centre.",
      _pointing_columns("fine")),
-    ("Coarse parts (wing, tail): pointing game, high stage", "As above, coarse parts.",
+    ("Coarse parts: pointing game, high stage", "As above, coarse parts.",
      _pointing_columns("coarse")),
     ("Mid stage and nesting",
      "Mid-stage pointing (%) on fine / coarse parts, true vs wrong class vs chance; coverage = "
@@ -630,65 +654,3 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
     md_path.write_text(markdown_report(grid, results, command, page_header), encoding="utf-8")
     return csv_path, md_path
 
-
-# -------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``tdsa ablate``.
-    """
-    parser.add_argument("--grid", required=True,
-                        help="grid YAML (configs/ablations/X.yaml) or a shipped grid's name "
-                             "(ablations/levers)")
-    parser.add_argument("--out", required=True, help="runs folder (runs/ablate/X)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the grid's)")
-    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
-    parser.add_argument("--results", help="results path without suffix (default: results/X)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: tabulate the runs that have finished")
-    parser.add_argument("--no-gradcam", action="store_true",
-                        help="skip the Grad-CAM baseline (one backward pass per test batch)")
-    parser.add_argument("--loc-batch-size", type=int, default=64,
-                        help="batch size of the localisation pass (default 64)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``tdsa ablate``: train the missing runs, then write the results files.
-    """
-    grid = load_grid(args.grid)
-    if args.loc_batch_size < 1:
-        raise ConfigError(f"--loc-batch-size must be >= 1, got {args.loc_batch_size}")
-    results_path = Path(args.results) if args.results else Path("results") / grid.path.stem
-    argv = sys.argv[1:] if sys.argv[1:2] == ["ablate"] else ["ablate", *_argv(args)]
-    command = "python -m tdsa " + shlex.join(a for a in argv if a != "--report-only")
-    if args.report_only:
-        command += "` (runs); tables rewritten from the finished runs with `--report-only"
-    recorded = recorded_results(grid, results_path)
-    run_grid(grid, args.out, seeds=args.seeds, only=args.only, report_only=args.report_only,
-             loc_batch_size=args.loc_batch_size, gradcam=not args.no_gradcam, log=sys.stdout,
-             recorded=recorded)
-    # The tables cover every finished run of the grid, not only this call's selection.
-    seeds = sorted({*grid.seeds, *(args.seeds or [])})
-    results = run_grid(grid, args.out, seeds=seeds, report_only=True, recorded=recorded)
-    if not results:
-        raise TdsaError(f"no finished runs under {args.out} for grid {grid.path}")
-    csv_path, md_path = write_results(grid, results, results_path, command)
-    print(f"wrote {csv_path}, {md_path}, {csv_path.with_suffix('.json')} and "
-          f"{results_path / 'configs'}/")
-    return 0 if all(r.status == "ok" for r in results) else 1
-
-
-def _argv(args: argparse.Namespace) -> list[str]:
-    """The arguments of ``args`` as a command line (when not run from ``sys.argv``)."""
-    argv = ["--grid", str(args.grid), "--out", str(args.out)]
-    if args.seeds:
-        argv += ["--seeds", *map(str, args.seeds)]
-    if args.only:
-        argv += ["--only", *args.only]
-    if args.results:
-        argv += ["--results", str(args.results)]
-    if args.report_only:
-        argv.append("--report-only")
-    if args.no_gradcam:
-        argv.append("--no-gradcam")
-    return argv

@@ -28,8 +28,8 @@ from tdsa.config import Config
 from tdsa.errors import DataError
 from tdsa.evidence import (
     CLAIM_PARTS,
+    LeverCheck,
     check_levers,
-    claim_summary,
     format_difference,
     lever_table,
     paired,
@@ -42,10 +42,12 @@ if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
 __all__ = [
+    "BOOK_GRIDS",
     "PROFILES",
     "RUNS",
     "RunPlan",
     "check_profile",
+    "claim_summary",
     "config_path",
     "data_root",
     "dataset_root",
@@ -53,6 +55,7 @@ __all__ = [
     "display_path",
     "first_test_images",
     "flat_config",
+    "lever_pairs",
     "load_or_train",
     "measured_effect",
     "on_colab",
@@ -289,21 +292,65 @@ def flat_config(tree: Config | Mapping[str, Any], prefix: str = "") -> dict[str,
     return out
 
 
+BOOK_GRIDS = ("synthetic", "levers")
+"""The grids of the book's lever sweep (``configs/ablations/<name>.yaml``, results in
+``results/<name>.csv``): the levers arms are compared with the synthetic grid's ``ce``."""
+
+
+def lever_pairs(grids: Sequence[str] = BOOK_GRIDS) -> list[tuple[str, str, str]]:
+    """``(lever, baseline arm, method arm)`` as the shipped grid files ``grids`` declare them
+    (:func:`tdsa.ablate.lever_pairs`)."""
+    from tdsa.ablate import lever_pairs as pairs_of
+    from tdsa.ablate import load_grid
+
+    return pairs_of([load_grid(f"ablations/{name}") for name in grids])
+
+
+def claim_summary(checks: Sequence[LeverCheck]) -> str:
+    """One paragraph (Markdown) stating whether any lever gives the paper's result, which
+    levers beat cross-entropy in accuracy, and which rest on fewer than 3 seeds.
+
+    Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
+    """
+    found = [c for c in checks if c.holds]
+    gains = [c for c in checks if verdict(*c.diffs[0]) == "higher"]
+    losses = [c for c in checks if verdict(*c.diffs[0]) == "lower"]
+    few = [c.arm for c in checks if c.seeds < 3]
+
+    def names(cs: Sequence[LeverCheck]) -> str:
+        return "; ".join(f"{c.arm} ({c.lever})" for c in cs)
+
+    if found:
+        text = f"**A regime where TDSA does what the paper claims:** {names(found)}."
+    else:
+        text = (f"**No lever here gives the paper's result.** In none of the {len(checks)} "
+                "levers does the method arm both beat cross-entropy on the same network and put "
+                "its true-class channels on the fine parts more often than a wrong class's "
+                "channels, than chance and than CE's Grad-CAM.")
+    text += (f" Clearly above its cross-entropy arm in test accuracy: {names(gains)}." if gains
+             else " In no lever is the method arm's test accuracy clearly above its CE arm's.")
+    if losses:
+        text += f" Clearly below: {names(losses)}."
+    if few:
+        text += f" Fewer than 3 seeds (provisional): {', '.join(few)}."
+    return text
+
+
 def sweep_summary(parts: Sequence[str] = CLAIM_PARTS) -> str:
     """Markdown: the lever table of the committed sweep (``results/synthetic.csv`` and
     ``levers.csv``, through :func:`tdsa.evidence.read_sweep`) with the comparisons ``parts``,
-    and its :func:`~tdsa.evidence.claim_summary`; where the results files are missing, one
-    sentence saying so (chapter 5 shows them)."""
+    and its :func:`claim_summary`; where the results files are missing, one sentence saying
+    so (chapter 5 shows them)."""
     try:
-        sweep = read_sweep(results_path())
+        sweep = read_sweep(results_path(), BOOK_GRIDS)
     except DataError as error:
         return f"The sweep's results are not in this copy ({error}); chapter 5 shows them."
-    checks = check_levers(sweep)
+    checks = check_levers(sweep, lever_pairs())
     return lever_table(sweep, checks, parts=parts) + "\n\n" + claim_summary(checks)
 
 
 def measured_effect(arm: str, baseline: str, *, column: str = "final_top1", scale: float = 1.0,
-                    grids: Sequence[str] = ("synthetic", "levers")) -> str:
+                    grids: Sequence[str] = BOOK_GRIDS) -> str:
     """Markdown, one line: what the committed results measured for ``arm`` minus ``baseline``
     in ``column`` (times ``scale``: 100 for a fraction in points), paired over the seeds both
     finished (:func:`tdsa.evidence.paired` over :func:`~tdsa.evidence.read_sweep` of

@@ -1,8 +1,9 @@
 """The ``tdsa`` command line: ``python -m tdsa <command> ...``.
 
-Each command lives in its own module that exposes ``add_arguments(parser)`` and
-``run(args) -> int``; this file only wires them together and turns user-facing errors
-(:class:`tdsa.errors.TdsaError`) into one line on stderr and a non-zero exit code.
+Each command lives in its own module, ``tdsa.commands.<name>``, that exposes
+``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them together and
+turns user-facing errors (:class:`tdsa.errors.TdsaError`) into one line on stderr and a
+non-zero exit code.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ _QUIET_HELP = "print warnings and errors only: no per-epoch lines, no progress b
 
 # command name -> (module, help). Modules are imported lazily so `tdsa --help` is fast.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("tdsa.engine.commands_train", "train a model from a YAML config"),
-    "eval": ("tdsa.engine.commands_eval", "evaluate a checkpoint on a test split"),
-    "data": ("tdsa.data.commands", "generate the synthetic dataset or check a dataset root"),
-    "visualize": ("tdsa.viz.commands", "save channel maps, top-down gates and overlays"),
-    "ablate": ("tdsa.ablate", "run a grid of loss variants x seeds and tabulate them"),
+    "train": ("tdsa.commands.train", "train a model from a YAML config"),
+    "eval": ("tdsa.commands.eval", "evaluate a checkpoint on a test split"),
+    "data": ("tdsa.commands.data", "generate the synthetic dataset or check a dataset root"),
+    "visualize": ("tdsa.commands.visualize", "save channel maps, top-down gates and overlays"),
+    "ablate": ("tdsa.commands.ablate", "run a grid of loss variants x seeds and tabulate them"),
     "bench": ("tdsa.bench", "benchmark the loss head, training steps and data pipeline"),
-    "counterfactual": ("tdsa.commands_counterfactual", "counterfactual twin measures of a run"),
+    "counterfactual": ("tdsa.commands.counterfactual", "counterfactual twin measures of a run"),
 }
 
 

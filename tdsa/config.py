@@ -13,14 +13,14 @@ Book: chapter 7, *The reference recipe*.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
-import math
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,12 @@ import yaml
 
 from tdsa.errors import ConfigError
 from tdsa.resources import resolve_config
+from tdsa.validation import (
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_ints,
+)
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 AMP_MODES = ("auto", "none", "bf16", "fp16")
@@ -217,103 +223,79 @@ class Config:
     def validate(self, source: str = "config") -> None:
         """Check value ranges and choices; raise ConfigError naming the key.
         """
-        checks: list[tuple[str, Any, bool, str]] = [
-            ("data.image_size", self.data.image_size, self.data.image_size >= 1, ">= 1"),
-            ("data.workers", self.data.workers, self.data.workers >= 0, ">= 0"),
-            ("model.xi", self.model.xi, len(self.model.xi) == 2
-             and all(v >= 1 for v in self.model.xi), "two positive integers [xi_mid, xi_high]"),
-            ("optim.name", self.optim.name, self.optim.name in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("optim.lr", self.optim.lr, self.optim.lr > 0, "> 0"),
-            ("optim.betas", self.optim.betas, len(self.optim.betas) == 2, "two floats"),
-            ("schedule.name", self.schedule.name, self.schedule.name in SCHEDULES,
-             f"one of {SCHEDULES}"),
-            ("schedule.warmup_epochs", self.schedule.warmup_epochs,
-             self.schedule.warmup_epochs >= 0, ">= 0"),
-            ("train.epochs", self.train.epochs, self.train.epochs >= 1, ">= 1"),
-            ("train.batch_size", self.train.batch_size, self.train.batch_size >= 1, ">= 1"),
-            ("train.accum_steps", self.train.accum_steps, self.train.accum_steps >= 1, ">= 1"),
-            ("train.amp", self.train.amp, self.train.amp in AMP_MODES, f"one of {AMP_MODES}"),
-            ("train.channels_last", self.train.channels_last,
-             self.train.channels_last in (True, False, "auto"), "true, false or auto"),
-            ("train.eval_test", self.train.eval_test, self.train.eval_test in EVAL_TEST,
-             f"one of {EVAL_TEST}"),
-            ("train.grad_clip", self.train.grad_clip, self.train.grad_clip >= 0, ">= 0"),
-            ("train.ema_decay", self.train.ema_decay, 0 <= self.train.ema_decay < 1, "in [0, 1)"),
-            ("loss.ramp_epochs", self.loss.ramp_epochs, self.loss.ramp_epochs >= 0, ">= 0"),
-            ("runtime.device", self.runtime.device,
-             self.runtime.device in ("auto", "cpu", "cuda") or
-             self.runtime.device.startswith("cuda:"), "auto, cpu, cuda or cuda:N"),
-        ]
-        if self.model.num_classes is not None:
-            checks.append(("model.num_classes", self.model.num_classes,
-                           self.model.num_classes >= 1, ">= 1"))
-        if self.optim.head_lr is not None:
-            checks.append(("optim.head_lr", self.optim.head_lr, self.optim.head_lr > 0, "> 0"))
-        if self.schedule.step_size is not None:
-            checks.append(("schedule.step_size", self.schedule.step_size,
-                           self.schedule.step_size >= 1, ">= 1"))
-        for key, value, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"{source}: {key}={value!r} is invalid: expected {expected}")
-        if self.train.eval_test != "every_epoch" and not self.data.val_split:
+        with _named(source):
+            self._check_values()
+        d, tr = self.data, self.train
+        if tr.channels_last not in (True, False, "auto"):
+            raise _invalid(source, "train.channels_last", tr.channels_last,
+                           "true, false or auto")
+        if not (self.runtime.device in ("auto", "cpu", "cuda")
+                or self.runtime.device.startswith("cuda:")):
+            raise _invalid(source, "runtime.device", self.runtime.device,
+                           "auto, cpu, cuda or cuda:N")
+        if tr.eval_test != "every_epoch" and not d.val_split:
             raise ConfigError(
-                f"{source}: train.eval_test={self.train.eval_test!r} needs data.val_split "
+                f"{source}: train.eval_test={tr.eval_test!r} needs data.val_split "
                 f"(the split that selects the best epoch when test is not read every epoch)")
-        if self.data.val_split and self.data.val_split in (self.data.train_split, "test"):
+        if d.val_split and d.val_split in (d.train_split, "test"):
             raise ConfigError(
-                f"{source}: data.val_split={self.data.val_split!r} is invalid: expected a split "
-                f"other than data.train_split={self.data.train_split!r} and 'test'")
+                f"{source}: data.val_split={d.val_split!r} is invalid: expected a split "
+                f"other than data.train_split={d.train_split!r} and 'test'")
         self._check_relations(source)
 
+    def _check_values(self) -> None:
+        """Each key on its own: integer and number ranges (numbers finite) and choices."""
+        d, m, lo, op, sc, tr, rt = (self.data, self.model, self.loss, self.optim, self.schedule,
+                                    self.train, self.runtime)
+        check_int("data.image_size", d.image_size, low=1)
+        check_int("data.workers", d.workers, low=0)
+        check_positive_ints("model.xi", m.xi, 2, "[xi_mid, xi_high]")
+        check_choice("optim.name", op.name, OPTIMIZERS)
+        check_choice("schedule.name", sc.name, SCHEDULES)
+        check_choice("train.amp", tr.amp, AMP_MODES)
+        check_choice("train.eval_test", tr.eval_test, EVAL_TEST)
+        for key, count in (("train.epochs", tr.epochs), ("train.batch_size", tr.batch_size),
+                           ("train.accum_steps", tr.accum_steps)):
+            check_int(key, count, low=1)
+        optional = {"model.num_classes": m.num_classes, "schedule.step_size": sc.step_size,
+                    "train.eval_batch_size": tr.eval_batch_size, "runtime.threads": rt.threads,
+                    "runtime.stop_after_epoch": rt.stop_after_epoch, "data.resize": d.resize}
+        for key, value in optional.items():
+            if value is not None:
+                check_int(key, value, low=1)
+        positive: dict[str, float | None] = {
+            "optim.lr": op.lr, "optim.head_lr": op.head_lr, "optim.eps": op.eps,
+            "schedule.gamma": sc.gamma, "loss.div_temperature": lo.div_temperature}
+        for key, number in positive.items():
+            if number is not None:
+                check_number(key, number, low=0.0, open_low=True)
+        non_negative = {"optim.weight_decay": op.weight_decay, "train.grad_clip": tr.grad_clip,
+                        "schedule.warmup_epochs": sc.warmup_epochs,
+                        "loss.ramp_epochs": lo.ramp_epochs,
+                        **{f"loss.{k}": getattr(lo, k)
+                           for k in ("alpha_mid", "beta_mid", "alpha_high", "beta_high")}}
+        for key, value in non_negative.items():
+            check_number(key, value, low=0.0)
+        check_number("optim.momentum", op.momentum, 0.0, 1.0, open_high=True)
+        check_number("train.ema_decay", tr.ema_decay, 0.0, 1.0, open_high=True)
+        check_number("schedule.min_lr_factor", sc.min_lr_factor, 0.0, 1.0)
+
     def _check_relations(self, source: str) -> None:
-        """Finite numbers and the constraints between fields (the gate's xi ratio, keep <= xi,
-        a bounded channel count, batch vs accumulation): all before anything is built."""
-        self._check_finite(source)
+        """The betas and the milestones, and the constraints between fields (the gate's xi
+        ratio, keep <= xi, a bounded channel count, batch vs accumulation): all before
+        anything is built."""
+        op, sc, tr = self.optim, self.schedule, self.train
+        if len(op.betas) != 2 or not all(0 <= b < 1 for b in op.betas):
+            raise _invalid(source, "optim.betas", op.betas, "two numbers in [0, 1)")
+        if list(sc.milestones) != sorted(set(sc.milestones)) or any(v < 1 for v in sc.milestones):
+            raise _invalid(source, "schedule.milestones", sc.milestones,
+                           "strictly increasing epoch numbers >= 1")
         self._check_channels(source)
-        tr = self.train
         if tr.batch_size % tr.accum_steps:
             raise ConfigError(
                 f"{source}: train.batch_size={tr.batch_size} is invalid: expected a multiple of "
                 f"train.accum_steps={tr.accum_steps}"
             )
-        optional = (("train.eval_batch_size", tr.eval_batch_size),
-                    ("runtime.threads", self.runtime.threads),
-                    ("runtime.stop_after_epoch", self.runtime.stop_after_epoch),
-                    ("data.resize", self.data.resize))
-        for key, value in optional:
-            if value is not None and value < 1:
-                raise _invalid(source, key, value, ">= 1 or null")
-
-    def _check_finite(self, source: str) -> None:
-        """The numbers that must be finite and in range, the betas and the milestones."""
-        lo, op, sc, tr = self.loss, self.optim, self.schedule, self.train
-        finite = {
-            "optim.lr": (op.lr, op.lr > 0, "a finite number > 0"),
-            "optim.head_lr": (op.head_lr, op.head_lr is None or op.head_lr > 0,
-                              "null or a finite number > 0"),
-            "optim.weight_decay": (op.weight_decay, op.weight_decay >= 0, "a finite number >= 0"),
-            "optim.momentum": (op.momentum, 0 <= op.momentum < 1, "a number in [0, 1)"),
-            "optim.eps": (op.eps, op.eps > 0, "a finite number > 0"),
-            "schedule.gamma": (sc.gamma, sc.gamma > 0, "a finite number > 0"),
-            "schedule.warmup_epochs": (sc.warmup_epochs, sc.warmup_epochs >= 0,
-                                       "a finite number >= 0"),
-            "schedule.min_lr_factor": (sc.min_lr_factor, 0 <= sc.min_lr_factor <= 1,
-                                       "a number in [0, 1]"),
-            "train.grad_clip": (tr.grad_clip, tr.grad_clip >= 0, "a finite number >= 0"),
-            "loss.div_temperature": (lo.div_temperature, lo.div_temperature > 0,
-                                     "a finite number > 0"),
-            "loss.ramp_epochs": (lo.ramp_epochs, lo.ramp_epochs >= 0, "a finite number >= 0"),
-            **{f"loss.{k}": (getattr(lo, k), getattr(lo, k) >= 0, "a finite number >= 0")
-               for k in ("alpha_mid", "beta_mid", "alpha_high", "beta_high")},
-        }
-        for key, (value, ok, expected) in finite.items():
-            if not ok or (value is not None and not math.isfinite(value)):
-                raise _invalid(source, key, value, expected)
-        if not all(0 <= b < 1 for b in op.betas):
-            raise _invalid(source, "optim.betas", op.betas, "two numbers in [0, 1)")
-        if list(sc.milestones) != sorted(set(sc.milestones)) or any(v < 1 for v in sc.milestones):
-            raise _invalid(source, "schedule.milestones", sc.milestones,
-                           "strictly increasing epoch numbers >= 1")
 
     def _check_channels(self, source: str) -> None:
         """The channel count per stage, the gate's xi ratio and ``keep_* <= xi``."""
@@ -339,6 +321,15 @@ class Config:
             if keep is not None and not 1 <= keep <= xi:
                 raise _invalid(source, key, keep, f"an integer in [1, {xi}] (model.xi={m.xi}) "
                                "or null")
+
+
+@contextlib.contextmanager
+def _named(source: str) -> Iterator[None]:
+    """Prefix the ConfigError of a :mod:`tdsa.validation` check with ``source``."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _invalid(source: str, key: str, value: Any, expected: str) -> ConfigError:

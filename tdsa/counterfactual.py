@@ -32,7 +32,6 @@ difference map is zero everywhere (the change did not reach that map) are left o
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections import defaultdict
@@ -42,13 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor
 
 from tdsa.data import SyntheticBirds, build_dataset, resolve_data_config, spec_transforms
 from tdsa.data.synthetic import (
     ATTRIBUTES,
     PARTS,
+    encode_as_saved,
     image_source,
     load_metadata,
     render_image,
@@ -67,6 +66,7 @@ from tdsa.metrics import (
     part_hits,
 )
 from tdsa.models.base import TdsaNet
+from tdsa.validation import check_number, check_positive_int
 
 __all__ = [
     "EVIDENCE_GROUPS",
@@ -74,7 +74,6 @@ __all__ = [
     "control_classes",
     "counterfactual_report",
     "difference_peaks",
-    "encode_as_saved",
     "evidence_groups",
     "evidence_sums",
     "group_responses",
@@ -223,12 +222,9 @@ class CounterfactualMeter:
         if len(part_names) != len(granularity):
             raise ValueError(f"{len(part_names)} part names but {len(granularity)} "
                              "granularities: expected one per part")
-        if radius <= 0:
-            raise ValueError(f"radius must be positive, got {radius}")
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.granularity = dict(zip(part_names, granularity, strict=True))
-        self.radius, self.threshold = float(radius), float(threshold)
+        self.radius = check_number("radius", radius, low=0.0, open_low=True)
+        self.threshold = check_number("threshold", threshold, 0.0, 1.0, open_low=True)
         self._sums: dict[str, dict[str, list[float]]] = {
             p: defaultdict(lambda: [0.0, 0.0, 0.0]) for p in part_names}
 
@@ -249,7 +245,7 @@ class CounterfactualMeter:
         ``gradcam`` the true class's raw Grad-CAM maps ``(original, twin)``, ``[N, h, w]``.
         """
         if part not in self._sums:
-            raise ValueError(f"unknown part {part!r}; parts: {', '.join(self._sums)}")
+            raise ConfigError(f"unknown part {part!r}; parts: {', '.join(self._sums)}")
         device = logits[0].device
         labels = labels.reshape(-1).long().to(device)
         swapped_from = swapped_from.reshape(-1).long().to(device)
@@ -350,15 +346,6 @@ def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
     return path
 
 
-def encode_as_saved(image: Image.Image, quality: int) -> Image.Image:
-    """``image`` through the generator's JPEG encoding (as the files on disk are)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality, subsampling=0)
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return decoded.convert("RGB")
-
-
 def _forward(model: TdsaNet, images: Tensor, labels: Tensor, batch_size: int,
              gradcam: bool) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
     from tdsa.viz.gradcam import grad_cam
@@ -378,11 +365,9 @@ def _forward(model: TdsaNet, images: Tensor, labels: Tensor, batch_size: int,
 
 
 def _check_counts(batch_size: Any, max_images: Any) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if max_images is not None and (isinstance(max_images, bool)
-                                   or not isinstance(max_images, int) or max_images < 1):
-        raise ConfigError(f"max_images must be a positive integer, got {max_images!r}")
+    check_positive_int("batch_size", batch_size)
+    if max_images is not None:
+        check_positive_int("max_images", max_images)
 
 
 _Outputs = tuple[Tensor, dict[str, Tensor], Tensor | None]

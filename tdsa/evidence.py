@@ -25,11 +25,9 @@ from tdsa.errors import DataError
 
 __all__ = [
     "CLAIM_PARTS",
-    "LEVER_PAIRS",
     "LeverCheck",
     "check_lever",
     "check_levers",
-    "claim_summary",
     "column_stats",
     "fine_key",
     "format_difference",
@@ -44,26 +42,6 @@ __all__ = [
 
 TEXT_COLUMNS = ("variant", "status", "error")
 REQUIRED = ("variant", "seed", "status", "final_top1", "best_top1")
-
-LEVER_PAIRS: tuple[tuple[str, str, str], ...] = (
-    ("none (the book's regime: flattened head, 112 px)", "ce", "tdsa"),
-    ("published weights 1.5 / 15, no ramp", "ce", "tdsa_published"),
-    ("no ramp of the auxiliary weights", "ce", "tdsa_no_ramp"),
-    ("MC-Loss on the high stage only", "ce", "mc_high"),
-    ("no top-down gate", "ce", "no_gate"),
-    ("diversity term only", "ce", "div_only"),
-    ("discriminality term only", "ce", "dis_only"),
-    ("xi = (6, 2) channels per class", "ce", "tdsa_xi62"),
-    ("GAP head instead of the flattened map", "ce_gap", "tdsa_gap"),
-    ("plain trunk, 1x1 side adapters", "ce_side", "tdsa_side"),
-    ("fine parts 1.5x larger", "ce_fine15", "tdsa_fine15"),
-    ("80 training images per class", "ce_n80", "tdsa_n80"),
-    ("GAP head and 80 training images per class", "ce_gap_n80", "tdsa_gap_n80"),
-    ("224 px: mid 28x28, high 14x14", "ce_px224", "tdsa_px224"),
-    ("32 epochs instead of 16", "ce_long", "tdsa_long"),
-)
-"""(lever, cross-entropy arm, method arm) of the grids ``configs/ablations/synthetic.yaml``
-and ``levers.yaml``: within a pair only the loss differs."""
 
 CLAIM_PARTS = ("accuracy", "vs wrong class", "vs chance", "vs CE Grad-CAM")
 """The four comparisons of :class:`LeverCheck`, in order."""
@@ -228,16 +206,16 @@ def check_lever(rows: Iterable[Row], lever: str, ce: str, arm: str) -> LeverChec
 
 
 def check_levers(rows: Iterable[Row],
-                 pairs: Sequence[tuple[str, str, str]] | None = None) -> list[LeverCheck]:
-    """:func:`check_lever` for every pair (default :data:`LEVER_PAIRS`) whose two arms have
-    finished runs in ``rows``.
+                 pairs: Sequence[tuple[str, str, str]]) -> list[LeverCheck]:
+    """:func:`check_lever` for every ``(lever, baseline arm, method arm)`` of ``pairs`` (from
+    the grid files: :func:`tdsa.ablate.lever_pairs`) whose two arms have finished runs in
+    ``rows``.
 
     Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
     """
     rows = list(rows)
     known = {r["variant"] for r in rows if r["status"] == "ok"}
-    return [check_lever(rows, *p) for p in (LEVER_PAIRS if pairs is None else pairs)
-            if {p[1], p[2]} <= known]
+    return [check_lever(rows, *p) for p in pairs if {p[1], p[2]} <= known]
 
 
 def format_difference(d: tuple[float, float, int]) -> str:
@@ -267,7 +245,7 @@ _PART_HEADERS = {"accuracy": "method − CE top-1", "vs wrong class": "fine: tru
                  "vs chance": "fine: true − chance", "vs CE Grad-CAM": "fine: true − CE Grad-CAM"}
 
 
-def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck] | None = None,
+def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck],
                 parts: Sequence[str] = CLAIM_PARTS) -> str:
     """A Markdown table of :func:`check_levers`: per lever its two arms, the seeds, the mean ±
     std test top-1 of both (when ``"accuracy"`` is in ``parts``), the paired differences of
@@ -279,7 +257,6 @@ def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck] | None = None,
     unknown = [p for p in parts if p not in CLAIM_PARTS]
     if unknown:
         raise ValueError(f"parts must be among {', '.join(CLAIM_PARTS)}, got {unknown}")
-    checks = check_levers(rows) if checks is None else checks
     top1 = "accuracy" in parts
     head = ["lever", "CE arm", "method arm", "seeds"]
     head += ["CE top-1 (%)", "method top-1 (%)"] if top1 else []
@@ -294,41 +271,10 @@ def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck] | None = None,
     return "\n".join(lines)
 
 
-def claim_summary(checks: Sequence[LeverCheck]) -> str:
-    """One paragraph (Markdown) stating whether any lever gives the paper's result, which
-    levers beat cross-entropy in accuracy, and which rest on fewer than 3 seeds.
-
-    Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
-    """
-    found = [c for c in checks if c.holds]
-    gains = [c for c in checks if verdict(*c.diffs[0]) == "higher"]
-    losses = [c for c in checks if verdict(*c.diffs[0]) == "lower"]
-    few = [c.arm for c in checks if c.seeds < 3]
-
-    def names(cs: Sequence[LeverCheck]) -> str:
-        return "; ".join(f"{c.arm} ({c.lever})" for c in cs)
-
-    if found:
-        text = f"**A regime where TDSA does what the paper claims:** {names(found)}."
-    else:
-        text = (f"**No lever here gives the paper's result.** In none of the {len(checks)} "
-                "levers does the method arm both beat cross-entropy on the same network and put "
-                "its true-class channels on the fine parts more often than a wrong class's "
-                "channels, than chance and than CE's Grad-CAM.")
-    text += (f" Clearly above its cross-entropy arm in test accuracy: {names(gains)}." if gains
-             else " In no lever is the method arm's test accuracy clearly above its CE arm's.")
-    if losses:
-        text += f" Clearly below: {names(losses)}."
-    if few:
-        text += f" Fewer than 3 seeds (provisional): {', '.join(few)}."
-    return text
-
-
-def read_sweep(results_dir: str | Path,
-               grids: Sequence[str] = ("synthetic", "levers")) -> list[Row]:
-    """The rows of several results files (``results_dir/<grid>.csv``) as one sweep, for
-    :data:`LEVER_PAIRS`, whose arms come from both of the book's grids. A variant found in two
-    files raises :class:`tdsa.errors.DataError` (its seeds would be mixed), as does a missing file.
+def read_sweep(results_dir: str | Path, grids: Sequence[str]) -> list[Row]:
+    """The rows of several results files (``results_dir/<grid>.csv``) as one sweep, for lever
+    pairs whose arms come from more than one grid. A variant found in two files raises
+    :class:`tdsa.errors.DataError` (its seeds would be mixed), as does a missing file.
     """
     rows: list[Row] = []
     owner: dict[object, str] = {}

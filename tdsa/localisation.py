@@ -19,8 +19,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from tdsa.errors import ConfigError, DataError
 from tdsa.metrics import LocalisationMeter, box_centres, class_channels, normalise_parts
 from tdsa.models.base import TdsaNet
+from tdsa.validation import check_int, check_positive_int
 from tdsa.viz.gradcam import grad_cam
 
 __all__ = ["dataset_parts", "evaluate_localisation", "wrong_classes"]
@@ -31,8 +33,8 @@ def wrong_classes(targets: Tensor, num_classes: int) -> Tensor:
 
     Book: chapter 6, *Grad-CAM of the cross-entropy model beside them*.
     """
-    if num_classes < 2:
-        raise ValueError(f"a wrong-class control needs at least 2 classes, got {num_classes}")
+    if check_int("num_classes", num_classes) < 2:
+        raise ConfigError(f"a wrong-class control needs at least 2 classes, got {num_classes}")
     return (targets.long() + 1) % num_classes
 
 
@@ -48,7 +50,7 @@ def dataset_parts(dataset: Any) -> tuple[list[str], list[str | None] | None]:
     """
     names = getattr(dataset, "part_names", None)
     if not names or not callable(getattr(dataset, "parts", None)):
-        raise ValueError(
+        raise ConfigError(
             f"{type(dataset).__name__} has no part locations: expected a dataset with "
             f"part_names and parts(index) (e.g. 'synthetic' or 'cub')"
         )
@@ -130,10 +132,9 @@ def evaluate_localisation(
 
     Book: chapter 6, *Measuring: the pointing game against the part annotations*.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if len(dataset) == 0:
-        raise ValueError(f"{type(dataset).__name__} is empty: nothing to localise")
+        raise DataError(f"{type(dataset).__name__} is empty: nothing to localise")
     names, granularity = dataset_parts(dataset)
     xi_mid, xi_high = (int(v) for v in model.xi)
     meters = {

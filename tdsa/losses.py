@@ -236,6 +236,7 @@ class _Images:
         """Images ``sl`` as ``[b, C, H*W]``: the map's memory or the (unfilled) buffer."""
         if self.direct:
             return self.t[sl].flatten(2)
+        assert self.buffer is not None  # allocated whenever the map is not used directly
         return self.buffer[: sl.stop - sl.start]
 
     def load(self, sl: slice) -> Tensor:
@@ -248,7 +249,7 @@ class _Images:
 
     def store(self, sl: slice) -> None:
         """Write the buffer back into images ``sl`` (nothing to do for a contiguous map)."""
-        if not self.direct:
+        if self.buffer is not None:
             for src, image in zip(self.buffer, self.t[sl], strict=False):
                 image.permute(1, 2, 0).flatten(0, 1).copy_(src.t())
 
@@ -287,7 +288,7 @@ class _ChannelConstraint(torch.autograd.Function):
     CCMP's gradient goes to the first maximal channel, as ``torch.max``'s does."""
 
     @staticmethod
-    def forward(ctx, features, gate, mask, targets, xi, temperature):  # type: ignore[override]
+    def forward(ctx, features, gate, mask, targets, xi, temperature):
         features = _dense(features)
         gate = None if gate is None else _dense(gate)
         b, c, h, w = features.shape
@@ -321,7 +322,7 @@ class _ChannelConstraint(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, g_dis, g_div):  # type: ignore[override]
+    def backward(ctx, g_dis, g_div):
         features, gate, m, dlogits = ctx.saved_tensors
         xi, temperature = ctx.xi, ctx.temperature
         b, c, h, w = features.shape

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tdsa.validation import check_choice, check_number, check_positive_int, check_positive_ints
+
 __all__ = [
     "LocalisationMeter",
     "box_centres",
@@ -56,9 +58,7 @@ def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) ->
         raise ValueError(
             f"targets must be 1-D [B] with B={logits.shape[0]}, got shape {_shape(targets)}"
         )
-    for k in ks:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"every k in ks must be a positive integer, got {k!r}")
+    ks = check_positive_ints("ks", ks)
     if not ks:
         return {}
     num_classes = logits.shape[1]
@@ -74,8 +74,7 @@ def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor
 
     ``preds`` and ``targets`` are ``[N]`` class indices in ``[0, num_classes)``.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    num_classes = check_positive_int("num_classes", num_classes)
     preds = preds.reshape(-1).long()
     targets = targets.reshape(-1).long().to(preds.device)
     if preds.numel() != targets.numel():
@@ -119,8 +118,7 @@ def class_channels(features: Tensor, targets: Tensor, xi: int) -> Tensor:
 
     Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
-    if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
-        raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
+    xi = check_positive_int("xi", xi)
     if features.dim() != 4 or features.shape[1] % xi:
         raise ValueError(
             f"features must be [B, K*xi, h, w] with xi={xi}, got shape {_shape(features)}"
@@ -170,8 +168,8 @@ def normalise_parts(parts: Tensor, width: float, height: float) -> Tensor:
     parts = torch.as_tensor(parts, dtype=torch.float32)
     if parts.dim() < 2 or parts.shape[-1] != 3:
         raise ValueError(f"parts must be [..., P, 3] of (x, y, visible), got {_shape(parts)}")
-    if width <= 0 or height <= 0:
-        raise ValueError(f"width and height must be positive, got {width} x {height}")
+    width = check_number("width", width, low=0.0, open_low=True)
+    height = check_number("height", height, low=0.0, open_low=True)
     visible = (parts[..., 2] > 0).float()
     scale = parts.new_tensor([1.0 / width, 1.0 / height])
     xy = parts[..., :2] * scale * visible.unsqueeze(-1)
@@ -187,11 +185,9 @@ def box_centres(boxes: Tensor, fmt: str = "xywh") -> Tensor:
     boxes = torch.as_tensor(boxes, dtype=torch.float32)
     if boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be [..., 4], got shape {_shape(boxes)}")
-    if fmt == "xywh":
+    if check_choice("fmt", fmt, ("xywh", "xyxy")) == "xywh":
         return boxes[..., :2] + boxes[..., 2:] / 2
-    if fmt == "xyxy":
-        return (boxes[..., :2] + boxes[..., 2:]) / 2
-    raise ValueError(f"fmt must be 'xywh' or 'xyxy', got {fmt!r}")
+    return (boxes[..., :2] + boxes[..., 2:]) / 2
 
 
 def _check_parts(parts: Tensor, batch: int) -> None:
@@ -213,8 +209,7 @@ def part_hits(points: Tensor, parts: Tensor, radius: float = DEFAULT_RADIUS) -> 
     if points.dim() != 3 or points.shape[-1] != 2:
         raise ValueError(f"points must be [B, N, 2] of (x, y), got shape {_shape(points)}")
     _check_parts(parts, points.shape[0])
-    if radius <= 0:
-        raise ValueError(f"radius must be positive, got {radius}")
+    radius = check_number("radius", radius, low=0.0, open_low=True)
     parts = parts.to(points.device, torch.float32)
     if parts.shape[1] == 0:
         return torch.full(points.shape[:2], -1, dtype=torch.long, device=points.device)
@@ -267,8 +262,7 @@ def _nesting_regions(mid: Tensor, high: Tensor, threshold: float) -> Tensor:
             f"mid has {c_mid} channels and high {c_high}: mid channel j is gated by high "
             f"channel j // r, so C_mid / C_high must be an integer"
         )
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    threshold = check_number("threshold", threshold, 0.0, 1.0, open_low=True)
     up = F.interpolate(high.detach().float(), size=tuple(mid.shape[-2:]), mode="nearest")
     peak = up.amax(dim=(-2, -1), keepdim=True)
     region = (up >= threshold * peak) & (peak > 0)  # a dead (all <= 0) channel has no region
@@ -396,8 +390,7 @@ class LocalisationMeter:
                 groups.setdefault(str(granularity[i]), []).append(j)
         if not self.columns:
             raise ValueError("no discriminative parts to score: every granularity is None")
-        if radius <= 0:
-            raise ValueError(f"radius must be positive, got {radius}")
+        radius = check_number("radius", radius, low=0.0, open_low=True)
         self.part_names = [self.all_part_names[i] for i in self.columns]
         self.groups = groups
         self.radius = float(radius)

@@ -9,14 +9,15 @@ returns the value converted to the plain Python type. ``bool`` is never accepted
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from tdsa.errors import ConfigError
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_positive_int"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_positive_int",
+           "check_positive_ints"]
 
 
 def _is_int(value: Any) -> bool:
@@ -38,6 +39,21 @@ def check_positive_int(name: str, value: Any) -> int:
     if not _is_int(value) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_positive_ints(name: str, values: Any, length: int | None = None,
+                        what: str = "") -> tuple[int, ...]:
+    """``values`` as a tuple of ``int`` if it is a sequence (not a string) of integers >= 1,
+    of ``length`` items when given; ``what`` names the items in the message, e.g.
+    ``"(xi_mid, xi_high)"``."""
+    ok = isinstance(values, Sequence) and not isinstance(values, str) \
+        and (length is None or len(values) == length) \
+        and all(_is_int(v) and v >= 1 for v in values)
+    if not ok:
+        count = "" if length is None else f"{length} "
+        label = f" {what}" if what else ""
+        raise ConfigError(f"{name} must be {count}positive integers{label}, got {values!r}")
+    return tuple(int(v) for v in values)
 
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from tdsa.errors import ConfigError, DataError
+from tdsa.validation import check_int, check_number
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -298,18 +299,12 @@ def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> np.
 
 def check_val_fraction(value: Any) -> float:
     """``value`` if it is a number strictly between 0 and 1, else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not 0.0 < float(value) < 1.0:
-        raise ConfigError(f"val_fraction must be a number strictly between 0 and 1, "
-                          f"got {value!r}")
-    return float(value)
+    return check_number("val_fraction", value, 0.0, 1.0, open_low=True, open_high=True)
 
 
 def check_val_seed(value: Any) -> int:
     """``value`` if it is a non-negative integer, else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ConfigError(f"val_seed must be a non-negative integer, got {value!r}")
-    return int(value)
+    return check_int("val_seed", value, low=0)
 
 
 class FGVCDataset(Dataset):
@@ -401,7 +396,7 @@ class FGVCDataset(Dataset):
     def image_size(self, index: int) -> tuple[int, int]:
         """``(width, height)`` of image ``index`` (of its crop, if cropped), from the header.
 
-        Book: chapter 6, *The two trained networks*.
+        Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
         """
         box = self.crop_box(index)
         if box is not None:

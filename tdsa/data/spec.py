@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
+from tdsa.errors import ConfigError
+from tdsa.validation import check_choice, check_positive_int
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PUBLISHED_MEAN = (0.5, 0.5, 0.5)
@@ -48,7 +51,7 @@ def _size_from_model(default_cfg: Mapping[str, Any] | None) -> int | None:
     if size is None:
         return None
     if size[-1] != size[-2]:
-        raise ValueError(f"the model's input_size {tuple(size)} is not square; set image_size")
+        raise ConfigError(f"the model's input_size {tuple(size)} is not square; set image_size")
     return int(size[-1])
 
 
@@ -57,28 +60,25 @@ def resolve_data_config(data: Any = None, default_cfg: Mapping[str, Any] | None 
     """The :class:`DataSpec` of ``data`` (a :class:`tdsa.config.DataConfig` or a mapping with
     ``regime``, ``image_size``, ``resize``; missing or null entries are left out) completed
     by a model's ``default_cfg`` (its ``input_size``) and the regime's defaults (224 scratch,
-    448 pretrained; resize ``round(S * 8 / 7)``). A bad value is a ValueError naming it.
+    448 pretrained; resize ``round(S * 8 / 7)``). A bad value is a ConfigError (a ValueError)
+    naming it.
     """
     given = asdict(data) if is_dataclass(data) and not isinstance(data, type) else dict(data or {})
     regime = given.get("regime") or "scratch"
-    if regime not in REGIMES:
-        raise ValueError(f"unknown transform regime {regime!r}; valid regimes: "
-                         f"{', '.join(REGIMES)}")
+    regime = check_choice("regime", regime, REGIMES)
     size = given.get("image_size")
     if size is None:
         size = _size_from_model(default_cfg) or DEFAULT_SIZE[regime]
-    if isinstance(size, bool) or int(size) != size or size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {size!r}")
-    size, resize = int(size), given.get("resize")
+    size, resize = check_positive_int("image_size", size), given.get("resize")
     if regime == "scratch":
         if resize is not None:
-            raise ValueError("resize applies to the 'pretrained' regime only; the 'scratch' "
-                             "regime resizes to (image_size, image_size)")
+            raise ConfigError("resize applies to the 'pretrained' regime only; the 'scratch' "
+                              "regime resizes to (image_size, image_size)")
         shape: int | tuple[int, int] = (size, size)
     else:
         shape = round(size * 8 / 7) if resize is None else int(resize)
         if shape < size:
-            raise ValueError(f"resize ({shape}) must be >= image_size ({size}) in the "
-                             f"'pretrained' regime")
+            raise ConfigError(f"resize ({shape}) must be >= image_size ({size}) in the "
+                              f"'pretrained' regime")
     mean, std = NORMALISATION[regime]
     return DataSpec(regime=regime, image_size=size, resize=shape, mean=mean, std=std)

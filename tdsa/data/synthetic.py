@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
+import io
 import json
 import math
 import shutil
@@ -34,6 +35,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from tdsa.errors import ConfigError, DataError
+from tdsa.validation import check_bool, check_int, check_number
 
 GENERATOR_VERSION = 1
 """Bumped whenever the same arguments would produce different files."""
@@ -455,24 +457,24 @@ def generate(
     """
     args: dict[str, Any] = {
         "num_classes": _check_num_classes(num_classes),
-        "train_per_class": _check_int("train_per_class", train_per_class, 1, 100_000),
-        "test_per_class": _check_int("test_per_class", test_per_class, 1, 100_000),
-        "image_size": _check_int("image_size", image_size, 48, 2048),
-        "seed": _check_int("seed", seed, 0, 2**63 - 1),
-        "fine_scale": _check_float("fine_scale", fine_scale, 0.25, 2.0),
-        "distractors": _check_bool("distractors", distractors),
-        "jpeg_quality": _check_int("jpeg_quality", jpeg_quality, 1, 100),
-        "min_scale": _check_float("min_scale", min_scale, 0.3, 1.3),
-        "max_scale": _check_float("max_scale", max_scale, 0.3, 1.3),
-        "max_rotation": _check_float("max_rotation", max_rotation, 0.0, 90.0),
-        "noise_std": _check_float("noise_std", noise_std, 0.0, 64.0),
+        "train_per_class": check_int("train_per_class", train_per_class, 1, 100_000),
+        "test_per_class": check_int("test_per_class", test_per_class, 1, 100_000),
+        "image_size": check_int("image_size", image_size, 48, 2048),
+        "seed": check_int("seed", seed, 0, 2**63 - 1),
+        "fine_scale": check_number("fine_scale", fine_scale, 0.25, 2.0),
+        "distractors": check_bool("distractors", distractors),
+        "jpeg_quality": check_int("jpeg_quality", jpeg_quality, 1, 100),
+        "min_scale": check_number("min_scale", min_scale, 0.3, 1.3),
+        "max_scale": check_number("max_scale", max_scale, 0.3, 1.3),
+        "max_rotation": check_number("max_rotation", max_rotation, 0.0, 90.0),
+        "noise_std": check_number("noise_std", noise_std, 0.0, 64.0),
     }
     if args["min_scale"] > args["max_scale"]:
         raise ConfigError(f"min_scale={min_scale} must not exceed max_scale={max_scale}")
     # Recorded only when positive, so that datasets without val keep their metadata.
-    if _check_int("val_per_class", val_per_class, 0, 100_000):
+    if check_int("val_per_class", val_per_class, 0, 100_000):
         args["val_per_class"] = int(val_per_class)
-    _check_bool("overwrite", overwrite)
+    check_bool("overwrite", overwrite)
     root = Path(root)
     if _prepare_root(root, args, overwrite):
         return root
@@ -553,7 +555,7 @@ def _write_tree(
 
 def _check_num_classes(num_classes: Any) -> int:
     limit = math.prod(len(v) for v in ATTRIBUTES.values())
-    value = _check_int("num_classes", num_classes, -(2**63), 2**63)
+    value = check_int("num_classes", num_classes)
     if not 2 <= value <= limit:
         raise ConfigError(
             f"num_classes={value} is outside 2..{limit}: there are {limit} distinct attribute "
@@ -791,28 +793,6 @@ def _draw_clutter(
 # --------------------------------------------------------------------------- files
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{name} must be an integer in {low}..{high}, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside the allowed range {low}..{high}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside the allowed range [{low}, {high}]")
-    return float(value)
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 _OUTPUTS = (
     "images",
     "parts",
@@ -873,3 +853,12 @@ def _prepare_root(root: Path, args: dict[str, Any], overwrite: bool) -> bool:
 
 def _write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def encode_as_saved(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` through the generator's JPEG encoding (as the files on disk are)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality, subsampling=0)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")

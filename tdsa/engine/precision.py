@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from tdsa.errors import ConfigError
+from tdsa.validation import check_choice
+
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 
 
@@ -58,10 +61,10 @@ def resolve_precision(
     true/false/auto (see the module docstring for what auto picks).
     """
     device = torch.device(device)
-    if amp not in AMP_CHOICES:
-        raise ValueError(f"amp={amp!r}: expected one of {AMP_CHOICES}")
+    check_choice("amp", amp, AMP_CHOICES)
     if channels_last not in (True, False, "auto"):
-        raise ValueError(f"channels_last={channels_last!r}: expected true, false or auto")
+        raise ConfigError(f"channels_last={channels_last!r} is invalid: expected true, false or "
+                          "auto")
     if amp == "auto":
         if device.type == "cuda":
             amp = "bf16" if cuda_has_bf16(device) else "fp16"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 
 from tdsa.data.spec import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_MEAN, PUBLISHED_STD
 from tdsa.errors import ConfigError
+from tdsa.validation import check_positive_int, check_positive_ints
 
 if TYPE_CHECKING:
     from tdsa.models.pretrained import LoadReport
@@ -23,31 +23,19 @@ HEADS = ("flatten", "gap")
 def check_classes_xi(num_classes: Any, xi: Any) -> tuple[int, tuple[int, int]]:
     """Validate ``num_classes`` (int >= 1) and ``xi`` (two ints >= 1); return them normalised.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if (
-        not isinstance(xi, Sequence)
-        or len(xi) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in xi)
-    ):
-        raise ConfigError(f"xi must be two positive integers (xi_mid, xi_high), got {xi!r}")
-    return num_classes, (int(xi[0]), int(xi[1]))
+    num_classes = check_positive_int("num_classes", num_classes)
+    xi_mid, xi_high = check_positive_ints("xi", xi, 2, "(xi_mid, xi_high)")
+    return num_classes, (xi_mid, xi_high)
 
 
 def parse_input_size(input_size: Any) -> tuple[int, int]:
     """``224`` or ``(h, w)`` -> ``(h, w)``; anything else is a ConfigError.
     """
     if isinstance(input_size, int) and not isinstance(input_size, bool):
-        input_size = (input_size, input_size)
-    if (
-        not isinstance(input_size, Sequence)
-        or len(input_size) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input_size)
-    ):
-        raise ConfigError(
-            f"input_size must be a positive int or a pair (height, width), got {input_size!r}"
-        )
-    return int(input_size[0]), int(input_size[1])
+        size = check_positive_int("input_size", input_size)
+        return size, size
+    height, width = check_positive_ints("input_size", input_size, 2, "(height, width)")
+    return height, width
 
 
 def init_conv_bn(module: nn.Module) -> None:

@@ -20,6 +20,7 @@ from tdsa.models.base import (
 )
 from tdsa.models.heads import build_head
 from tdsa.models.registry import register_model
+from tdsa.validation import check_bool, check_choice
 
 # arch -> (bottleneck blocks?, blocks in layer3, blocks in layer4, torchvision weights)
 _SPECS: dict[str, tuple[bool, int, int, str]] = {
@@ -111,8 +112,7 @@ class TdsaResNet(TdsaNet):
         num_classes, xi = check_classes_xi(num_classes, xi)
         size = parse_input_size(input_size)
         bottleneck, blocks3, blocks4, weights = _SPECS[arch]
-        if adapter not in ADAPTERS:
-            raise ConfigError(f"adapter must be one of {', '.join(ADAPTERS)}, got {adapter!r}")
+        adapter = check_choice("adapter", adapter, ADAPTERS)
         dilation = self._check_dilation(replace_stride_with_dilation, adapter, bottleneck)
         self.num_classes = num_classes
         self.xi = xi
@@ -164,18 +164,19 @@ class TdsaResNet(TdsaNet):
     ) -> tuple[bool, bool, bool]:
         if value is None:
             return (False, False, False)
-        if len(value) != 3 or any(not isinstance(v, bool) for v in value):
+        if len(value) != 3:
             raise ConfigError(f"replace_stride_with_dilation must be three booleans, got {value!r}")
-        if any(value) and adapter != "conv1x1":
+        flags = [check_bool(f"replace_stride_with_dilation[{i}]", v) for i, v in enumerate(value)]
+        if any(flags) and adapter != "conv1x1":
             raise ConfigError(
                 "replace_stride_with_dilation is only supported with adapter='conv1x1'"
             )
-        if any(value) and not bottleneck:
+        if any(flags) and not bottleneck:
             raise ConfigError(
                 "replace_stride_with_dilation needs bottleneck blocks (resnet50/101): "
                 "torchvision's BasicBlock does not support dilation"
             )
-        return (bool(value[0]), bool(value[1]), bool(value[2]))
+        return (flags[0], flags[1], flags[2])
 
     def feature_hw(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """conv1 and maxpool halve (ceil), then layer2..4 unless replaced by dilation."""

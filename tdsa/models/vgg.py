@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tdsa.errors import ConfigError
 from tdsa.models.base import (
     PUBLISHED_MEAN,
     PUBLISHED_STD,
@@ -17,6 +16,7 @@ from tdsa.models.base import (
 )
 from tdsa.models.heads import build_head
 from tdsa.models.registry import register_model
+from tdsa.validation import check_choice, check_number
 
 # VGG16-BN ("D") up to conv5_3, without pool 5; "mid"/"high" are the class-coded convs.
 _VGG16_PLAN: tuple[int | str, ...] = (
@@ -86,10 +86,8 @@ class TdsaVGG(TdsaNet):
     ) -> None:
         super().__init__()
         num_classes, xi = check_classes_xi(num_classes, xi)
-        if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
-            raise ConfigError(f"width must be a positive number, got {width!r}")
-        if stages not in STAGES:
-            raise ConfigError(f"stages must be one of {', '.join(STAGES)}, got {stages!r}")
+        width = check_number("width", width, low=0.0, open_low=True)
+        stages = check_choice("stages", stages, STAGES)
         size = parse_input_size(input_size)
         self.num_classes = num_classes
         self.xi = xi

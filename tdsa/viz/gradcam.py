@@ -11,7 +11,9 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from tdsa.errors import ConfigError
 from tdsa.models.base import TdsaNet
+from tdsa.validation import check_choice
 from tdsa.viz.maps import normalize_map, resize_map
 
 __all__ = ["cam_maps", "grad_cam", "gradcam_maps"]
@@ -36,10 +38,10 @@ def _target_module(model: nn.Module, layer: str | nn.Module) -> tuple[nn.Module,
     """``(module to run, module whose output is the target layer)``."""
     if isinstance(layer, nn.Module):
         if not any(m is layer for m in model.modules()):
-            raise ValueError(f"layer {type(layer).__name__} is not a submodule of the model")
+            raise ConfigError(f"layer {type(layer).__name__} is not a submodule of the model")
         return model, layer
     if layer != "high":
-        raise ValueError(
+        raise ConfigError(
             f"layer must be 'high' (the high-level feature tap) or a submodule of the model, "
             f"got {layer!r}"
         )
@@ -144,8 +146,7 @@ def gradcam_maps(
 
     Book: chapter 6, *Grad-CAM of the cross-entropy model beside them*.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    backend = check_choice("backend", backend, BACKENDS)
     targets = _check_inputs(images, targets)
     size = (images.shape[-2], images.shape[-1])
     if backend == "auto":

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tdsa.validation import check_number
 from tdsa.viz.maps import normalize_map, resize_map, to_image
 
 if TYPE_CHECKING:
@@ -50,8 +51,7 @@ def overlay(
 
     Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    alpha = check_number("alpha", alpha, 0.0, 1.0)
     img = to_image(image)
     colour = heat_to_rgb(heat, img.shape[:2], cmap)
     blend = (1.0 - alpha) * img + alpha * colour

@@ -14,6 +14,7 @@ from torch import Tensor
 from tdsa.config import Config
 from tdsa.data.spec import resolve_data_config
 from tdsa.data.synthetic import (
+    encode_as_saved,
     image_source,
     load_metadata,
     part_attribute,
@@ -60,8 +61,6 @@ def twin_pair(model: TdsaNet, cfg: Config, index: int, part: str, value: str | N
     ``value`` (default: the first value the image does not have), through ``model`` with the
     run's test transform (``cfg`` is the run's config, as :func:`tdsa.engine.checkpoint.
     load_model` returns it). Both images are JPEG-encoded as the generator saves them."""
-    from tdsa.counterfactual import encode_as_saved
-
     if cfg.data.dataset != "synthetic":
         raise ConfigError(f"data.dataset={cfg.data.dataset!r}: twins need the synthetic data")
     root = Path(root if root is not None else cfg.data.root)

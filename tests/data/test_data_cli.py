@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tdsa.cli import main
-from tdsa.data.commands import OFFICIAL_SIZES
+from tdsa.commands.data import OFFICIAL_SIZES
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tdsa.cli import main
+from tdsa.commands.data import OFFICIAL_SIZES
 from tdsa.data import build_dataset
 from tdsa.data import download as dl
-from tdsa.data.commands import OFFICIAL_SIZES
 from tdsa.errors import ConfigError, DataError
 
 

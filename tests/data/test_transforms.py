@@ -97,7 +97,7 @@ def test_defaults_and_bad_arguments():
     scratch = build_transforms("scratch", train=False)
     assert (scratch.size, scratch.resize, scratch.crop, scratch.flip) == (224, (224, 224),
                                                                          None, False)
-    with pytest.raises(ValueError, match="unknown transform regime 'imagenet'; valid regimes: "
+    with pytest.raises(ValueError, match="regime='imagenet' is invalid: expected one of "
                                          "scratch, pretrained"):
         build_transforms("imagenet", 224, train=True)
     with pytest.raises(ValueError, match="valid decoders: fast, pil"):

@@ -222,18 +222,22 @@ def test_out_in_a_read_only_folder_is_refused(tmp_path: Path) -> None:
         (["model.num_classes=200", "model.xi=[600, 3]"],
          r"model\.num_classes x model\.xi\[0\] = 200 x 600 = 120000 mid-level channels; at "
          r"most 65536 channels per stage"),
-        (["optim.lr=.inf"], r"optim\.lr=inf is invalid: expected a finite number > 0"),
-        (["optim.head_lr=.nan"], r"optim\.head_lr=nan is invalid"),
-        (["optim.weight_decay=-1"], r"optim\.weight_decay=-1\.0 is invalid: expected a finite "
-                                    r"number >= 0"),
-        (["optim.momentum=1.5"], r"optim\.momentum=1\.5 is invalid: expected a number in"),
+        (["optim.lr=.inf"], r"optim\.lr must be a finite number in \(0, inf\), got inf"),
+        (["optim.head_lr=.nan"], r"optim\.head_lr must be a finite number in \(0, inf\), got nan"),
+        (["optim.weight_decay=-1"], r"optim\.weight_decay=-1\.0 is outside the allowed range in "
+                                    r"\[0, inf\)"),
+        (["optim.momentum=1.5"], r"optim\.momentum=1\.5 is outside the allowed range in "
+                                 r"\[0, 1\)"),
         (["optim.betas=[0.9, 1.0]"], r"optim\.betas=\[0\.9, 1\.0\] is invalid"),
         (["train.batch_size=10", "train.accum_steps=3"],
          r"train\.batch_size=10 is invalid: expected a multiple of train\.accum_steps=3"),
-        (["train.ema_decay=1.0"], r"train\.ema_decay=1\.0 is invalid: expected in \[0, 1\)"),
+        (["train.ema_decay=1.0"], r"train\.ema_decay=1\.0 is outside the allowed range in "
+                                  r"\[0, 1\)"),
         (["schedule.milestones=[5, 3]"], r"schedule\.milestones=\[5, 3\] is invalid"),
-        (["loss.alpha_mid=.inf"], r"loss\.alpha_mid=inf is invalid"),
-        (["train.eval_batch_size=0"], r"train\.eval_batch_size=0 is invalid"),
+        (["loss.alpha_mid=.inf"], r"loss\.alpha_mid must be a finite number in \[0, inf\), "
+                                  r"got inf"),
+        (["train.eval_batch_size=0"], r"train\.eval_batch_size=0 is outside the allowed range "
+                                      r">= 1"),
     ],
 )
 def test_cross_field_constraints_are_checked_when_the_config_is_made(overrides, pattern):

@@ -55,7 +55,7 @@ def test_unknown_key_names_it_and_the_closest_valid_key() -> None:
          r"train\.channels_last='sometimes' is invalid: expected true, false or auto"),
         ("train.channels_last=1",
          r"train\.channels_last=1 has the wrong type: expected bool or str"),
-        ("optim.lr=-1", r"optim\.lr=-1\.0 is invalid: expected > 0"),
+        ("optim.lr=-1", r"optim\.lr=-1\.0 is outside the allowed range in \(0, inf\)"),
         ("optim.lr", r"not of the form section\.key=value"),
         ("train.epochs.x=1", r"train\.epochs is not a mapping"),
     ],

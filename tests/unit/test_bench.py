@@ -104,6 +104,9 @@ def test_quick_benchmarks_report_every_key(tmp_path):
         assert step["ratio_over_ce_without_mid_tap"] == pytest.approx(
             step["tdsa_ms"] / step["ce_logits_ms"])
         assert step["ce_mid_ms"] > 0
+        gflops = step["gflops"]
+        assert step["flop_ratio"] == pytest.approx(gflops["tdsa"] / gflops["ce"])
+        assert gflops["ce"] > 0 and gflops["tdsa"] >= gflops["ce_mid"] >= gflops["ce"]
         cpu = step["cpu_time"]
         assert cpu["ratio"] == pytest.approx(cpu["tdsa_ms"] / cpu["ce_ms"]) and cpu["ce_mid_ms"] > 0
     note = result["step"]["where_the_extra_time_goes"]
@@ -147,7 +150,7 @@ def test_loss_only_selection():
 def test_amp_option_sets_the_precision_and_rejects_a_bad_value(capsys):
     assert run_benchmarks(("loss",), quick=True, repeats=1, amp="none")["precision"] == "fp32"
     assert cli.main(["bench", "loss", "--quick", "--amp", "fp8"]) == 2
-    assert "--amp: amp='fp8': expected one of" in capsys.readouterr().err
+    assert "--amp: amp='fp8' is invalid: expected one of" in capsys.readouterr().err
 
 
 def test_unknown_benchmark_is_a_one_line_error(capsys):
@@ -155,3 +158,25 @@ def test_unknown_benchmark_is_a_one_line_error(capsys):
     err = capsys.readouterr().err
     assert "unknown benchmark 'nope'" in err
     assert "loss, step, data, memory, precision, epoch, compile, all" in err
+
+
+def test_extra_time_note_splits_the_difference_and_names_an_arithmetic_floor():
+    from tdsa.bench import _extra_time_note
+    from tdsa.engine.precision import Precision
+
+    def row(ce, ce_mid, tdsa, flop_ratio):
+        times = {"ce_ms": ce, "ce_mid_ms": ce_mid, "tdsa_ms": tdsa}
+        return {"input": 224, "batch": 2, **times, "flop_ratio": flop_ratio,
+                "cpu_time": {**times, "ratio": tdsa / ce}}
+
+    step = {"tdsa_vgg16": row(1000.0, 1010.0, 1040.0, 1.0),
+            "tdsa_resnet50": row(500.0, 540.0, 550.0, 1.057)}
+    loss = {"head_ms": 30.0, "head_profile_ms": {"aten::_softmax": 9.0}}
+    note = _extra_time_note(step, loss, Precision("bf16", True))
+    assert "CPU time" in note
+    assert "TDSA - CE = 40 ms of a 1000 ms CE step (ratio 1.040)" in note
+    assert "mid tap's backward 10 ms (1.0% of the CE step) and the loss head 30 ms" in note
+    assert "TDSA - CE = 50 ms of a 500 ms CE step (ratio 1.100)" in note
+    assert ("On tdsa_resnet50 the mid tap's backward adds 5.7% to the step's convolution and "
+            "matmul arithmetic (at any batch size) and measures 8.0% of the CE step") in note
+    assert "On tdsa_vgg16" not in note

@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from tdsa.ablate import RunResult, load_grid, write_results
-from tdsa.errors import DataError
+from tdsa.ablate import lever_pairs as ablate_lever_pairs
+from tdsa.book import BOOK_GRIDS, claim_summary, lever_pairs
+from tdsa.config import Config, dump_config
+from tdsa.errors import ConfigError, DataError
 from tdsa.evidence import (
     CLAIM_PARTS,
-    LEVER_PAIRS,
     check_lever,
     check_levers,
-    claim_summary,
     column_stats,
     fine_key,
     lever_table,
@@ -106,21 +107,47 @@ def test_the_claim_holds_only_when_all_four_comparisons_are_clearly_positive() -
     assert check_lever(wins[:1] + wins[3:4], "l", "ce", "tdsa").failed == list(CLAIM_PARTS)
 
 
+PAIRS = [("none (the book's regime: flattened head, 112 px)", "ce", "tdsa"),
+         ("GAP head instead of the flattened map", "ce_gap", "tdsa_gap"),
+         ("never run", "ce_x", "tdsa_x")]
+
+
 def test_check_levers_skips_pairs_without_finished_runs() -> None:
     rows = [run("ce", 0, 40.0), run("tdsa", 0, 42.0), run("ce_gap", 0, 50.0),
             run("tdsa_gap", 0, 1.0, status="failed")]
-    checks = check_levers(rows)
+    checks = check_levers(rows, PAIRS)
     assert [(c.ce, c.arm) for c in checks] == [("ce", "tdsa")]
 
 
 def test_every_lever_pair_names_arms_of_the_committed_grids() -> None:
     variants = set()
-    for grid in ("synthetic", "levers"):
+    for grid in BOOK_GRIDS:
         spec = yaml.safe_load((REPO / "configs" / "ablations" / f"{grid}.yaml").read_text())
         variants |= set(spec["variants"])
-    for lever, ce, arm in LEVER_PAIRS:
+    pairs = lever_pairs()
+    assert len(pairs) == 15 and pairs[2] == (
+        "none (the book's regime: flattened head, 112 px)", "ce", "tdsa")
+    for lever, ce, arm in pairs:
         assert {ce, arm} <= variants, lever
         assert ce.startswith("ce"), f"{lever}: the first arm is a cross-entropy arm"
+        baseline = load_grid(f"ablations/{'synthetic' if ce == 'ce' else 'levers'}")
+        cfg = baseline.config(ce, 0)
+        assert all(getattr(cfg.loss, k) == 0 for k in ("alpha_mid", "beta_mid", "alpha_high",
+                                                        "beta_high")), f"{ce} is cross-entropy"
+
+
+def test_a_baseline_no_grid_has_is_an_error(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    dump_config(Config(), base)
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"base": str(base), "variants": {
+        "tdsa": {"overrides": [], "baseline": "ce", "lever": "the loss"}}}))
+    with pytest.raises(ConfigError, match="names baseline 'ce', which no grid of the sweep has"):
+        ablate_lever_pairs([load_grid(path)])
+    path.write_text(yaml.safe_dump({"base": str(base), "variants": {
+        "tdsa": {"overrides": [], "baseline": "ce"}}}))
+    with pytest.raises(ConfigError, match="needs both 'baseline'"):
+        load_grid(path)
 
 
 def test_lever_table_and_summary_state_the_checks() -> None:
@@ -128,7 +155,7 @@ def test_lever_table_and_summary_state_the_checks() -> None:
     rows += [run("tdsa", s, 50.0 + 2 * s, high=0.30 + 0.01 * s) for s in range(3)]
     rows += [run("ce_gap", s, 60.0) for s in range(2)]
     rows += [run("tdsa_gap", s, 30.0 - s, wrong=0.3) for s in range(2)]
-    checks = check_levers(rows)
+    checks = check_levers(rows, PAIRS)
     table = lever_table(rows, checks).splitlines()
     assert table[0].startswith("| lever | CE arm | method arm | seeds | CE top-1 (%) |")
     assert table[2] == ("| none (the book's regime: flattened head, 112 px) | ce | tdsa | 3 | "

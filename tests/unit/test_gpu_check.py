@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tdsa import gpu_check
+from tdsa.commands import gpu_check
 
 
 def test_gpu_check_dry_run_skips_the_cuda_tests_and_benches_on_the_cpu(

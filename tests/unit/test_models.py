@@ -230,7 +230,7 @@ def test_vgg_side_stages_keep_the_plain_trunk_and_branch_the_mid_tap() -> None:
         # a side branch: the mid adapter does not feed the high tap
         model.adapter_mid[0].weight.mul_(-3.0)
         torch.testing.assert_close(model.forward_features(x)["high"], feats["high"])
-    with pytest.raises(ValueError, match="stages must be one of serial, side, got 'x'"):
+    with pytest.raises(ValueError, match=r"stages='x' is invalid: expected one of serial, side$"):
         create_model("tdsa_vgg16", C, width=0.25, input_size=64, stages="x")
 
 
@@ -314,7 +314,8 @@ def test_bad_options_give_a_clear_config_error(kw: dict, match: str) -> None:
 
 
 def test_bad_resnet_options() -> None:
-    with pytest.raises(ConfigError, match="adapter must be one of conv1x1, widen"):
+    with pytest.raises(ConfigError,
+                       match=r"adapter='wide' is invalid: expected one of conv1x1, widen$"):
         create_model("tdsa_resnet18", C, adapter="wide")
     with pytest.raises(ConfigError, match="num_classes"):
         create_model("tdsa_resnet18", 0)

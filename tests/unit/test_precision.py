@@ -75,9 +75,10 @@ def test_channels_last_auto_follows_the_resolved_amp_on_the_cpu(cpu_bf16) -> Non
 
 
 def test_bad_values_are_clear_errors() -> None:
-    with pytest.raises(ValueError, match=r"amp='fp8': expected one of \('auto', 'none'"):
+    with pytest.raises(ValueError, match=r"amp='fp8' is invalid: expected one of auto, none, "):
         resolve_precision("cpu", "fp8")
-    with pytest.raises(ValueError, match=r"channels_last='yes': expected true, false or auto"):
+    with pytest.raises(ValueError,
+                       match=r"channels_last='yes' is invalid: expected true, false or auto"):
         resolve_precision("cpu", "none", "yes")
 
 

@@ -10,9 +10,14 @@ import pytest
 import torch
 
 from tdsa.config import Config, apply_overrides
-from tdsa.counterfactual import encode_as_saved
 from tdsa.data.spec import resolve_data_config
-from tdsa.data.synthetic import generate, load_metadata, render_image, render_twin
+from tdsa.data.synthetic import (
+    encode_as_saved,
+    generate,
+    load_metadata,
+    render_image,
+    render_twin,
+)
 from tdsa.data.transforms import spec_transforms
 from tdsa.errors import ConfigError
 from tdsa.models import create_model

@@ -12,6 +12,7 @@ from tdsa.validation import (
     check_int,
     check_number,
     check_positive_int,
+    check_positive_ints,
 )
 
 
@@ -56,3 +57,15 @@ def test_bools_and_choices() -> None:
     assert check_choice("split", "val", ("train", "val")) == "val"
     with pytest.raises(ConfigError, match=r"^split='tset' is invalid: expected one of train, val$"):
         check_choice("split", "tset", ("train", "val"))
+
+
+def test_positive_integer_sequences() -> None:
+    assert check_positive_ints("xi", [np.int64(9), 3], 2) == (9, 3)
+    assert check_positive_ints("ks", (1, 5, 10)) == (1, 5, 10)
+    assert check_positive_ints("ks", ()) == ()
+    for bad in ((9, 0), (9, True), (9, 3.0), (9,), (9, 3, 1), 9, "93", None):
+        with pytest.raises(ConfigError, match=r"^xi must be 2 positive integers \(mid, high\), "
+                           r"got "):
+            check_positive_ints("xi", bad, 2, "(mid, high)")
+    with pytest.raises(ConfigError, match=r"^ks must be positive integers, got \[1, -5\]$"):
+        check_positive_ints("ks", [1, -5])

@@ -1,5 +1,5 @@
-"""``make gpu-check`` (``python -m tdsa.gpu_check [--out DIR] [--dry-run]``): the GPU paths, in
-one run of at most a few minutes on one GPU, with no download.
+"""``make gpu-check`` (``python -m tdsa.commands.gpu_check [--out DIR] [--dry-run]``): the GPU
+paths, in one run of at most a few minutes on one GPU, with no download.
 
 1. ``pytest -m cuda tests/cuda``: TDSALoss under bf16 and fp16 autocast against the float64
    CPU reference, channels_last, ``torch.compile``, and a 2-epoch synthetic AMP training that
@@ -27,7 +27,7 @@ import torch
 
 from tdsa.bench import run_benchmarks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests" / "cuda"
 GPU_BENCHES = ("loss", "step", "memory")
 PYTEST_TIMEOUT_S = 360
@@ -36,7 +36,8 @@ PYTEST_TIMEOUT_S = 360
 def main(argv: list[str] | None = None) -> int:
     """Run the CUDA tests, then the GPU benchmarks (or their CPU dry run); returns pytest's
     exit status (0 when every CUDA test passed or skipped)."""
-    parser = argparse.ArgumentParser(prog="python -m tdsa.gpu_check", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tdsa.commands.gpu_check",
+                                     description=__doc__)
     parser.add_argument("--out", type=Path, help="folder for the outputs (default: see above)")
     parser.add_argument(
         "--dry-run", action="store_true", help="hide the GPU: CUDA tests skip, tiny CPU bench"
