@@ -333,10 +333,12 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(
 def test_ctrl_c_of_a_real_process_during_imports(tiny_root: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     dump_config(tiny_config(tiny_root), config)
+    # SIGINT as in a terminal: a background job (CI under `cmd &`) inherits SIGINT ignored
     proc = subprocess.Popen([sys.executable, "-m", "tdsa", "train", "--config", str(config),
                              "--out", str(tmp_path / "run")], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)  # inside the imports (torch alone takes over a second here)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
