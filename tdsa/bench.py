@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tdsa.engine.build import Taps
 from tdsa.engine.evaluate import autocast
 from tdsa.engine.precision import Precision, resolve_precision
 from tdsa.errors import ConfigError
@@ -115,7 +116,7 @@ class _StepArm:
         taps: torch.nn.Module | None = None,
     ):
         self.model, self.mode, self.x, self.y, self.precision = model, mode, x, y, precision
-        self.taps = taps if taps is not None else _Taps(model)
+        self.taps = taps if taps is not None else Taps(model)
         self.device = x.device
         self.criterion = TDSALoss(model.num_classes, xi_mid=model.xi[0], xi_high=model.xi[1])
         self.opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -138,18 +139,6 @@ class _StepArm:
                     ]
         loss.backward()
         self.opt.step()
-
-
-class _Taps(torch.nn.Module):
-    """``x -> (logits, mid, high)`` in one call (what the trainer runs, and compiles)."""
-
-    def __init__(self, model: TdsaNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        feats = self.model.forward_features(x)
-        return self.model.forward_head(feats["high"]), feats["mid"], feats["high"]
 
 
 def _model_and_batch(
@@ -518,7 +507,7 @@ def bench_compile(book: dict[str, Any], *, warmup: int, repeats: int) -> dict[st
     eager = _book_arm(book, precision)
     model, x, y = eager.model, eager.x, eager.y
     torch._dynamo.reset()
-    taps = cast(torch.nn.Module, torch.compile(_Taps(model)))  # compile returns a callable
+    taps = cast(torch.nn.Module, torch.compile(Taps(model)))  # compile returns a callable
     compiled = _StepArm(model, "tdsa", x, y, precision, taps=taps)
     # A cold compile, as on a fresh clone: an empty inductor cache folder for the first step.
     old_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
