@@ -13,6 +13,7 @@ variants, each with its own overrides::
     variants:
       ce: {description: "cross-entropy only", overrides: [loss.alpha_mid=0, ...]}
       tdsa: {description: "full TDSA", overrides: [], baseline: ce, lever: "the loss"}
+      ce_tuned: {config: configs/synthetic_ce.yaml, overrides: []}  # another base config
 
 Each ``(variant, seed)`` trains with :func:`tdsa.engine.train` into ``OUT/<variant>/seed<k>``
 (``runtime.seed=k``), then the final-epoch weights (``last.pt``) are scored with
@@ -67,12 +68,15 @@ __all__ = [
     "write_results",
 ]
 
-SUMMARY_KEYS = ("final_top1", "final_train_top1", "best_top1", "best_epoch", "epochs")
+SUMMARY_KEYS = ("final_top1", "final_train_top1", "best_top1", "best_epoch", "epochs",
+                "final_val_top1", "test_top1_at_best", "test_best_top1", "test_best_epoch")
 """Training numbers copied from each run's ``summary.json`` into the results (``final_top1``
-and ``best_top1`` are of the grid's split)."""
+is of the grid's split, ``best_top1`` of the split that selected the best epoch; the last four,
+NaN for a run without a val split, are the val numbers beside test and the field's
+best-on-test)."""
 SPLITS = ("test", "val")
 GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
-VARIANT_KEYS = ("description", "overrides", "baseline", "lever")
+VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config")
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -89,7 +93,9 @@ class SweepStopped(TdsaError):
 class Variant:
     """One arm of a grid: a name, a description and its config overrides; a method arm also
     names its ``baseline`` (the cross-entropy arm it is compared with, in this grid or
-    another) and the ``lever`` the pair tests (:func:`lever_pairs`).
+    another) and the ``lever`` the pair tests (:func:`lever_pairs`). ``config``, when set,
+    replaces the grid's ``base`` for this arm (e.g. an arm whose tuned settings are a config
+    of their own).
     """
 
     name: str
@@ -97,6 +103,7 @@ class Variant:
     overrides: list[str]
     baseline: str = ""
     lever: str = ""
+    config: Path | None = None
 
 
 @dataclass
@@ -117,7 +124,7 @@ class Grid:
         """The resolved config of one run (base + grid overrides + variant + seed).
         """
         v = self.variants[variant]
-        cfg = load_config(self.base)
+        cfg = load_config(v.config or self.base)
         return apply_overrides(cfg, [*self.overrides, *v.overrides, f"runtime.seed={seed}"])
 
 
@@ -163,10 +170,10 @@ def _read_grid_file(path: Path) -> Mapping[str, Any]:
     return data
 
 
-def _grid_base(path: Path, base_given: Any) -> Path:
+def _grid_base(path: Path, base_given: Any, key: str = "base") -> Path:
     """``base`` relative to the current directory, else the grid's folder, else shipped."""
     if not isinstance(base_given, str):
-        raise ConfigError(f"{path}: 'base' must be the path of a config YAML, "
+        raise ConfigError(f"{path}: {key!r} must be the path of a config YAML, "
                           f"got {base_given!r}")
     base = Path(base_given)
     if not base.is_file() and (path.parent / base).is_file():
@@ -174,7 +181,7 @@ def _grid_base(path: Path, base_given: Any) -> Path:
     if not base.is_file():
         base = resolve_config(base)
     if not base.is_file():
-        raise ConfigError(f"{path}: base config {base_given!r} not found")
+        raise ConfigError(f"{path}: {key} config {base_given!r} not found")
     return base
 
 
@@ -202,10 +209,13 @@ def _grid_variants(path: Path, variants_raw: Any) -> dict[str, Variant]:
         if bool(spec.get("baseline")) != bool(spec.get("lever")):
             raise ConfigError(f"{path}: variant {name!r} needs both 'baseline' (the arm it is "
                               f"compared with) and 'lever' (what the pair tests), or neither")
+        config = spec.get("config")
         variants[name] = Variant(name, str(spec.get("description", "")),
                                  _string_list(spec.get("overrides"),
                                               f"{path}: variants.{name}.overrides"),
-                                 str(spec.get("baseline") or ""), str(spec.get("lever") or ""))
+                                 str(spec.get("baseline") or ""), str(spec.get("lever") or ""),
+                                 None if config is None
+                                 else _grid_base(path, config, f"variants.{name}.config"))
     return variants
 
 
@@ -469,6 +479,14 @@ ACCURACY_TABLES = {
              "time of one run.",
              [("final top-1", "final_top1", ""), ("best top-1", "best_top1", ""),
               ("best epoch", "best_epoch", ""), ("seconds/run", "seconds", "")]),
+    "test, selected on val": (
+        "Test accuracy", "Top-1 (%) on every test image at the final epoch, and on every val "
+        "image; the *best epoch* is selected on val and *test at best* is that epoch's test "
+        "top-1; *best on test* is the field's number (the epoch selected on the test set), "
+        "labelled, never used to choose. Seconds: training wall time of one run.",
+        [("final test top-1", "final_top1", ""), ("final val top-1", "final_val_top1", ""),
+         ("best epoch (val)", "best_epoch", ""), ("test at best", "test_top1_at_best", ""),
+         ("best on test (field)", "test_best_top1", ""), ("seconds/run", "seconds", "")]),
     "val": ("Validation accuracy", "Top-1 (%) on every val image (the test split was not "
             "read); *best* is the epoch with the highest val top-1, *final* the last epoch; "
             "*train* is the running top-1 over the last training epoch. Seconds: training wall "
@@ -604,10 +622,13 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str,
     lines += ["", "## Variants", "", "| variant | description | overrides |", "|---|---|---|"]
     for name in variants:
         v = grid.variants[name]
-        lines.append(f"| {name} | {v.description} | "
-                     + (", ".join(f"`{o}`" for o in v.overrides) or "(base)") + " |")
+        changes = ([f"config `{v.config}`"] if v.config else []) + [f"`{o}`" for o in v.overrides]
+        lines.append(f"| {name} | {v.description} | {', '.join(changes) or '(base)'} |")
     keys = list(dict.fromkeys(k for r in results for k in r.values))
-    tables = [ACCURACY_TABLES[grid.split], *TABLES, *_counterfactual_tables(keys),
+    on_val = grid.split == "test" and any(
+        math.isfinite(r.values.get("final_val_top1", math.nan)) for r in results)
+    accuracy = ACCURACY_TABLES["test, selected on val" if on_val else grid.split]
+    tables = [accuracy, *TABLES, *_counterfactual_tables(keys),
               *_part_tables(keys)]
     for title, text, columns in tables:
         lines += ["", f"## {title}", "", text, "", *_table(results, variants, columns)]

@@ -1,4 +1,5 @@
-"""Benchmarks: ``python -m tdsa bench [loss|step|data|memory|precision|epoch|compile ...]``.
+"""Benchmarks: loss, step, data, memory, precision, epoch, compile (:func:`run_benchmarks`; the
+command ``python -m tdsa bench`` is :mod:`tdsa.commands.bench`).
 
 Every comparison runs side by side in one process, with warm-up and the median of several
 timed repeats, arms interleaved so that a noisy shared machine slows both alike. Each step runs
@@ -15,8 +16,6 @@ allocator events of ``torch.profiler`` with ``profile_memory=True``, summed in t
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -467,8 +466,8 @@ def bench_epoch(book: dict[str, Any], *, quick: bool) -> dict[str, Any]:
         ]
         if quick:
             overrides += [
-                "data.synthetic={num_classes: 4, train_per_class: 4, test_per_class: 2, "
-                "image_size: 48, seed: 0}",
+                "data.synthetic={num_classes: 4, train_per_class: 4, val_per_class: 2, "
+                "test_per_class: 2, image_size: 48, seed: 0}",
                 "data.image_size=32",
                 "data.workers=0",
                 "train.batch_size=4",
@@ -632,6 +631,78 @@ def bench_data(*, images: int, source_size: tuple[int, int], repeats: int) -> di
     return out
 
 
+def _resolve_device(device: str) -> torch.device:
+    """``auto`` (CUDA when there is one, else the CPU), ``cpu`` or ``cuda[:N]``; CUDA asked for
+    on a machine without it is a :class:`~tdsa.errors.ConfigError`."""
+    dev = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else ("cpu" if device == "auto" else device)
+    )
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    return dev
+
+
+def _shapes(
+    quick: bool, on_gpu: bool
+) -> tuple[dict[str, int], dict[str, int], int, tuple[int, int]]:
+    """The network shapes (``tdsa_vgg16``, ``tdsa_resnet50``), the data benchmark's image count
+    and source size: tiny with ``quick``, else the published ones (batches sized to the device).
+    """
+    if quick:
+        return ({"num_classes": 4, "size": 64, "batch": 2},
+                {"resnet_size": 64, "resnet_batch": 2}, 8, (160, 120))
+    return ({"num_classes": 200, "size": 224, "batch": 32 if on_gpu else 8},
+            {"resnet_size": 448, "resnet_batch": 16 if on_gpu else 2}, 64, (500, 375))
+
+
+def _add_step(
+    result: dict[str, Any], step: dict[str, Any], precision: Precision, on_gpu: bool
+) -> None:
+    """Put the step benchmark into ``result``: its ratios at the top level, the note on where
+    the extra time goes (when the loss benchmark ran too) and, on a GPU, images per second."""
+    result["step"] = step
+    for key in ("step_ratio_tdsa_over_ce", "step_ratio_tdsa_over_ce_resnet50"):
+        result[key] = step[key]
+    if "loss" in result:
+        step["where_the_extra_time_goes"] = _extra_time_note(step, result["loss"], precision)
+    if on_gpu:
+        for name in ("tdsa_vgg16", "tdsa_resnet50"):
+            row = step[name]
+            row["ce_images_per_s"] = row["batch"] / row["ce_ms"] * 1e3
+            row["tdsa_images_per_s"] = row["batch"] / row["tdsa_ms"] * 1e3
+
+
+def _add_book_benches(
+    result: dict[str, Any], which: tuple[str, ...], *, quick: bool, warmup: int, repeats: int
+) -> None:
+    """Run the chosen ones of ``precision``, ``epoch`` and ``compile`` (the book's network on
+    the CPU) into ``result``."""
+    if not {"precision", "epoch", "compile"} & set(which):
+        return
+    book = _book_setup(quick)
+    if "precision" in which:
+        result["cpu_precision"] = bench_precision(book, warmup=warmup, repeats=repeats)
+        result["cpu_precision_speedup"] = result["cpu_precision"]["cpu_precision_speedup"]
+    if "epoch" in which:
+        result["epoch"] = bench_epoch(book, quick=quick)
+        result["book_epoch_seconds"] = result["epoch"]["book_epoch_seconds"]
+    if "compile" in which:
+        result["compile"] = bench_compile(book, warmup=warmup, repeats=repeats)
+        for key in ("compile_seconds", "compiled_step_ms", "compile_wins_for_book"):
+            result[key] = result["compile"][key]
+
+
+def _targets_met(result: dict[str, Any]) -> dict[str, bool]:
+    """Whether each measured key of :data:`TARGETS` meets its bound."""
+    return {
+        key: (result[key] <= bound if op == "<=" else result[key] >= bound)
+        for key, (op, bound) in TARGETS.items()
+        if key in result
+    }
+
+
 def run_benchmarks(
     which: tuple[str, ...] = BENCHES,
     *,
@@ -647,26 +718,13 @@ def run_benchmarks(
     of ``loss``, ``step`` and ``memory``; ``precision``, ``epoch`` and ``compile`` measure the
     book's network on the CPU in the auto precision whatever ``device`` and ``amp`` are.
     """
-    dev = torch.device(
-        "cuda"
-        if device == "auto" and torch.cuda.is_available()
-        else ("cpu" if device == "auto" else device)
-    )
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    dev = _resolve_device(device)
     on_gpu = dev.type == "cuda"
     try:
         precision = resolve_precision(dev, amp)
     except ValueError as exc:
         raise ConfigError(f"--amp: {exc}") from None
-    if quick:
-        shape = {"num_classes": 4, "size": 64, "batch": 2}
-        resnet = {"resnet_size": 64, "resnet_batch": 2}
-        images, source = 8, (160, 120)
-    else:
-        shape = {"num_classes": 200, "size": 224, "batch": 32 if on_gpu else 8}
-        resnet = {"resnet_size": 448, "resnet_batch": 16 if on_gpu else 2}
-        images, source = 64, (500, 375)
+    shape, resnet, images, source = _shapes(quick, on_gpu)
     reps = repeats or (2 if quick else 6)
     result: dict[str, Any] = {
         "device": str(dev),
@@ -681,20 +739,8 @@ def run_benchmarks(
         result["loss"] = bench_loss(dev, precision, **shape, warmup=warmup, repeats=reps)
         result["loss_head_fraction"] = result["loss"]["loss_head_fraction"]
     if "step" in which:
-        result["step"] = bench_step(
-            dev, precision, **shape, **resnet, warmup=warmup, repeats=reps
-        )
-        for key in ("step_ratio_tdsa_over_ce", "step_ratio_tdsa_over_ce_resnet50"):
-            result[key] = result["step"][key]
-        if "loss" in result:
-            result["step"]["where_the_extra_time_goes"] = _extra_time_note(
-                result["step"], result["loss"], precision
-            )
-        if on_gpu:
-            for name in ("tdsa_vgg16", "tdsa_resnet50"):
-                row = result["step"][name]
-                row["ce_images_per_s"] = row["batch"] / row["ce_ms"] * 1e3
-                row["tdsa_images_per_s"] = row["batch"] / row["tdsa_ms"] * 1e3
+        step = bench_step(dev, precision, **shape, **resnet, warmup=warmup, repeats=reps)
+        _add_step(result, step, precision, on_gpu)
     if "data" in which:
         result["data"] = bench_data(images=images, source_size=source, repeats=reps)
         result["data_speedup_over_pil"] = result["data"]["data_speedup_over_pil"]
@@ -702,90 +748,6 @@ def run_benchmarks(
         result["memory"] = bench_memory(dev, precision, **shape)
         result["peak_mem_ratio"] = result["memory"]["peak_mem_ratio"]
         result["peak_mem_method"] = result["memory"]["method"]
-    if {"precision", "epoch", "compile"} & set(which):
-        book = _book_setup(quick)
-        if "precision" in which:
-            result["cpu_precision"] = bench_precision(book, warmup=warmup, repeats=reps)
-            result["cpu_precision_speedup"] = result["cpu_precision"]["cpu_precision_speedup"]
-        if "epoch" in which:
-            result["epoch"] = bench_epoch(book, quick=quick)
-            result["book_epoch_seconds"] = result["epoch"]["book_epoch_seconds"]
-        if "compile" in which:
-            result["compile"] = bench_compile(book, warmup=warmup, repeats=reps)
-            for key in ("compile_seconds", "compiled_step_ms", "compile_wins_for_book"):
-                result[key] = result["compile"][key]
-    result["targets_met"] = {
-        key: (result[key] <= bound if op == "<=" else result[key] >= bound)
-        for key, (op, bound) in TARGETS.items()
-        if key in result
-    }
+    _add_book_benches(result, which, quick=quick, warmup=warmup, repeats=reps)
+    result["targets_met"] = _targets_met(result)
     return result
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "which",
-        nargs="*",
-        metavar="BENCH",
-        help=f"benchmarks to run, from {', '.join(BENCHES)} (default: all)",
-    )
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--repeats", type=int, help="timed repeats per arm (median is reported)")
-    parser.add_argument(
-        "--threads", type=int, help="CPU threads for torch (default: torch's own choice)"
-    )
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per arm first")
-    parser.add_argument(
-        "--amp",
-        default="auto",
-        help="precision of the loss/step/memory benchmarks: auto (default), none, bf16, fp16",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny shapes: checks that the benchmarks run, numbers mean nothing",
-    )
-    parser.add_argument(
-        "--note",
-        help="free text stored as 'note' in the results (for example what else ran meanwhile)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    unknown = sorted(set(args.which) - {*BENCHES, "all"})
-    if unknown:
-        raise ConfigError(
-            f"unknown benchmark {unknown[0]!r}: expected one of {', '.join(BENCHES)}, all"
-        )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    which = BENCHES if not args.which or "all" in args.which else tuple(dict.fromkeys(args.which))
-    result = run_benchmarks(
-        which,
-        device=args.device,
-        quick=args.quick,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        amp=args.amp,
-    )
-    if args.note:
-        result["note"] = args.note
-    for key, (op, bound) in TARGETS.items():
-        if key in result:
-            status = "ok" if result["targets_met"][key] else "MISSED"
-            print(f"{key:34s} {result[key]:8.4f}   target {op} {bound}   {status}")
-    for name in ("tdsa_vgg16", "tdsa_resnet50"):
-        cpu = result.get("step", {}).get(name, {}).get("cpu_time")
-        if cpu:
-            print(f"{name + ' ratio, CPU time':34s} {cpu['ratio']:8.4f}")
-    for key in ("peak_mem_method", "book_epoch_seconds", "compile_seconds", "compiled_step_ms"):
-        if key in result:
-            print(f"{key:34s} {result[key]}")
-    if "compile" in result:
-        print(f"{'compile for the book':34s} {result['compile']['arithmetic']}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0

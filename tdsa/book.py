@@ -12,7 +12,7 @@
   that finds the run folder complete loads it; otherwise it trains, resuming from
   ``last.pt`` when an earlier session stopped (a Colab VM restart: rerun the notebook).
 
-Book: chapter 4, *Two configs that differ only in the loss*.
+Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from tdsa.evidence import (
     CLAIM_PARTS,
     LeverCheck,
     check_levers,
+    column_stats,
     format_difference,
+    format_mean_std,
     lever_table,
     paired,
     read_sweep,
@@ -41,13 +43,17 @@ from tdsa.resources import config_path, resource_root, results_path
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
+    from tdsa.calibration import Candidate
+
 __all__ = [
     "BOOK_GRIDS",
+    "COMPARISON_GRID",
     "PROFILES",
     "RUNS",
     "RunPlan",
     "check_profile",
     "claim_summary",
+    "comparison_summary",
     "config_path",
     "data_root",
     "dataset_root",
@@ -65,6 +71,8 @@ __all__ = [
     "run_plan",
     "setup",
     "sweep_summary",
+    "tuned_choice",
+    "tuned_overrides",
 ]
 
 PROFILES = ("smoke", "cpu", "gpu")
@@ -82,14 +90,14 @@ _SHORT: dict[str, dict[str, Any]] = {
     "cpu": dict(classes=6, train_per_class=30, test_per_class=10, size=64, epochs=8),
     "gpu": dict(classes=None, train_per_class=None, test_per_class=None, size=224, epochs=30),
 }
-# Chapters 4 and 6: "cpu" runs configs/synthetic_{ce,tdsa}.yaml as they are (25 epochs);
+# Chapters 4 and 6: "cpu" runs configs/synthetic_{ce,tdsa}.yaml as they are (16 epochs);
 # "smoke" shrinks everything; "gpu" runs the paper's recipe on a real dataset. A given
 # `epochs` also scales the warm-up (30%) and the auxiliary ramp (a third) of the synthetic
 # configs.
 _TRAINING: dict[str, dict[str, Any]] = {
     "smoke": dict(config="synthetic_{arm}", epochs=2, batch=8, size=48,
-                  synthetic=dict(num_classes=4, train_per_class=8, test_per_class=4,
-                                 image_size=48)),
+                  synthetic=dict(num_classes=4, train_per_class=8, val_per_class=4,
+                                 test_per_class=4, image_size=48)),
     "cpu": dict(config="synthetic_{arm}", epochs=None, batch=None, size=None, synthetic=None),
     "gpu": dict(config="cub_vgg16_{arm}_scratch", epochs=None, batch=None, size=None,
                 synthetic=None),
@@ -293,8 +301,14 @@ def flat_config(tree: Config | Mapping[str, Any], prefix: str = "") -> dict[str,
 
 
 BOOK_GRIDS = ("synthetic", "levers")
-"""The grids of the book's lever sweep (``configs/ablations/<name>.yaml``, results in
-``results/<name>.csv``): the levers arms are compared with the synthetic grid's ``ce``."""
+"""The grids of the book's lever sweep at the previous default (40 training images per
+class; ``configs/ablations/<name>.yaml``, results in ``results/<name>.csv``): the levers arms
+are compared with the synthetic grid's ``ce``."""
+
+COMPARISON_GRID = "comparison"
+"""The grid of the comparison at the default regime (``configs/ablations/comparison.yaml``:
+each arm at its settings chosen on val, five seeds, results in ``results/comparison.csv``,
+on test)."""
 
 
 def lever_pairs(grids: Sequence[str] = BOOK_GRIDS) -> list[tuple[str, str, str]]:
@@ -347,6 +361,62 @@ def sweep_summary(parts: Sequence[str] = CLAIM_PARTS) -> str:
         return f"The sweep's results are not in this copy ({error}); chapter 5 shows them."
     checks = check_levers(sweep, lever_pairs())
     return lever_table(sweep, checks, parts=parts) + "\n\n" + claim_summary(checks)
+
+
+def comparison_summary(column: str = "final_top1") -> str:
+    """Markdown, one paragraph: each method arm of the committed comparison
+    (:data:`COMPARISON_GRID`) against its cross-entropy arm in ``column`` (final test top-1
+    by default): both means ± std and the difference paired by seed, with
+    :func:`~tdsa.evidence.verdict`. Where the results file is missing, a sentence saying so.
+
+    Book: chapter 4, *Over five seeds*.
+    """
+    try:
+        rows = read_sweep(results_path(), (COMPARISON_GRID,))
+    except DataError as error:
+        return f"The comparison's results are not in this copy ({error}); chapter 5 shows them."
+    sentences = []
+    for lever, ce, arm in lever_pairs((COMPARISON_GRID,)):
+        a, b = column_stats(rows, arm, column), column_stats(rows, ce, column)
+        diff = paired(rows, (arm, column), (ce, column))
+        sentences.append(f"`{arm}` ({lever}) {format_mean_std(*a[:2])}% against `{ce}` "
+                         f"{format_mean_std(*b[:2])}%, paired difference "
+                         f"{format_difference(diff)} points over {diff[2]} seeds: "
+                         f"**{verdict(*diff)}**")
+    return (f"Committed comparison (`results/{COMPARISON_GRID}.csv`, {column} on the test "
+            "split, each arm at its settings chosen on val): " + "; ".join(sentences) + ".")
+
+
+TUNING_GRIDS = ("calibration", "tuning")
+"""The grids whose val runs chose each arm's settings (the calibration centre and the
+one-change-at-a-time tuning around it)."""
+TUNING_SEEDS = (0, 1)
+"""The seeds every tuning candidate was trained on."""
+
+
+def tuned_choice(arm: str) -> Candidate:
+    """The setting that ``arm`` (``"ce"`` or ``"tdsa"``) chose on val: the best eligible
+    :func:`~tdsa.calibration.tuning_candidates` of :data:`TUNING_GRIDS` over
+    :data:`TUNING_SEEDS`, within the default config's number of epochs (the book's time
+    budget)."""
+    from tdsa.ablate import load_grid
+    from tdsa.calibration import choose, tuning_candidates
+    from tdsa.config import load_config
+    from tdsa.evidence import read_results
+
+    sources = [(load_grid(f"ablations/{name}"), read_results(results_path() / f"{name}.csv"))
+               for name in TUNING_GRIDS]
+    budget = load_config(config_path(f"synthetic_{arm}")).train.epochs
+    return choose(tuning_candidates(sources, seeds=TUNING_SEEDS, max_epochs=budget), arm)
+
+
+def tuned_overrides(arm: str) -> list[str]:
+    """The settings :func:`tuned_choice` changes (:meth:`tdsa.calibration.Candidate.changes`;
+    ``[]`` for the centre itself).
+
+    Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
+    """
+    return tuned_choice(arm).changes()
 
 
 def measured_effect(arm: str, baseline: str, *, column: str = "final_top1", scale: float = 1.0,

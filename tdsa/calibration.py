@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from tdsa.ablate import Grid
-from tdsa.config import Config
+from tdsa.config import Config, apply_overrides
 from tdsa.data.synthetic import generate
 from tdsa.evidence import Row, column_stats, paired
 
-__all__ = ["KNOBS", "BandCheck", "Cell", "band_check", "centre", "grid_cells", "knob_series",
-           "plot_calibration"]
+__all__ = ["KNOBS", "BandCheck", "Candidate", "Cell", "band_check", "centre", "choose",
+           "grid_cells", "holds_in", "knob_series", "plot_calibration", "tuned_mismatches",
+           "tuning_candidates"]
 
 KNOBS = ("train_per_class", "num_classes", "fine_scale", "distractors")
 """The data knobs of the map, as named by :func:`tdsa.data.synthetic.generate`."""
@@ -52,12 +53,18 @@ def _cell(variant: str, cfg: Config) -> Cell:
 
 
 def grid_cells(grid: Grid) -> dict[str, Cell]:
-    """Every variant of ``grid`` as a :class:`Cell` (from its resolved config)."""
+    """Every variant of ``grid`` as a :class:`Cell` (from its resolved config).
+
+    Book: chapter 5, *Calibration on val*.
+    """
     return {name: _cell(name, grid.config(name, grid.seeds[0])) for name in grid.variants}
 
 
 def centre(cells: Iterable[Cell]) -> dict[str, Any]:
-    """The value of each knob that the most cells hold (ties: the first seen)."""
+    """The value of each knob that the most cells hold (ties: the first seen).
+
+    Book: chapter 5, *Calibration on val*.
+    """
     cells = list(cells)
     return {k: Counter(c.knob(k) for c in cells).most_common(1)[0][0] for k in KNOBS}
 
@@ -96,7 +103,10 @@ def band_check(cells: Mapping[str, Cell], rows: Sequence[Row], variant: str, *,
                max_gap: float = 30.0) -> BandCheck:
     """Check one cross-entropy cell against the band: mean final top-1 in ``[low, high]`` and
     at least ``times_chance`` x chance (100 / classes), mean train - final gap at most
-    ``max_gap`` points. ``reasons`` names each failed condition."""
+    ``max_gap`` points. ``reasons`` names each failed condition.
+
+    Book: chapter 5, *Calibration on val*.
+    """
     cell = cells[variant]
     mean, std, values = column_stats(rows, variant, "final_top1")
     gap = paired(rows, (variant, "final_train_top1"), (variant, "final_top1"))
@@ -119,7 +129,10 @@ def band_check(cells: Mapping[str, Cell], rows: Sequence[Row], variant: str, *,
 def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
                      key: str = "final_top1", ylabel: str = "final val top-1 (%)") -> Any:
     """One panel per knob that the grid varies: mean ± std over seeds of ``key`` for each
-    arm against the knob's value (others at the centre), with chance as a dotted line."""
+    arm against the knob's value (others at the centre), with chance as a dotted line.
+
+    Book: chapter 5, *Calibration on val*.
+    """
     import matplotlib.pyplot as plt
 
     varied = [k for k in KNOBS if len({c.knob(k) for c in cells.values()}) > 1]
@@ -144,3 +157,105 @@ def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
     axes[0][0].legend(loc="best", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting of an arm in a tuning budget: its mean ± std final top-1 over the seeds
+    asked for (``n`` of them finished), its epochs, and whether it may be chosen
+    (``reason`` says why not)."""
+
+    grid: Grid
+    variant: str
+    arm: str
+    top1: tuple[float, float, int]
+    epochs: int
+    eligible: bool
+    reason: str
+
+    def changes(self) -> list[str]:
+        """The settings the variant changes: its overrides without its data root and, for a
+        cross-entropy arm, the zeroed loss weights (``[]`` for a grid's centre)."""
+        return [o for o in self.grid.variants[self.variant].overrides
+                if not o.startswith("data.root=")
+                and not (self.arm == "ce" and o.startswith("loss.") and o.endswith("=0"))]
+
+
+def tuning_candidates(sources: Sequence[tuple[Grid, Sequence[Row]]], *, seeds: Sequence[int],
+                      max_epochs: int, key: str = "final_top1") -> list[Candidate]:
+    """Every variant of ``sources`` (grids with their result rows) whose data knobs are the
+    last grid's centre, as a :class:`Candidate`: so the centre cell of a calibration grid
+    joins the one-change-at-a-time variants of a tuning grid. A candidate is eligible when
+    every seed of ``seeds`` finished and it trains at most ``max_epochs`` epochs (the time
+    budget). Sorted by arm, then mean ``key`` (best first).
+
+    Book: chapter 5, *Tuning on val*.
+    """
+    mid = centre(grid_cells(sources[-1][0]).values())
+    wanted = set(seeds)
+    out = []
+    for grid, rows in sources:
+        for name, cell in grid_cells(grid).items():
+            if any(cell.knob(k) != mid[k] for k in KNOBS):
+                continue
+            kept = [r for r in rows if int(r["seed"]) in wanted]  # type: ignore[call-overload]
+            mean, std, values = column_stats(kept, name, key)
+            epochs = grid.config(name, grid.seeds[0]).train.epochs
+            reason = ("" if len(values) == len(wanted) else
+                      f"{len(values)} of {len(wanted)} seeds finished")
+            if epochs > max_epochs:
+                reason = f"{epochs} epochs > the budget's {max_epochs}"
+            out.append(Candidate(grid, name, cell.arm, (mean, std, len(values)), epochs,
+                                 not reason, reason))
+    return sorted(out, key=lambda c: (c.arm, -c.top1[0] if not math.isnan(c.top1[0])
+                                      else math.inf))
+
+
+def choose(candidates: Sequence[Candidate], arm: str) -> Candidate:
+    """The eligible candidate of ``arm`` with the highest mean (ValueError if none).
+
+    Book: chapter 5, *Tuning on val*.
+    """
+    eligible = [c for c in candidates if c.arm == arm and c.eligible]
+    if not eligible:
+        raise ValueError(f"no eligible candidate for arm {arm!r}")
+    return max(eligible, key=lambda c: c.top1[0])
+
+
+def holds_in(candidate: Candidate, cfg: Config) -> bool:
+    """Whether ``cfg`` has every setting that the candidate's variant changes
+    (:meth:`Candidate.changes`): e.g. whether a committed default config carries the setting
+    chosen on val.
+
+    Book: chapter 5, *Tuning on val*.
+    """
+    return apply_overrides(cfg, candidate.changes()).to_dict() == cfg.to_dict()
+
+
+_MISSING = object()
+
+
+def _lookup(tree: Mapping[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
+def tuned_mismatches(candidate: Candidate, candidates: Sequence[Candidate],
+                     cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """The settings that the ``candidates`` of ``candidate``'s arm change (the keys of their
+    overrides, but the data root) on which ``cfg`` differs from ``candidate``'s resolved
+    config, as ``{key: (chosen value, cfg's value)}``. Empty when ``cfg`` carries the choice
+    and none of the other candidates' changes, which :func:`holds_in` does not check.
+
+    Book: chapter 5, *Tuning on val*.
+    """
+    keys = sorted({o.split("=", 1)[0] for c in candidates if c.arm == candidate.arm
+                   for o in c.grid.variants[c.variant].overrides} - {"data.root"})
+    chosen = candidate.grid.config(candidate.variant, candidate.grid.seeds[0]).to_dict()
+    given = cfg.to_dict()
+    pairs = {k: (_lookup(chosen, k), _lookup(given, k)) for k in keys}
+    return {k: (None if a is _MISSING else a, None if b is _MISSING else b)
+            for k, (a, b) in pairs.items() if a != b}

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("tdsa.commands.data", "generate the synthetic dataset or check a dataset root"),
     "visualize": ("tdsa.commands.visualize", "save channel maps, top-down gates and overlays"),
     "ablate": ("tdsa.commands.ablate", "run a grid of loss variants x seeds and tabulate them"),
-    "bench": ("tdsa.bench", "benchmark the loss head, training steps and data pipeline"),
+    "bench": ("tdsa.commands.bench", "benchmark the loss head, training steps and data pipeline"),
     "counterfactual": ("tdsa.commands.counterfactual", "counterfactual twin measures of a run"),
 }
 

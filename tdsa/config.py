@@ -443,7 +443,7 @@ def load_config(path: str | Path) -> Config:
     name of a config shipped with the package (``synthetic_tdsa``, ``ablations/levers``: see
     :func:`tdsa.resources.config_path`).
 
-    Book: chapter 4, *Two configs that differ only in the loss*.
+    Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
     """
     path = resolve_config(path)
     try:
@@ -476,7 +476,7 @@ def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
     ``section.key=value`` sets a field; for mapping fields ``section.key.sub=value`` sets one
     entry (e.g. ``data.synthetic.num_classes=4``). Values are parsed with ``yaml.safe_load``.
 
-    Book: chapter 4, *Two configs that differ only in the loss*.
+    Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
     """
     cfg = copy.deepcopy(cfg)
     for item in overrides:

@@ -176,6 +176,8 @@ def where_hits(maps_orig: Tensor, maps_twin: Tensor, part_xy: Tensor,
     ``maps_*`` are ``[N, h, w]``, ``part_xy`` ``[N, 2]`` the part's normalised ``(x, y)``.
     Returns ``(hit [N] bool, chance [N] float, changed [N] bool)``: ``chance`` is the exact
     probability that a uniformly random cell of the grid hits (:func:`chance_part_probs`).
+
+    Book: chapter 6, *Counterfactual twins: one part's attribute changed*.
     """
     if maps_orig.dim() != 3:
         raise ValueError(f"maps must be [N, h, w], got {_shape(maps_orig)}")
@@ -364,6 +366,22 @@ def _forward(model: TdsaNet, images: Tensor, labels: Tensor, batch_size: int,
             torch.cat(cams) if gradcam else None)
 
 
+def _image_indices(images: Sequence[int] | None, max_images: int | None, size: int,
+                   split: str) -> list[int]:
+    """The images of a split to compare with their twins (see :func:`counterfactual_report`)."""
+    if images is None:
+        return list(range(size if max_images is None else min(max_images, size)))
+    chosen = [int(i) for i in images]
+    outside = [i for i in chosen if not 0 <= i < size]
+    if not chosen:
+        raise ValueError("images is empty: give at least one image index")
+    if outside:
+        raise ValueError(f"images: {outside[0]} is outside 0..{size - 1} ({split} split)")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError("images repeats an index: each image is compared once")
+    return chosen
+
+
 def _check_counts(batch_size: Any, max_images: Any) -> None:
     check_positive_int("batch_size", batch_size)
     if max_images is not None:
@@ -475,6 +493,7 @@ def counterfactual_report(
     checkpoint: str = "best.pt",
     root: str | Path | None = None,
     max_images: int | None = None,
+    images: Sequence[int] | None = None,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     radius: float = DEFAULT_RADIUS,
@@ -486,16 +505,22 @@ def counterfactual_report(
 
     Loads ``run_dir/checkpoint`` (or ``checkpoint`` itself if it is a file), builds the run's
     synthetic dataset (``root`` overrides the config's) at ``split``, and compares each image
-    (the first ``max_images`` if given, else all) with each of its twins: every other value of
-    every part that carries an attribute. Originals and twins are rendered and JPEG-encoded as
-    the generator saves images, then transformed with the run's test transform (the resize-only
-    ``scratch`` regime, so part locations normalise into the maps' frame). Returns
+    (the indices ``images`` if given, e.g. every third so that every class is represented, as
+    the splits list images class by class; else the first ``max_images``; else all) with each
+    of its twins: every other value of every part that carries an attribute. Originals and
+    twins are rendered and JPEG-encoded as the generator saves images, then transformed with
+    the run's test transform (the resize-only ``scratch`` regime, so part locations normalise
+    into the maps' frame). Returns
     ``{"run", "checkpoint", "split", "root", "images", "pairs", "radius", "threshold",
     "parts", "granularity", "all"}`` (see :class:`CounterfactualMeter`) and writes it to
     ``out`` (default ``run_dir/counterfactual_<split>.json``; NaN, where nothing was counted,
     is written as null). The model is left in eval mode.
+
+    Book: chapter 6, *Counterfactual measures on this chapter's runs*.
     """
     _check_counts(batch_size, max_images)
+    if images is not None and max_images is not None:
+        raise ValueError("give images or max_images, not both")
     run_dir = Path(run_dir)
     path = _checkpoint_path(run_dir, checkpoint)
     model, cfg = load_model(path, map_location=device)
@@ -505,10 +530,11 @@ def counterfactual_report(
                                 [str(p.granularity) for p in run.parts],
                                 radius=radius, threshold=threshold)
     model.eval()
-    count = len(run.dataset) if max_images is None else min(max_images, len(run.dataset))
+    chosen = _image_indices(images, max_images, len(run.dataset), split)
+    count = len(chosen)
     total_pairs = 0
     for start in range(0, count, batch_size):
-        indices = list(range(start, min(start + batch_size, count)))
+        indices = chosen[start:start + batch_size]
         labels = torch.tensor([run.dataset.targets[i] for i in indices])
         originals = torch.stack([run.prepare(render_image(run.meta, split, i)) for i in indices])
         outputs = _forward(model, originals.to(device), labels.to(device), batch_size, gradcam)

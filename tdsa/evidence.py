@@ -52,7 +52,7 @@ Row = dict[str, object]
 def fine_key(source: str) -> str:
     """The results column of a pointing-game source on the fine parts, e.g. ``"high"``.
 
-    Book: chapter 5, *What the ablation shows*.
+    Book: chapter 6, *Counterfactual measures over five seeds*.
     """
     return f"hit_rate/{source}/granularity:fine"
 
@@ -125,7 +125,7 @@ def column_stats(rows: Iterable[Row], variant: str, key: str,
     """``(mean, sample std, values)`` of one column over a variant's finished runs; NaN
     mean without runs, NaN std with one.
 
-    Book: chapter 5, *Test accuracy per variant*.
+    Book: chapter 6, *Counterfactual measures over five seeds*.
     """
     values = list(_values(rows, variant, key, scale).values())
     if not values:
@@ -139,7 +139,7 @@ def paired(rows: Iterable[Row], a: tuple[str, str], b: tuple[str, str],
     """Mean and sample std over the seeds both finished of ``(variant, column)`` ``a`` minus
     ``b``, and the number of those seeds.
 
-    Book: chapter 5, *What the ablation shows*.
+    Book: chapter 6, *Counterfactual measures over five seeds*.
     """
     rows = list(rows)
     left, right = _values(rows, *a, scale), _values(rows, *b, scale)
@@ -154,7 +154,7 @@ def verdict(mean: float, std: float, n: int) -> str:
     """``"higher"`` / ``"lower"`` when a paired mean exceeds its std over >= 2 seeds, else
     ``"no clear difference"``.
 
-    Book: chapter 5, *What the ablation shows*.
+    Book: chapter 6, *Counterfactual measures over five seeds*.
     """
     if n < 2 or math.isnan(std) or abs(mean) <= std:
         return "no clear difference"
@@ -192,10 +192,7 @@ class LeverCheck:
 def check_lever(rows: Iterable[Row], lever: str, ce: str, arm: str) -> LeverCheck:
     """Test the claim on one pair of arms: ``arm`` - ``ce`` final top-1, then the true-class
     high-level fine-part hits of ``arm`` minus a wrong class's, minus chance, minus the CE
-    arm's Grad-CAM (in points).
-
-    Book: chapter 5, *What the ablation shows*.
-    """
+    arm's Grad-CAM (in points)."""
     rows = list(rows)
     true = (arm, fine_key("high"))
     diffs = [paired(rows, (arm, "final_top1"), (ce, "final_top1"))]
@@ -230,7 +227,7 @@ def format_mean_std(mean: float, std: float, digits: int = 1) -> str:
     """``"mean ± std"`` with ``digits`` decimals; ``"n/a"`` for a NaN mean, no ``± std`` for a
     NaN std (one seed).
 
-    Book: chapter 5, *Where the channels point, per granularity*.
+    Book: chapter 6, *Counterfactual measures over five seeds*.
     """
     if math.isnan(mean):
         return "n/a"

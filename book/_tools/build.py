@@ -8,7 +8,9 @@ Usage: ``python book/_tools/build.py --profile {smoke,cpu,gpu}``
    kernel ``python3``, working directory = the staged ``book/``), and tag the injected
    parameters cell ``remove-cell`` so the book does not show it, and drop the progress-bar
    widgets (no widget state is saved; no page loads the widget manager from a CDN).
-3. Generate the staged ``book/api.md`` from the package's docstrings (``api_page.py``), then
+3. Write the staged ``book/_build_times.md`` (the seconds each notebook took in this build,
+   which the intro includes as its runtime table) and generate the staged ``book/api.md``
+   from the package's docstrings (``api_page.py``), then
    ``jupyter-book build _build/src --all -W -n --keep-going``, HTML in ``_build/html``.
 4. MathJax 3 (the npm package, installed once into ``_build/mathjax``) is copied into
    ``_build/html/_mathjax``, which ``_config.yml``'s ``mathjax_path`` points at, so formulas
@@ -21,6 +23,7 @@ the notebook. Book: intro.md, *How to read and run the book*.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -140,6 +143,20 @@ def execute(notebook: Path, profile: str) -> float:
     return time.perf_counter() - start
 
 
+def write_build_times(src: Path, profile: str, seconds: dict[str, float]) -> Path:
+    """Write the staged ``book/_build_times.md``: one row per executed notebook with the
+    seconds it took in this build, the total, the profile and the machine's core count."""
+    rows = [f"| {{doc}}`{Path(name).stem}` | {secs:.0f} s |" for name, secs in seconds.items()]
+    text = "\n".join([
+        f"Measured in the build of this copy of the book: profile `{profile}`, "
+        f"{os.cpu_count()} CPU cores, the notebooks one after another.", "",
+        "| chapter | seconds |", "|---|---|", *rows,
+        f"| total | {sum(seconds.values()):.0f} s |", ""])
+    target = src / "book" / "_build_times.md"
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
 def write_api_page(src: Path) -> float:
     """Generate the staged ``book/api.md`` from the docstrings (``api_page.py``, beside this
     script; the committed page is its preamble); return seconds."""
@@ -218,10 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.no_html = True
         print(f"build: profile {args.profile}, {len(notebooks)} notebooks staged in {src}",
               flush=True)
+        times = {}
         for notebook in notebooks:
-            seconds = execute(notebook, args.profile)
-            print(f"build: {notebook.name:<32} {seconds:7.1f} s", flush=True)
+            times[notebook.name] = execute(notebook, args.profile)
+            print(f"build: {notebook.name:<32} {times[notebook.name]:7.1f} s", flush=True)
         if not args.no_html:
+            write_build_times(src, args.profile, times)
             seconds = write_api_page(src)
             print(f"build: {'API page from the docstrings':<32} {seconds:7.1f} s", flush=True)
             seconds = build_html(src, REPO)

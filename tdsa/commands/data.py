@@ -136,38 +136,55 @@ def _check(args: argparse.Namespace) -> int:
     problems = 0
     wrong_size = []
     for split, dataset in datasets.items():
-        counts = Counter(dataset.targets)
-        spread = (f"{min(counts.values())}-{max(counts.values())} per class, "
-                  f"{len(counts)} classes present" if counts else "empty")
-        print(f"  {split}: {len(dataset)} images ({spread})")
-        want = (expected or {}).get(split)
-        if want is not None and len(dataset) != want:
-            short = len(dataset) < want
-            print(f"    {'SHORT' if short else 'TOO LARGE'}: {want:,} images expected "
-                  f"({basis}), {abs(want - len(dataset)):,} {'fewer' if short else 'more'}"
-                  + (" (an incomplete download or extraction?)" if short else ""))
-            wrong_size.append(f"{split} ({len(dataset):,} of {want:,})")
-        bad = []
-        for path, _ in progress_bar(iterable=dataset.samples, desc=f"decoding {split}",
-                                    leave=False, disable=not progress_enabled(None)):
-            reason = verify_image(path)
-            if reason is not None:
-                bad.append(reason)
-        for reason in bad[:_SHOW]:
-            print(f"    {reason}")
-        if len(bad) > _SHOW:
-            print(f"    ... and {len(bad) - _SHOW} more")
-        problems += len(bad)
-    if problems:
-        print(f"{problems} missing or unreadable image(s)")
-    else:
-        print("all images readable")
-    if wrong_size:
-        sizes = ", ".join(wrong_size)
-        if args.any_size:
-            print(f"warning: split sizes differ from the {basis} ones: {sizes} (accepted: "
-                  f"--any-size)")
-        else:
-            print(f"split sizes differ from the {basis} ones: {sizes}; pass --any-size to "
-                  f"accept a deliberate subset")
+        mismatch = _check_size(split, dataset, (expected or {}).get(split), basis)
+        if mismatch:
+            wrong_size.append(mismatch)
+        problems += _check_images(split, dataset)
+    print(f"{problems} missing or unreadable image(s)" if problems else "all images readable")
+    _print_size_verdict(wrong_size, basis, args.any_size)
     return 1 if problems or (wrong_size and not args.any_size) else 0
+
+
+def _check_size(split: str, dataset: Any, want: int | None, basis: str) -> str | None:
+    """Print a split's size and spread over the classes, and whether it is short of or larger
+    than ``want``; returns ``"split (n of want)"`` when it differs, else None."""
+    counts = Counter(dataset.targets)
+    spread = (f"{min(counts.values())}-{max(counts.values())} per class, "
+              f"{len(counts)} classes present" if counts else "empty")
+    print(f"  {split}: {len(dataset)} images ({spread})")
+    if want is None or len(dataset) == want:
+        return None
+    short = len(dataset) < want
+    print(f"    {'SHORT' if short else 'TOO LARGE'}: {want:,} images expected "
+          f"({basis}), {abs(want - len(dataset)):,} {'fewer' if short else 'more'}"
+          + (" (an incomplete download or extraction?)" if short else ""))
+    return f"{split} ({len(dataset):,} of {want:,})"
+
+
+def _check_images(split: str, dataset: Any) -> int:
+    """Decode every image of a split, print the first problems; returns how many there are."""
+    bad = []
+    for path, _ in progress_bar(iterable=dataset.samples, desc=f"decoding {split}",
+                                leave=False, disable=not progress_enabled(None)):
+        reason = verify_image(path)
+        if reason is not None:
+            bad.append(reason)
+    for reason in bad[:_SHOW]:
+        print(f"    {reason}")
+    if len(bad) > _SHOW:
+        print(f"    ... and {len(bad) - _SHOW} more")
+    return len(bad)
+
+
+def _print_size_verdict(wrong_size: list[str], basis: str, any_size: bool) -> None:
+    """The splits whose size differs from the ``basis`` ones: a warning with ``--any-size``,
+    else the error line with its remedy."""
+    if not wrong_size:
+        return
+    sizes = ", ".join(wrong_size)
+    if any_size:
+        print(f"warning: split sizes differ from the {basis} ones: {sizes} (accepted: "
+              f"--any-size)")
+    else:
+        print(f"split sizes differ from the {basis} ones: {sizes}; pass --any-size to "
+              f"accept a deliberate subset")

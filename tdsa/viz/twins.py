@@ -27,9 +27,11 @@ from tdsa.errors import ConfigError
 from tdsa.losses import ccmp
 from tdsa.models.base import TdsaNet
 
-__all__ = ["STAGES", "TwinPair", "plot_twin", "twin_pair"]
+__all__ = ["MAPS", "STAGES", "TwinPair", "plot_twin", "twin_pair"]
 
 STAGES = ("high", "mid")
+MAPS = (*STAGES, "gradcam")
+"""The maps a :class:`TwinPair` may hold, in the order :func:`plot_twin` draws them."""
 
 
 @dataclass
@@ -37,7 +39,8 @@ class TwinPair:
     """An image and its twin through a network: the rendered pictures (``[H, W, 3]`` uint8),
     the swapped part, its own and new attribute value, the part's location (``(x, y)`` in
     ``[0, 1]``), the true class, both predictions and, per stage, the true class's CCMP map
-    on the original and on the twin (``[h, w]`` each)."""
+    on the original and on the twin (``[h, w]`` each); with Grad-CAM also ``"gradcam"``: the
+    true class's raw Grad-CAM at the high stage (as :mod:`tdsa.counterfactual` measures it)."""
 
     original: np.ndarray
     twin: np.ndarray
@@ -50,17 +53,26 @@ class TwinPair:
     maps: dict[str, tuple[Tensor, Tensor]]
 
     def difference(self, stage: str) -> Tensor:
-        """``|map(original) - map(twin)|`` of the true class at ``stage``."""
+        """``|map(original) - map(twin)|`` of the true class at ``stage`` (a key of
+        :data:`MAPS` that the pair holds)."""
+        if stage not in self.maps:
+            raise KeyError(f"this pair has no {stage!r} maps; it has {', '.join(self.maps)}")
         a, b = self.maps[stage]
         return (a - b).abs()
 
 
 def twin_pair(model: TdsaNet, cfg: Config, index: int, part: str, value: str | None = None,
-              *, split: str = "test", root: str | Path | None = None) -> TwinPair:
+              *, split: str = "test", root: str | Path | None = None,
+              gradcam: bool = False) -> TwinPair:
     """Image ``index`` of the synthetic ``split`` and its twin with ``part``'s attribute set to
     ``value`` (default: the first value the image does not have), through ``model`` with the
     run's test transform (``cfg`` is the run's config, as :func:`tdsa.engine.checkpoint.
-    load_model` returns it). Both images are JPEG-encoded as the generator saves them."""
+    load_model` returns it). Both images are JPEG-encoded as the generator saves them. With
+    ``gradcam`` the pair also holds the true class's raw Grad-CAM of both (``"gradcam"``), the
+    map a cross-entropy model is measured through.
+
+    Book: chapter 6, *Counterfactual twins: one part's attribute changed*.
+    """
     if cfg.data.dataset != "synthetic":
         raise ConfigError(f"data.dataset={cfg.data.dataset!r}: twins need the synthetic data")
     root = Path(root if root is not None else cfg.data.root)
@@ -84,6 +96,10 @@ def twin_pair(model: TdsaNet, cfg: Config, index: int, part: str, value: str | N
         logits = model.forward_head(feats["high"])
     xi = dict(zip(("mid", "high"), (int(v) for v in model.xi), strict=True))
     maps = {s: tuple(ccmp(feats[s].float(), xi[s])[:, label]) for s in STAGES}
+    if gradcam:
+        from tdsa.viz.gradcam import grad_cam
+
+        maps["gradcam"] = tuple(grad_cam(model, x, torch.tensor([label, label]), "high"))
     width, height = birds[0].image.size
     px, py = birds[0].parts[part]
     preds = logits.argmax(dim=1).tolist()
@@ -92,30 +108,39 @@ def twin_pair(model: TdsaNet, cfg: Config, index: int, part: str, value: str | N
                     {s: (m[0], m[1]) for s, m in maps.items()})
 
 
-def plot_twin(pair: TwinPair, *, class_names: list[str] | None = None) -> Any:
+def plot_twin(pair: TwinPair, *, class_names: list[str] | None = None,
+              title: str | None = None) -> Any:
     """One row: the original, the twin, and ``|difference|`` of the true class's CCMP map at
-    the high and the mid stage (each with a colour bar; the swapped part circled)."""
+    the high and the mid stage, and of its Grad-CAM when the pair has it (each with a colour
+    bar; the swapped part circled); ``title`` above the row.
+
+    Book: chapter 6, *Counterfactual twins: one part's attribute changed*.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Circle
 
     name = class_names[pair.label] if class_names else f"class {pair.label + 1}"
-    fig, axes = plt.subplots(1, 2 + len(STAGES), figsize=(3.1 * (2 + len(STAGES)), 3.2))
+    shown = [m for m in MAPS if m in pair.maps]
+    fig, axes = plt.subplots(1, 2 + len(shown), figsize=(3.1 * (2 + len(shown)), 3.2))
     titles = [f"original: {pair.part} {pair.own}\n({name}; predicted {pair.predictions[0] + 1})",
               f"twin: {pair.part} {pair.value}\n(predicted {pair.predictions[1] + 1})"]
-    for ax, picture, title in zip(axes[:2], (pair.original, pair.twin), titles, strict=True):
+    for ax, picture, caption in zip(axes[:2], (pair.original, pair.twin), titles, strict=True):
         ax.imshow(picture)
-        ax.set_title(title, fontsize=8)
-    for ax, stage in zip(axes[2:], STAGES, strict=True):
+        ax.set_title(caption, fontsize=8)
+    for ax, stage in zip(axes[2:], shown, strict=True):
         diff = pair.difference(stage)
         h, w = diff.shape
-        shown = ax.imshow(diff.numpy(), cmap="magma", extent=(0, w, h, 0))
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        image = ax.imshow(diff.numpy(), cmap="magma", extent=(0, w, h, 0))
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         ax.add_patch(Circle((pair.part_xy[0] * w, pair.part_xy[1] * h), 0.12 * max(h, w),
                             fill=False, edgecolor="cyan", linewidth=1.5))
-        ax.set_title(f"|change| of the class's {stage} map\n(max {float(diff.max()):.3f})",
+        what = "Grad-CAM" if stage == "gradcam" else f"{stage} map"
+        ax.set_title(f"|change| of the class's {what}\n(max {float(diff.max()):.3f})",
                      fontsize=8)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -159,6 +159,8 @@ def test_run_stopped_early_stops_the_sweep_and_the_same_command_resumes(tiny_roo
     ({"base": "BASE", "variants": {"a": {"overrides": ["loss.alpah=1"]}}},
      "variant 'a': .*unknown key 'loss.alpah'"),
     ({"base": "BASE", "variant": {}}, "unknown key\\(s\\) 'variant'"),
+    ({"base": "BASE", "variants": {"a": {"config": "gone.yaml"}}},
+     "variants.a.config config 'gone.yaml' not found"),
 ])
 def test_bad_grid_is_one_clear_error(tmp_path, grid, message):
     base = tmp_path / "base.yaml"
@@ -171,6 +173,21 @@ def test_bad_grid_is_one_clear_error(tmp_path, grid, message):
         ablate.load_grid(path)
 
 
+def test_a_variant_config_replaces_the_base_for_that_arm_only(tmp_path):
+    (tmp_path / "base.yaml").write_text("train: {epochs: 1}\noptim: {lr: 0.001}\n")
+    (tmp_path / "other.yaml").write_text("train: {epochs: 1}\noptim: {lr: 0.002}\n")
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "overrides": ["train.epochs=3"],
+                                    "variants": {"a": {}, "b": {"config": "other.yaml"}}}))
+    grid = ablate.load_grid(path)
+    a, b = grid.config("a", 0), grid.config("b", 0)
+    assert (a.optim.lr, b.optim.lr) == (0.001, 0.002)
+    assert a.train.epochs == b.train.epochs == 3  # the grid's overrides apply to both
+    page = ablate.markdown_report(grid, [ablate.RunResult("b", 0, "ok", {"final_top1": 1.0})],
+                                  "cmd")
+    assert f"config `{tmp_path / 'other.yaml'}`" in page
+
+
 def test_unknown_only_variant_and_missing_grid_exit_2(tmp_path, capsys):
     base = tmp_path / "base.yaml"
     base.write_text("train: {epochs: 1}\n")
@@ -180,3 +197,19 @@ def test_unknown_only_variant_and_missing_grid_exit_2(tmp_path, capsys):
     assert "no variant(s) 'b'; variants: a" in capsys.readouterr().err
     assert main(["ablate", "--grid", str(tmp_path / "x.yaml"), "--out", str(tmp_path)]) == 2
     assert "grid file not found" in capsys.readouterr().err
+
+
+def test_a_test_grid_of_runs_selected_on_val_labels_the_fields_number(tmp_path):
+    (tmp_path / "base.yaml").write_text("train: {epochs: 1}\n")
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "variants": {"a": {}}}))
+    grid = ablate.load_grid(path)
+    values = {"final_top1": 61.0, "best_top1": 70.0, "best_epoch": 9.0, "final_val_top1": 66.0,
+              "test_top1_at_best": 62.5, "test_best_top1": 64.0, "seconds": 10.0}
+    page = ablate.markdown_report(grid, [ablate.RunResult("a", 0, "ok", values)], "cmd")
+    header = ("| variant | n | final test top-1 | final val top-1 | best epoch (val) | "
+              "test at best | best on test (field) | seconds/run |")
+    assert header in page and "| a | 1 | 61.0 | 66.0 | 9.0 | 62.5 | 64.0 | 10.0 |" in page
+    plain = ablate.markdown_report(grid, [ablate.RunResult("a", 0, "ok", {
+        "final_top1": 61.0, "best_top1": 64.0, "best_epoch": 3.0, "seconds": 10.0})], "cmd")
+    assert "*best* is selected on the test set" in plain and "final val top-1" not in plain

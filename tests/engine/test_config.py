@@ -133,3 +133,19 @@ def test_reference_recipe_is_exact() -> None:
     assert (ce.loss.alpha_mid, ce.loss.beta_mid, ce.loss.alpha_high, ce.loss.beta_high) == (
         0, 0, 0, 0)
     assert ce.model == cfg.model and ce.optim == cfg.optim and ce.schedule == cfg.schedule
+
+
+def test_the_comparison_grids_arms_are_the_shipped_book_configs() -> None:
+    """configs/ablations/comparison.yaml trains each arm as the shipped config of that name
+    (up to the grid's run-time overrides): chapter 4 trains the same CE and TDSA, and
+    synthetic_mc_high is the grid's MC-Loss arm."""
+    from tdsa.ablate import load_grid
+
+    grid = load_grid("ablations/comparison")
+    for variant, name in (("ce", "synthetic_ce"), ("tdsa", "synthetic_tdsa"),
+                          ("mc_high", "synthetic_mc_high")):
+        ran, shipped = grid.config(variant, 0).to_dict(), load_config(name).to_dict()
+        ran.pop("runtime"), shipped.pop("runtime")
+        assert ran == shipped, f"the grid's {variant} is not configs/{name}.yaml"
+    no_gate = grid.config("no_gate", 0)
+    assert no_gate.loss.top_down is False and no_gate.loss.alpha_mid > 0

@@ -1,22 +1,27 @@
 """Chapter 5 reads the results files that ``python -m tdsa ablate`` writes.
 
-The chapter is run with papermill on results written by the package's own
+The chapter is run with papermill on results of the shipped grids written by the package's own
 ``tdsa.ablate.write_results`` (so a change of the results format breaks this test, not the
-published book), with numbers chosen so that its prose has one right answer, and on an empty
-folder, where it must stop with one clear error naming the command to run.
+published book), with numbers chosen so that its prose has one right answer (the previous
+default's sweep is the committed one), and on an empty folder, where it must stop with one
+clear error naming the command to run.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
-import yaml
 from book_helpers import BOOK, REPO
 
+from tdsa import book
 from tdsa.ablate import RunResult, load_grid, write_results
+from tdsa.calibration import tuned_mismatches, tuning_candidates
+from tdsa.config import load_config
+from tdsa.evidence import check_levers, read_sweep
 
 CHAPTER = BOOK / "05_ablations.ipynb"
 
@@ -35,60 +40,111 @@ def _markdown_outputs(nb: nbformat.NotebookNode) -> str:
                      for o in c.get("outputs", []) if "text/markdown" in o.get("data", {}))
 
 
-def _command(tmp_path: Path) -> str:
-    return f"python -m tdsa ablate --grid {tmp_path / 'probe.yaml'} --out runs/ablate/probe"
-
-
-def _results(tmp_path: Path) -> Path:
-    grid_path = tmp_path / "probe.yaml"
-    grid_path.write_text(yaml.safe_dump({
-        "base": str(REPO / "configs" / "synthetic_tdsa.yaml"),
-        "seeds": [0, 1, 2],
-        "variants": {
-            "ce": {"description": "cross-entropy only",
-                   "overrides": ["loss.alpha_mid=0", "loss.beta_mid=0", "loss.alpha_high=0",
-                                 "loss.beta_high=0"]},
-            "tdsa": {"description": "full TDSA", "overrides": []},
-        },
-    }))
-    grid = load_grid(grid_path)
-    # TDSA is 10, 11, 9 points above CE on seeds 0, 1, 2: paired difference +10.0 ± 1.0.
-    final = {"ce": [50.0, 40.0, 60.0], "tdsa": [60.0, 51.0, 69.0]}
-    results = []
+def _runs(final: dict[str, list[float]], train: dict[str, list[float]] | None = None,
+          **extra: dict[str, list[float]]) -> list[RunResult]:
+    """One finished run per value of ``final`` (seed = position)."""
+    out = []
     for variant, values in final.items():
         for seed, top1 in enumerate(values):
-            hits = {"high": 0.30, "wrong_high": 0.10, "chance_high": 0.05, "centre": 0.0,
-                    "gradcam": 0.08}
-            values = {"final_top1": top1, "best_top1": top1 + 2.0, "best_epoch": 20.0,
-                      "epochs": 25.0, "seconds": 150.0}
-            for source, rate in hits.items():
-                values[f"hit_rate/{source}/granularity:fine"] = rate
-                values[f"hit_rate/{source}/granularity:coarse"] = 0.5 * rate + 0.1
-            results.append(RunResult(variant, seed, "ok", values))
-    results.append(RunResult("tdsa", 3, "failed", {}, "NonFiniteLossError: loss is nan"))
-    write_results(grid, results, tmp_path / "results" / "probe", _command(tmp_path))
-    return tmp_path / "results"
+            row = {"final_top1": top1, "best_top1": top1 + 1.0, "best_epoch": 15.0,
+                   "epochs": 16.0, "seconds": 150.0,
+                   "final_train_top1": (train or {}).get(variant, [top1 + 10.0] * 5)[seed]}
+            row |= {key: column[variant][seed] for key, column in extra.items()
+                    if variant in column}
+            out.append(RunResult(variant, seed, "ok", row))
+    return out
+
+
+def _winners() -> dict[str, str]:
+    """Per arm, the tuning candidate that the shipped default config carries."""
+    grids = [(load_grid("ablations/calibration"), []), (load_grid("ablations/tuning"), [])]
+    cands = tuning_candidates(grids, seeds=[0, 1], max_epochs=16)
+    winners = {}
+    for arm in ("ce", "tdsa"):
+        cfg = load_config(f"synthetic_{arm}")
+        found = [c.variant for c in cands if c.arm == arm and c.epochs <= 16
+                 and not tuned_mismatches(c, cands, cfg)]
+        assert len(found) == 1, f"configs/synthetic_{arm}.yaml matches {found}"
+        winners[arm] = found[0]
+    return winners
+
+
+def _results(tmp_path: Path, winners: dict[str, str]) -> Path:
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in book.BOOK_GRIDS:  # the previous default: the committed sweep
+        for suffix in (".csv", ".json"):
+            shutil.copy(REPO / "results" / f"{name}{suffix}", results / f"{name}{suffix}")
+    calibration = {"ce_centre": [60.0, 62.0, 64.0], "tdsa_centre": [55.0, 57.0, 59.0],
+                   "ce_n40": [15.0, 17.0, 16.0], "tdsa_n40": [14.0, 16.0, 15.0],
+                   "ce_fine15": [70.0]}
+    write_results(load_grid("ablations/calibration"),
+                  _runs(calibration, {"ce_n40": [90.0] * 3}), results / "calibration",
+                  "python -m tdsa ablate --grid configs/ablations/calibration.yaml")
+    tuning_grid = load_grid("ablations/tuning")
+    tuning = {v: [40.0 + i, 40.0 + i] for i, v in enumerate(tuning_grid.variants)}
+    single = next(v for v in tuning_grid.variants if v.startswith("tdsa_")
+                  and v not in winners.values() and "ep32" not in v)
+    tuning |= {"ce_ep32": [95.0, 96.0], single: [99.0]}  # over the budget; one seed only
+    tuning |= {w: [90.0, 92.0] for w in winners.values() if w in tuning_grid.variants}
+    write_results(tuning_grid, _runs(tuning), results / "tuning",
+                  "python -m tdsa ablate --grid configs/ablations/tuning.yaml")
+    # TDSA is 10, 11, 9 points above CE on seeds 0, 1, 2: paired difference +10.0 ± 1.0;
+    # mc_high -5, -2, -8: -5.0 ± 3.0; no_gate +2, -2, +1: +0.3 ± 2.1.
+    final = {"ce": [50.0, 40.0, 60.0], "tdsa": [60.0, 51.0, 69.0], "mc_high": [45.0, 38.0, 52.0],
+             "no_gate": [52.0, 38.0, 61.0]}
+    best = {v: [x + 3.0 for x in values] for v, values in final.items()}
+    runs = _runs(final, {"ce": [70.0, 60.0, 80.0]}, test_best_top1=best)
+    runs.append(RunResult("tdsa", 3, "failed", {}, "NonFiniteLossError: loss is nan"))
+    write_results(load_grid("ablations/comparison"), runs, results / "comparison",
+                  "python -m tdsa ablate --grid configs/ablations/comparison.yaml")
+    return results
 
 
 @pytest.mark.slow
 def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
-    nb = _run(tmp_path, _results(tmp_path))
+    winners = _winners()
+    nb = _run(tmp_path, _results(tmp_path, winners))
     text = _markdown_outputs(nb)
-    assert _command(tmp_path) in text, "the chapter states the command that produced the results"
-    assert "| ce | cross-entropy only | 3 | 50.0 ± 10.0 | 52.0 ± 10.0 | 150 ± 0 |" in text
-    assert "| tdsa | full TDSA | 3 | 60.0 ± 9.0 |" in text
-    assert "tdsa vs ce: +10.0 ± 1.0 points over 3 seed(s), **higher**" in text
-    assert "true-class channels vs a wrong class's channels: +20.0 ± 0.0" in text
-    assert "**In these results TDSA does what the paper claims:**" in text
-    assert ("| none (the book's regime: flattened head, 112 px) | ce | tdsa | 3 | 50.0 ± 10.0 | "
-            "60.0 ± 9.0 | +10.0 ± 1.0 | +20.0 ± 0.0 | +25.0 ± 0.0 | +22.0 ± 0.0 | holds |") in text
-    assert "**A regime where TDSA does what the paper claims:** tdsa (none" in text
+    assert "python -m tdsa ablate --grid configs/ablations/comparison.yaml" in text
+    # calibration (val): the band per cross-entropy cell, and the sentence naming them
+    assert "| ce_centre | the centre | 3 | 62.0 ± 2.0 | 7.4 | 10.0 ± 0.0 | 150 | in |" in text
+    assert "**In the band, on val**" in text and "ce_centre (the centre, 62.0%)" in text
+    assert ("ce_n40 (top-1 16.0 outside [40, 85], top-1 16.0 < 5 x chance (8.3), train - top-1 "
+            "gap 74.0 > 30)") in text
+    assert "Fewer seeds than the grid's 3: ce_fine15 (1)." in text
+    assert "Not run yet: " in text and "ce_k48" in text.split("Not run yet: ")[1].split(".")[0]
+    assert "it memorises the training set." in text
+    # tuning (val): the best eligible candidate of each arm, over the budget and one seed out
+    assert "Each arm's setting, chosen on val: " in text
+    assert f"cross-entropy → `{winners['ce']}`" in text and f"TDSA → `{winners['tdsa']}`" in text
+    assert "| 32 epochs > the budget's 16 |" in text and "| 1 of 2 seeds finished |" in text
+    assert "`ce_ep32` (95.5 ± 0.7% on val, 2 seed(s))" in text
+    # the comparison (test), paired by seed, and the band of cross-entropy on test
+    assert "tdsa − ce: +10.0 ± 1.0 points over 3 seeds, **higher**" in text
+    assert "mc_high − ce: -5.0 ± 3.0 points over 3 seeds, **lower**" in text
+    assert "no_gate − ce: +0.3 ± 2.1 points over 3 seeds, **no clear difference**" in text
+    assert ("**Cross-entropy at the default, on test:** final top-1 50.0 ± 10.0% (6.0× chance, "
+            "8.3%), train − test gap 20.0 ± 0.0 points over 3 seeds: inside the band.") in text
+    assert "Seeds finished so far (of 5): ce 3, tdsa 3, mc_high 3, no_gate 3" in text
+    assert ("| tdsa | 3 | 60.0 ± 9.0 | +10.0 ± 1.0 (3 seeds) | higher | 150 ± 0 | 63.0 ± 9.0 |"
+            in text), "the field's best-on-test column, beside the final epoch"
+    assert "best test top-1, selected on test (the field's convention) (%)" in text
+    assert "at the epoch selected on val" not in text, "a column without values is left out"
+    # the previous default: its one lever table and claim, from the committed sweep
+    sweep = read_sweep(REPO / "results", book.BOOK_GRIDS)
+    assert book.claim_summary(check_levers(sweep, book.lever_pairs())) in text
+    assert "| lever | CE arm | method arm | seeds |" in text
+    # the exercises' measured effects (val)
+    assert "`ce_ep32` − `ce_centre`: +34.5 ± 0.7 over 2 seed(s), **higher**" in text
+    assert "`ce_n80` − `ce_centre`: not measured yet" in text
     streams = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                         for o in c.get("outputs", []))
-    assert "tdsa             seeds [0, 1, 2], failed [3]" in streams, "failed runs are shown"
+    assert "  failed: tdsa seed 3" in streams, "failed runs are shown"
+    assert "results/comparison.csv (test split): 12 runs finished of 20" in streams
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) >= 2, "accuracy and localisation plots"
+    assert len(images) == 3, "calibration, comparison and previous-default figures"
 
 
 @pytest.mark.slow
@@ -99,4 +155,4 @@ def test_chapter_without_results_fails_with_one_clear_error(tmp_path: Path) -> N
         _run(tmp_path, empty)
     assert info.value.ename == "FileNotFoundError"
     assert f"no ablation results in {empty}" in info.value.evalue
-    assert "python -m tdsa ablate --grid configs/ablations/synthetic.yaml" in info.value.evalue
+    assert "python -m tdsa ablate --grid configs/ablations/calibration.yaml" in info.value.evalue

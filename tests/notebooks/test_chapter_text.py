@@ -16,7 +16,9 @@ from book_helpers import BOOK, STAGED
 
 import tdsa.book
 
-CHAPTERS = ["01_data", "02_channel_constraint", "03_top_down_attention", "07_reproducing"]
+CHAPTERS = ["01_data", "02_channel_constraint", "03_top_down_attention", "04_training",
+            "06_attention_metrics",
+            "07_reproducing"]
 DIAGRAM = "figures/tdsa_method.svg"
 HANDWRITTEN_TIME = re.compile(
     r"\babout (a|an|one|two|three|four|five|ten|[\d.]+)( and a half)? (second|minute|hour)s?\b",
@@ -126,6 +128,25 @@ def test_measured_effect_pairs_by_seed_over_the_grids(tmp_path: Path,
 def test_measured_effect_without_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tdsa.book, "results_path", lambda: tmp_path)
     assert tdsa.book.measured_effect("ce_n80", "ce").startswith("not measured in this copy")
+
+
+def test_comparison_summary_pairs_each_method_arm_with_its_ce(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ce = {0: 70.0, 1: 74.0, 2: 72.0}
+    rows = [("ce", s, v) for s, v in ce.items()]
+    rows += [("tdsa", s, v + d) for (s, v), d in zip(ce.items(), (3.0, 5.0, 4.0), strict=True)]
+    rows += [("mc_high", s, v - 1.0) for s, v in ce.items()]
+    rows += [("no_gate", 0, 60.0), ("no_gate", 1, 90.0)]
+    _write_grid(tmp_path / "comparison.csv", rows)
+    monkeypatch.setattr(tdsa.book, "results_path", lambda: tmp_path)
+    text = tdsa.book.comparison_summary()
+    assert "`tdsa` (TDSA-Loss at the default regime) 76.0 ± 3.0% against `ce` 72.0 ± 2.0%" in text
+    assert "paired difference +4.0 ± 1.0 points over 3 seeds: **higher**" in text
+    assert "`mc_high` (MC-Loss on the high stage only) 71.0 ± 2.0%" in text
+    assert "-1.0 ± 0.0 points over 3 seeds: **lower**" in text
+    assert "+3.0 ± 18.4 points over 2 seeds: **no clear difference**" in text
+    (tmp_path / "comparison.csv").unlink()
+    assert tdsa.book.comparison_summary().startswith("The comparison's results are not in")
 
 
 def test_measured_effect_on_the_committed_results() -> None:

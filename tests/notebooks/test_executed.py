@@ -205,3 +205,13 @@ def test_no_page_shows_a_build_path(built_book: Path) -> None:
         text = page.read_text(encoding="utf-8")
         leaked = [root for root in roots if root in text]
         assert not leaked, f"{page.relative_to(HTML)} shows the build path(s) {leaked}"
+
+
+def test_intro_shows_the_seconds_each_chapter_took_in_this_build(built_book: Path) -> None:
+    """The intro's runtime table is the build's own measurement (book/_build_times.md, written
+    by build.py), one row per executed chapter, not a hand-written estimate."""
+    text = (HTML / "book" / "intro.html").read_text(encoding="utf-8")
+    assert "Measured in the build of this copy of the book: profile" in text
+    rows = re.findall(r"<td[^>]*>(?:<p>)?(\d+) s(?:</p>)?</td>", text)
+    assert len(rows) == len(toc_notebooks()) + 1, f"one row per chapter and a total: {rows}"
+    assert int(rows[-1]) >= max(int(r) for r in rows[:-1]), "the total is the largest"

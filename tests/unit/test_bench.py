@@ -137,8 +137,8 @@ def test_compile_benchmark_reports_its_arithmetic():
              / 1e3 - comp["book_compiles"] * comp["compile_seconds"])
     assert comp["book_seconds_saved_with_compile"] == pytest.approx(saved)
     assert result["compile_wins_for_book"] == (saved > 0)
-    # chapter 4: 2 runs x 25 epochs x 15 steps; chapters 2-3: 8 x 5 steps at a third the cost
-    assert comp["book_steps_at_112px"] == pytest.approx(750 + 40 / 3)
+    # chapter 4: 2 runs x 16 epochs x 60 steps; chapters 2-3: 8 x 5 steps at a third the cost
+    assert comp["book_steps_at_112px"] == pytest.approx(1920 + 40 / 3)
 
 
 def test_loss_only_selection():

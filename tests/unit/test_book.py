@@ -47,7 +47,8 @@ SHORT = {  # chapters 2 and 3, configs/smoke.yaml
 }
 TRAINING = {  # chapters 4 and 6, configs/synthetic_{arm}.yaml (gpu: the scratch recipe)
     "smoke": ["runtime.seed=0", _data("synthetic-book-smoke"), "data.synthetic.num_classes=4",
-              "data.synthetic.train_per_class=8", "data.synthetic.test_per_class=4",
+              "data.synthetic.train_per_class=8", "data.synthetic.val_per_class=4",
+              "data.synthetic.test_per_class=4",
               "data.synthetic.image_size=48", "data.image_size=48", "data.workers=0",
               "train.batch_size=8", "train.epochs=2", "schedule.warmup_epochs=0.6",
               "loss.ramp_epochs=0.6667"],
@@ -196,7 +197,7 @@ def test_ablate_grid_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.chdir(tmp_path)
     grid = load_grid("ablations/synthetic")
     assert grid.path == REPO / "configs" / "ablations" / "synthetic.yaml"
-    assert grid.base == REPO / "configs" / "synthetic_tdsa.yaml", "base found in the configs"
+    assert grid.base == REPO / "configs" / "synthetic_n40_tdsa.yaml", "base found in the configs"
 
 
 def test_train_help_says_what_config_accepts() -> None:

@@ -13,8 +13,18 @@ matplotlib.use("Agg")
 import pytest
 
 from tdsa.ablate import Grid, Variant
-from tdsa.calibration import band_check, centre, grid_cells, knob_series, plot_calibration
-from tdsa.config import Config, dump_config
+from tdsa.calibration import (
+    band_check,
+    centre,
+    choose,
+    grid_cells,
+    holds_in,
+    knob_series,
+    plot_calibration,
+    tuned_mismatches,
+    tuning_candidates,
+)
+from tdsa.config import Config, apply_overrides, dump_config
 
 CE = ["loss.alpha_mid=0", "loss.beta_mid=0", "loss.alpha_high=0", "loss.beta_high=0"]
 
@@ -100,3 +110,65 @@ def test_plot_has_one_panel_per_varied_knob_with_both_arms(grid: Grid) -> None:
     chance = next(line for line in axes[1].lines if line.get_label() == "chance")
     assert list(chance.get_ydata()) == pytest.approx([100 / 12, 100 / 24])
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["40", "160"]
+
+
+def _tuning(tmp_path: Path) -> Grid:
+    base = tmp_path / "base.yaml"
+    dump_config(Config(), base)
+    variants = {
+        "ce_lr2": Variant("ce_lr2", "", ["optim.lr=0.002", *CE]),
+        "ce_long": Variant("ce_long", "", ["train.epochs=600", *CE]),
+        "tdsa_w2": Variant("tdsa_w2", "", ["loss.alpha_high=0.3"]),
+    }
+    return Grid(tmp_path / "t.yaml", base, [0, 1], ["data.synthetic.train_per_class=160"],
+                variants, split="val")
+
+
+def test_tuning_candidates_join_the_centre_cell_and_rank_within_each_arm(grid: Grid,
+                                                                         tmp_path: Path) -> None:
+    tuning = _tuning(tmp_path)
+    rows = [_row("ce_lr2", 0, 80.0, 90.0), _row("ce_lr2", 1, 76.0, 90.0),
+            _row("ce_long", 0, 95.0, 99.0), _row("ce_long", 1, 93.0, 99.0),
+            _row("tdsa_w2", 0, 60.0, 70.0), _row("tdsa_w2", 2, 99.0, 99.0)]
+    cands = tuning_candidates([(grid, ROWS), (tuning, rows)], seeds=[0, 1], max_epochs=300)
+    by = {c.variant: c for c in cands}
+    assert set(by) == {"ce_c", "tdsa_c", "ce_lr2", "ce_long", "tdsa_w2"}, "off-centre cells out"
+    assert by["ce_lr2"].top1 == (78.0, statistics.stdev([80.0, 76.0]), 2)
+    assert not by["ce_long"].eligible and "600 epochs > the budget's 300" in by["ce_long"].reason
+    assert by["tdsa_w2"].top1[2] == 1 and "1 of 2 seeds finished" in by["tdsa_w2"].reason
+    assert [c.variant for c in cands if c.arm == "ce"] == ["ce_long", "ce_lr2", "ce_c"]
+    assert choose(cands, "ce").variant == "ce_lr2", "the best eligible, not the best"
+    assert choose(cands, "tdsa").variant == "tdsa_c"
+    with pytest.raises(ValueError, match="no eligible candidate for arm 'mc'"):
+        choose(cands, "mc")
+
+
+def test_holds_in_checks_the_changed_setting_only(grid: Grid, tmp_path: Path) -> None:
+    tuning = _tuning(tmp_path)
+    cands = {c.variant: c for c in tuning_candidates([(tuning, [])], seeds=[0],
+                                                     max_epochs=1000)}
+    ce_tuned = Config()
+    ce_tuned.optim.lr = 0.002
+    assert holds_in(cands["ce_lr2"], ce_tuned), "the zeroed loss weights are not required"
+    assert not holds_in(cands["ce_lr2"], Config())
+    assert not holds_in(cands["tdsa_w2"], ce_tuned)
+
+
+def test_tuned_mismatches_also_catch_another_candidates_change(grid: Grid,
+                                                               tmp_path: Path) -> None:
+    tuning = _tuning(tmp_path)
+    cands = tuning_candidates([(grid, []), (tuning, [])], seeds=[0], max_epochs=1000)
+    by = {c.variant: c for c in cands}
+    tuned = apply_overrides(Config(), ["optim.lr=0.002", *CE])
+    assert tuned_mismatches(by["ce_lr2"], cands, tuned) == {}
+    assert tuned_mismatches(by["ce_lr2"], cands, apply_overrides(Config(), CE)) == {
+        "optim.lr": (0.002, Config().optim.lr)}
+    longer = apply_overrides(tuned, ["train.epochs=600"])
+    assert holds_in(by["ce_lr2"], longer), "holds_in sees only the chosen change"
+    assert tuned_mismatches(by["ce_lr2"], cands, longer) == {
+        "train.epochs": (Config().train.epochs, 600)}
+    # the centre cell changes nothing: any setting a candidate of its arm changes is checked
+    assert tuned_mismatches(by["ce_c"], cands, tuned) == {"optim.lr": (Config().optim.lr, 0.002)}
+    # the TDSA arm's keys are its own candidates' (loss.alpha_high), not cross-entropy's
+    assert tuned_mismatches(by["tdsa_c"], cands, apply_overrides(Config(), ["optim.lr=0.002"])) \
+        == {}

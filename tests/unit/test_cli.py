@@ -23,12 +23,12 @@ def test_help_lists_every_command(capsys):
 @pytest.mark.parametrize(("error", "code"), [(ConfigError("bad key 'optim.lrr'"), 2),
                                              (DataError("missing images.txt"), 1)])
 def test_user_errors_become_one_line_and_exit_code(monkeypatch, capsys, error, code):
-    import tdsa.bench
+    import tdsa.commands.bench
 
     def boom(args):
         raise error
 
-    monkeypatch.setattr(tdsa.bench, "run", boom)
+    monkeypatch.setattr(tdsa.commands.bench, "run", boom)
     assert cli.main(["bench", "--quick"]) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"tdsa bench: error: {error}"]

@@ -189,10 +189,15 @@ def test_report_end_to_end(run_dir: Path) -> None:
     assert saved["pairs"] == 28 and saved["parts"]["eye"]["pairs"] == 8
 
 
-def test_report_reliance_matches_a_plain_recomputation(run_dir: Path) -> None:
-    """The eye's reliance, recomputed by hand from rendered originals and twins."""
-    report = cf.counterfactual_report(run_dir, "test", max_images=5, gradcam=False,
-                                      out=run_dir / "cf5.json")
+@pytest.mark.parametrize("selection", [{"max_images": 5}, {"images": [1, 4, 8, 11]}],
+                         ids=["first-5", "spread"])
+def test_report_reliance_matches_a_plain_recomputation(run_dir: Path, selection: dict) -> None:
+    """The eye's reliance, recomputed by hand from rendered originals and twins of the first
+    images or of a given list (one image of each class)."""
+    report = cf.counterfactual_report(run_dir, "test", gradcam=False, out=run_dir / "cf5.json",
+                                      **selection)
+    chosen = selection.get("images") or range(selection["max_images"])
+    assert report["images"] == len(chosen)
     model, cfg = load_model(run_dir / "best.pt")
     meta = synthetic.load_metadata(cfg.data.root)
     transform = build_transforms("scratch", cfg.data.image_size, train=False)
@@ -204,8 +209,10 @@ def test_report_reliance_matches_a_plain_recomputation(run_dir: Path) -> None:
         with Image.open(buffer) as image, torch.no_grad():
             return int(model(transform(image.convert("RGB")).unsqueeze(0)).argmax())
 
+    assert sorted({labels[i] for i in chosen}) == ([0, 1] if "max_images" in selection
+                                                   else [0, 1, 2, 3])
     correct = changed = 0
-    for i in range(5):
+    for i in chosen:
         pred = predict(synthetic.render_image(meta, "test", i))
         for value in synthetic.twin_values(meta, "test", i, "eye"):
             if pred == labels[i]:
@@ -237,3 +244,11 @@ def test_report_errors(run_dir: Path) -> None:
         cf.counterfactual_report(run_dir, "val")
     with pytest.raises(ValueError, match="max_images must be a positive integer, got 0"):
         cf.counterfactual_report(run_dir, "test", max_images=0)
+    with pytest.raises(ValueError, match="give images or max_images, not both"):
+        cf.counterfactual_report(run_dir, "test", max_images=2, images=[0])
+    with pytest.raises(ValueError, match=r"images: 12 is outside 0\.\.11 \(test split\)"):
+        cf.counterfactual_report(run_dir, "test", images=[0, 12])
+    with pytest.raises(ValueError, match="images repeats an index"):
+        cf.counterfactual_report(run_dir, "test", images=[3, 3])
+    with pytest.raises(ValueError, match="images is empty"):
+        cf.counterfactual_report(run_dir, "test", images=[])

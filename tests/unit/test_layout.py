@@ -13,11 +13,6 @@ LIBRARY = ("losses", "models", "data", "engine", "metrics", "viz", "validation",
            "resources", "config")
 UPPER_LAYERS = ("tdsa.ablate", "tdsa.evidence", "tdsa.calibration", "tdsa.localisation",
                 "tdsa.counterfactual", "tdsa.bench", "tdsa.book", "tdsa.commands", "tdsa.cli")
-# Commands whose module is not yet under tdsa/commands/.
-NOT_YET_MOVED = {"bench"}
-# Modules outside tdsa/commands/ that still define a command: tdsa/bench.py mixes the
-# benchmarks with the `tdsa bench` command until its command part moves.
-KNOWN_COMMAND_MODULES = {"bench.py"}
 SCRIPTS = {"__init__", "gpu_check"}  # tdsa/commands/ modules that are not a `tdsa` command
 # Library imports of an upper layer not yet removed: tdsa.viz.twins takes encode_as_saved (the
 # generator's JPEG round trip, which belongs in tdsa.data.synthetic) from tdsa.counterfactual.
@@ -68,13 +63,11 @@ def test_imported_modules_reads_nested_relative_and_from_imports() -> None:
 
 def test_every_command_lives_in_tdsa_commands() -> None:
     for name, (module, _) in cli.COMMANDS.items():
-        if name in NOT_YET_MOVED:
-            continue
         assert module == f"tdsa.commands.{name}", (name, module)
         mod = importlib.import_module(module)
         assert callable(mod.add_arguments) and callable(mod.run), module
     modules = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - SCRIPTS
-    assert modules == set(cli.COMMANDS) - NOT_YET_MOVED, "one module per command, no other"
+    assert modules == set(cli.COMMANDS), "one module per command, no other"
 
 
 def test_only_the_commands_define_add_arguments_and_run() -> None:
@@ -86,9 +79,7 @@ def test_only_the_commands_define_add_arguments_and_run() -> None:
         found = _defines_command(ast.parse(path.read_text(encoding="utf-8")))
         if found:
             offenders[rel.as_posix()] = found
-    assert set(offenders) == KNOWN_COMMAND_MODULES, (
-        f"command functions outside tdsa/commands/: {offenders} (a known exception that no "
-        f"longer defines them leaves KNOWN_COMMAND_MODULES)")
+    assert not offenders, f"command functions outside tdsa/commands/: {offenders}"
 
 
 def test_the_library_imports_no_upper_layer() -> None:

@@ -21,6 +21,7 @@ from tdsa.data.synthetic import (
 from tdsa.data.transforms import spec_transforms
 from tdsa.errors import ConfigError
 from tdsa.models import create_model
+from tdsa.viz.gradcam import grad_cam
 from tdsa.viz.twins import plot_twin, twin_pair
 
 
@@ -61,6 +62,29 @@ def test_maps_are_the_true_class_ccmp_of_the_original_and_the_twin(setup) -> Non
     assert (pair.original != pair.twin).any(), "the twin differs from the original"
     x_part, y_part = birds[0].parts["eye"]
     assert pair.part_xy == (x_part / 48, y_part / 48)
+
+
+def test_gradcam_maps_are_the_true_class_grad_cam_of_both_images(setup) -> None:
+    root, cfg, model = setup
+    pair = twin_pair(model, cfg, 5, "tail", gradcam=True)  # class 1
+    plain = twin_pair(model, cfg, 5, "tail")
+    assert set(plain.maps) == {"high", "mid"} and set(pair.maps) == {"high", "mid", "gradcam"}
+    transform = spec_transforms(resolve_data_config(cfg.data), train=False)
+    birds = [render_image(root, "test", 5),
+             render_twin(root, "test", 5, part="tail", value=pair.value)]
+    x = torch.stack([transform(encode_as_saved(b.image, 92)) for b in birds])
+    expected = grad_cam(model, x, torch.tensor([1, 1]), "high")
+    assert pair.label == 1
+    assert torch.allclose(pair.maps["gradcam"][0], expected[0])
+    assert torch.allclose(pair.maps["gradcam"][1], expected[1])
+    assert torch.allclose(pair.difference("gradcam"), (expected[0] - expected[1]).abs())
+    with pytest.raises(KeyError, match="no 'gradcam' maps"):
+        plain.difference("gradcam")
+    fig = plot_twin(pair, title="a twin")
+    assert len([ax for ax in fig.axes if ax.images]) == 5
+    assert len([ax for ax in fig.axes if not ax.images]) == 3, "one colour bar per map"
+    assert "Grad-CAM" in [ax for ax in fig.axes if ax.images][4].get_title()
+    assert fig._suptitle.get_text() == "a twin"
 
 
 def test_bad_twin_values_name_the_choices(setup) -> None:
