@@ -86,7 +86,9 @@ two arms."""
 # Chapters 2 and 3: overrides of configs/smoke.yaml (AdamW, the paper's weights x 0.1,
 # ramped in) for one short TDSA run.
 _SHORT: dict[str, dict[str, Any]] = {
-    "smoke": dict(classes=4, train_per_class=8, test_per_class=4, size=48, epochs=1),
+    # smoke: the same data root and arguments as the smoke training runs (val included)
+    "smoke": dict(classes=4, train_per_class=8, test_per_class=4, size=48, epochs=1,
+                  val_per_class=4),
     "cpu": dict(classes=6, train_per_class=30, test_per_class=10, size=64, epochs=8),
     "gpu": dict(classes=None, train_per_class=None, test_per_class=None, size=224, epochs=30),
 }
@@ -201,7 +203,9 @@ def _short_run(profile: str, seed: int, dataset: str, root: str | Path | None,
                 f"data.synthetic.num_classes={s['classes']}",
                 f"data.synthetic.train_per_class={s['train_per_class']}",
                 f"data.synthetic.test_per_class={s['test_per_class']}",
-                f"data.synthetic.image_size={max(s['size'], 48)}"]
+                f"data.synthetic.image_size={max(s['size'], 48)}",
+                *([f"data.synthetic.val_per_class={s['val_per_class']}"]
+                  if "val_per_class" in s else [])]
     overrides = [*data, f"data.image_size={s['size']}", f"train.epochs={s['epochs']}",
                  f"runtime.seed={seed}"]
     return "smoke", overrides, f"channel_constraint-seed{seed}"

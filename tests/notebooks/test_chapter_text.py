@@ -17,7 +17,7 @@ from book_helpers import BOOK, STAGED
 import tdsa.book
 
 CHAPTERS = ["01_data", "02_channel_constraint", "03_top_down_attention", "04_training",
-            "06_attention_metrics",
+            "05_ablations", "06_attention_metrics",
             "07_reproducing"]
 DIAGRAM = "figures/tdsa_method.svg"
 HANDWRITTEN_TIME = re.compile(
