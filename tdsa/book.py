@@ -328,7 +328,7 @@ def claim_summary(checks: Sequence[LeverCheck]) -> str:
     """One paragraph (Markdown) stating whether any lever gives the paper's result, which
     levers beat cross-entropy in accuracy, and which rest on fewer than 3 seeds.
 
-    Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
+    Book: chapter 5, *TDSA against cross-entropy, lever by lever (previous default)*.
     """
     found = [c for c in checks if c.holds]
     gains = [c for c in checks if verdict(*c.diffs[0]) == "higher"]

@@ -208,7 +208,7 @@ def check_levers(rows: Iterable[Row],
     the grid files: :func:`tdsa.ablate.lever_pairs`) whose two arms have finished runs in
     ``rows``.
 
-    Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
+    Book: chapter 5, *TDSA against cross-entropy, lever by lever (previous default)*.
     """
     rows = list(rows)
     known = {r["variant"] for r in rows if r["status"] == "ok"}
@@ -248,7 +248,7 @@ def lever_table(rows: Iterable[Row], checks: Sequence[LeverCheck],
     std test top-1 of both (when ``"accuracy"`` is in ``parts``), the paired differences of
     ``parts`` (points) and whether the whole claim holds.
 
-    Book: chapter 5, *TDSA against cross-entropy, lever by lever*.
+    Book: chapter 5, *TDSA against cross-entropy, lever by lever (previous default)*.
     """
     rows = list(rows)
     unknown = [p for p in parts if p not in CLAIM_PARTS]
