@@ -9,9 +9,12 @@ non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from tdsa import __version__
 from tdsa.errors import TdsaError
@@ -30,6 +33,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C while the heavy extension modules import, then raise it.
+
+    A ``KeyboardInterrupt`` that lands inside torch's C++ start-up either aborts the process
+    (SIGABRT from pybind11) or makes Python end by SIGINT instead of the exit code it was
+    given; raised after the import, it reaches :func:`main` and becomes exit 130. Only the
+    main thread's default handler is replaced (an ignored SIGINT stays ignored).
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The top-level parser; only the chosen command's module is imported."""
     parser = argparse.ArgumentParser(prog="tdsa", description=__doc__.splitlines()[0])
@@ -41,7 +67,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             try:
-                mod = importlib.import_module(module)
+                with interrupts_deferred():
+                    importlib.import_module("torch")
+                    mod = importlib.import_module(module)
             except ModuleNotFoundError as exc:
                 if exc.name != module:
                     raise

@@ -7,6 +7,7 @@ Every case asserts the exit code and the message, and that nothing was left half
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import signal
@@ -328,6 +329,25 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(
     assert main(["train", "--out", "x"]) == 130
     captured = capsys.readouterr()
     assert captured.err == "tdsa train: interrupted\n" and captured.out == ""
+
+
+def test_ctrl_c_inside_an_import_waits_for_the_import_then_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    real_import = importlib.import_module
+    finished: list[str] = []
+
+    def import_hit_by_ctrl_c(name: str):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered now, in the middle of the import
+        module = real_import(name)
+        finished.append(name)
+        return module
+
+    monkeypatch.setattr("tdsa.cli.importlib.import_module", import_hit_by_ctrl_c)
+    assert main(["train", "--out", "x"]) == 130
+    assert finished == ["torch", "tdsa.commands.train"]  # no import was cut short
+    assert capsys.readouterr().err == "tdsa train: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_of_a_real_process_during_imports(tiny_root: Path, tmp_path: Path) -> None:
