@@ -214,6 +214,16 @@ def profile_ops(fn: Callable[[], Any], device: torch.device, top: int = 8) -> di
     return {e.key: getattr(e, attr) / 1e3 for e in rows}
 
 
+# The step benchmark's networks: (key in the JSON, registered name, its options, which sizes).
+# tdsa_resnet50 is the 1x1-adapter port (pretrained layer3/layer4 kept); its widened variant's
+# stages emit the class channels themselves, so its mid map is a trunk output, as in VGG16.
+STEP_NETWORKS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+    ("tdsa_vgg16", "tdsa_vgg16", {}, "vgg"),
+    ("tdsa_resnet50", "tdsa_resnet50", {}, "resnet"),
+    ("tdsa_resnet50_widen", "tdsa_resnet50", {"adapter": "widen"}, "resnet"),
+)
+
+
 def bench_step(
     device: torch.device,
     precision: Precision,
@@ -226,21 +236,22 @@ def bench_step(
     resnet_size: int,
     resnet_batch: int,
 ) -> dict[str, Any]:
-    """Training-step time CE vs TDSA on the same network: ``tdsa_vgg16`` and ``tdsa_resnet50``
-    (1x1 adapters). ``ce_logits_ms`` is CE through ``model(x)``, which skips the mid adapter:
-    ``tdsa_ms / ce_logits_ms`` is what the comparison measured before both arms ran the same
-    network, the mid adapter's forward and backward counted against the loss. ``ce_mid_ms``
-    (CE plus the mid tap's backward, no loss head) splits TDSA - CE into the mid tap's
-    backward and the loss head. On the CPU ``cpu_time`` repeats the figures in process CPU
+    """Training-step time CE vs TDSA on the same network, for each of :data:`STEP_NETWORKS`:
+    ``tdsa_vgg16``, ``tdsa_resnet50`` (1x1 adapters) and ``tdsa_resnet50_widen`` (widened
+    stages, ``adapter="widen"``). ``ce_logits_ms`` is CE through ``model(x)``, which skips the
+    mid adapter: ``tdsa_ms / ce_logits_ms`` is what the comparison measured before both arms ran
+    the same network, the mid adapter's forward and backward counted against the loss.
+    ``ce_mid_ms`` (CE plus the mid tap's backward, no loss head) splits TDSA - CE into the mid
+    tap's backward and the loss head. On the CPU ``cpu_time`` repeats the figures in process CPU
     time over the same calls (see :func:`time_interleaved`). ``gflops`` counts each arm's
-    convolution and matmul arithmetic (:func:`count_flops`): ``flop_ratio`` - 1 is what the
-    TDSA step adds to it (the mid tap's backward), which no cheaper loss head removes."""
+    convolution and matmul arithmetic (:func:`count_flops`): ``flop_ratio`` - 1 is what the TDSA
+    step adds to it (the mid tap's backward), which no cheaper loss head removes."""
     out: dict[str, Any] = {}
-    for name, sz, bs in (
-        ("tdsa_vgg16", size, batch),
-        ("tdsa_resnet50", resnet_size, resnet_batch),
-    ):
-        model, x, y = _model_and_batch(name, num_classes, sz, bs, device, precision)
+    sizes = {"vgg": (size, batch), "resnet": (resnet_size, resnet_batch)}
+    for name, model_name, options, family in STEP_NETWORKS:
+        sz, bs = sizes[family]
+        model, x, y = _model_and_batch(model_name, num_classes, sz, bs, device, precision,
+                                       **options)
         modes = ("ce", "ce_mid", "tdsa", "ce_logits")
         arms = {mode: _StepArm(model, mode, x, y, precision) for mode in modes}
         cpu: dict[str, float] = {}
@@ -270,15 +281,17 @@ def bench_step(
             }
     out["step_ratio_tdsa_over_ce"] = out["tdsa_vgg16"]["ratio"]
     out["step_ratio_tdsa_over_ce_resnet50"] = out["tdsa_resnet50"]["ratio"]
+    out["step_ratio_tdsa_over_ce_resnet50_widen"] = out["tdsa_resnet50_widen"]["ratio"]
     out["note"] = (
         "ce_ms: cross-entropy on the same network (both taps computed, as the trainer runs a CE "
         "config); ce_mid_ms: the same plus 0 * sum(mid), so that the mid tap's backward runs "
         "as in the TDSA arm, without the loss head; ce_logits_ms: cross-entropy through "
         "model(x), which skips the mid tap (the bench's earlier CE arm). The mid tap's forward "
         "costs little; its backward (on tdsa_resnet50 the 1x1 adapter 1024 -> K*xi_mid + BN and "
-        "the gradient it sends into layer3) runs only in the TDSA arm, whose auxiliary terms "
-        "train it. cpu_time (CPU runs): the same calls in process CPU time, which a machine "
-        "shared with other work disturbs less than wall time"
+        "the gradient it sends into layer3; on tdsa_vgg16 and tdsa_resnet50_widen, whose mid "
+        "map is a trunk output, only a sum of gradients) runs only in the TDSA arm, whose "
+        "auxiliary terms train it. cpu_time (CPU runs): the same calls in process CPU time, "
+        "which a machine shared with other work disturbs less than wall time"
     )
     return out
 
@@ -305,7 +318,7 @@ def _extra_time_note(step: dict[str, Any], loss: dict[str, Any], precision: Prec
     clock = "CPU time" if "cpu_time" in step["tdsa_vgg16"] else "wall time"
     bound = TARGETS["step_ratio_tdsa_over_ce"][1]
     parts = []
-    for name in ("tdsa_vgg16", "tdsa_resnet50"):
+    for name, *_ in STEP_NETWORKS:
         row = step[name].get("cpu_time", step[name])
         parts.append(
             f"{name} (input {step[name]['input']}, batch {step[name]['batch']}): TDSA - CE = "
@@ -330,7 +343,8 @@ def _extra_time_note(step: dict[str, Any], loss: dict[str, Any], precision: Prec
         "mid tap at all, which the CE arm does not do: on tdsa_resnet50 the 1x1 adapter "
         "1024 -> K*xi_mid + BN (its convolution's input and weight gradients at the mid "
         "resolution) and the gradient it adds into layer3; on tdsa_vgg16 (serial stages, the "
-        "mid map is conv4_3's own output) only the sum of two gradients. That part is the "
+        "mid map is conv4_3's own output) and tdsa_resnet50_widen (layer3 itself emits the "
+        "class channels) only the sum of two gradients. That part is the "
         "network's, not the loss's: a cheaper loss cannot remove it"
         + "".join(
             f". On {name} the mid tap's backward adds {step[name]['flop_ratio'] - 1:.1%} to the "
@@ -338,7 +352,7 @@ def _extra_time_note(step: dict[str, Any], loss: dict[str, Any], precision: Prec
             f"{_mid_share(step[name]):.1%} of the CE step here: more than the "
             f"{bound - 1:.0%} the target allows, so with this network the TDSA/CE ratio cannot "
             f"reach {bound}, whatever the loss costs"
-            for name in ("tdsa_vgg16", "tdsa_resnet50")
+            for name, *_ in STEP_NETWORKS
             if step[name]["flop_ratio"] > bound
         )
     )
@@ -663,12 +677,13 @@ def _add_step(
     """Put the step benchmark into ``result``: its ratios at the top level, the note on where
     the extra time goes (when the loss benchmark ran too) and, on a GPU, images per second."""
     result["step"] = step
-    for key in ("step_ratio_tdsa_over_ce", "step_ratio_tdsa_over_ce_resnet50"):
+    for key in ("step_ratio_tdsa_over_ce", "step_ratio_tdsa_over_ce_resnet50",
+                "step_ratio_tdsa_over_ce_resnet50_widen"):
         result[key] = step[key]
     if "loss" in result:
         step["where_the_extra_time_goes"] = _extra_time_note(step, result["loss"], precision)
     if on_gpu:
-        for name in ("tdsa_vgg16", "tdsa_resnet50"):
+        for name, *_ in STEP_NETWORKS:
             row = step[name]
             row["ce_images_per_s"] = row["batch"] / row["ce_ms"] * 1e3
             row["tdsa_images_per_s"] = row["batch"] / row["tdsa_ms"] * 1e3

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from tdsa.bench import BENCHES, TARGETS, run_benchmarks
+from tdsa.bench import BENCHES, STEP_NETWORKS, TARGETS, run_benchmarks
 from tdsa.errors import ConfigError
 
 
@@ -90,7 +90,7 @@ def _print_summary(result: dict[str, Any]) -> None:
         if key in result:
             status = "ok" if result["targets_met"][key] else "MISSED"
             print(f"{key:34s} {result[key]:8.4f}   target {op} {bound}   {status}")
-    for name in ("tdsa_vgg16", "tdsa_resnet50"):
+    for name, *_ in STEP_NETWORKS:
         cpu = result.get("step", {}).get(name, {}).get("cpu_time")
         if cpu:
             print(f"{name + ' ratio, CPU time':34s} {cpu['ratio']:8.4f}")

@@ -5,8 +5,9 @@ paths, in one run of at most a few minutes on one GPU, with no download.
    CPU reference, channels_last, ``torch.compile``, and a 2-epoch synthetic AMP training that
    stops after epoch 1 and resumes bit-exactly. The pytest summary goes to ``gpu-check.txt``.
 2. ``tdsa bench --device cuda`` at the published shapes (full-width ``tdsa_vgg16`` at 224, batch
-   32; ``tdsa_resnet50`` at 448, batch 16): step time and images/s CE vs TDSA, the loss head's
-   fraction of a step, peak memory (``max_memory_allocated``), into ``bench-gpu.json``.
+   32; ``tdsa_resnet50``, with 1x1 adapters and widened, at 448, batch 16): step time and
+   images/s CE vs TDSA, the loss head's fraction of a step, peak memory
+   (``max_memory_allocated``), into ``bench-gpu.json``.
 
 Both files go to ``results/`` (``--out``). Without CUDA (or with ``--dry-run``) the CUDA tests
 skip with a reason, and the benchmarks run at tiny shapes on the CPU into
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from tdsa.bench import run_benchmarks
+from tdsa.bench import STEP_NETWORKS, run_benchmarks
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests" / "cuda"
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_benchmarks(GPU_BENCHES, device="cpu", quick=True, repeats=1)
         path = out / "bench-gpu-dryrun.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    for name in ("tdsa_vgg16", "tdsa_resnet50"):
+    for name, *_ in STEP_NETWORKS:
         row = result["step"][name]
         rate = (f", images/s CE {row['ce_images_per_s']:.1f} TDSA {row['tdsa_images_per_s']:.1f}"
                 if "ce_images_per_s" in row else "")

@@ -98,7 +98,7 @@ def test_quick_benchmarks_report_every_key(tmp_path):
         assert isinstance(result["targets_met"][key], bool)
     loss = result["loss"]
     assert loss["loss_head_fraction"] == pytest.approx(loss["head_ms"] / loss["step_ms"])
-    for name in ("tdsa_vgg16", "tdsa_resnet50"):
+    for name in ("tdsa_vgg16", "tdsa_resnet50", "tdsa_resnet50_widen"):
         step = result["step"][name]
         assert step["ratio"] == pytest.approx(step["tdsa_ms"] / step["ce_ms"])
         assert step["ratio_over_ce_without_mid_tap"] == pytest.approx(
@@ -109,6 +109,14 @@ def test_quick_benchmarks_report_every_key(tmp_path):
         assert gflops["ce"] > 0 and gflops["tdsa"] >= gflops["ce_mid"] >= gflops["ce"]
         cpu = step["cpu_time"]
         assert cpu["ratio"] == pytest.approx(cpu["tdsa_ms"] / cpu["ce_ms"]) and cpu["ce_mid_ms"] > 0
+    # the 1x1 adapter's training is the only arithmetic TDSA adds; a trunk-output mid map adds none
+    flop_ratios = {name: row["flop_ratio"] for name, row in result["step"].items()
+                   if isinstance(row, dict) and "flop_ratio" in row}
+    assert flop_ratios["tdsa_vgg16"] == pytest.approx(1.0)
+    assert flop_ratios["tdsa_resnet50_widen"] == pytest.approx(1.0)
+    assert flop_ratios["tdsa_resnet50"] > 1.0
+    assert (result["step_ratio_tdsa_over_ce_resnet50_widen"]
+            == result["step"]["tdsa_resnet50_widen"]["ratio"])
     note = result["step"]["where_the_extra_time_goes"]
     vgg = result["step"]["tdsa_vgg16"]["cpu_time"]
     assert f"TDSA - CE = {vgg['tdsa_ms'] - vgg['ce_ms']:.0f} ms" in note
@@ -170,7 +178,8 @@ def test_extra_time_note_splits_the_difference_and_names_an_arithmetic_floor():
                 "cpu_time": {**times, "ratio": tdsa / ce}}
 
     step = {"tdsa_vgg16": row(1000.0, 1010.0, 1040.0, 1.0),
-            "tdsa_resnet50": row(500.0, 540.0, 550.0, 1.057)}
+            "tdsa_resnet50": row(500.0, 540.0, 550.0, 1.057),
+            "tdsa_resnet50_widen": row(400.0, 402.0, 412.0, 1.0)}
     loss = {"head_ms": 30.0, "head_profile_ms": {"aten::_softmax": 9.0}}
     note = _extra_time_note(step, loss, Precision("bf16", True))
     assert "CPU time" in note
@@ -179,4 +188,5 @@ def test_extra_time_note_splits_the_difference_and_names_an_arithmetic_floor():
     assert "TDSA - CE = 50 ms of a 500 ms CE step (ratio 1.100)" in note
     assert ("On tdsa_resnet50 the mid tap's backward adds 5.7% to the step's convolution and "
             "matmul arithmetic (at any batch size) and measures 8.0% of the CE step") in note
-    assert "On tdsa_vgg16" not in note
+    assert "tdsa_resnet50_widen (input 224, batch 2): TDSA - CE = 12 ms of a 400 ms CE step" in note
+    assert "On tdsa_vgg16" not in note and "On tdsa_resnet50_widen" not in note
