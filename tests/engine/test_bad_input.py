@@ -344,10 +344,15 @@ def test_ctrl_c_inside_an_import_waits_for_the_import_then_exits_130(
         return module
 
     monkeypatch.setattr("tdsa.cli.importlib.import_module", import_hit_by_ctrl_c)
-    assert main(["train", "--out", "x"]) == 130
+    # Ctrl-C as in a terminal: a background job (CI under `cmd &`) starts with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(["train", "--out", "x"]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert finished == ["torch", "tdsa.commands.train"]  # no import was cut short
     assert capsys.readouterr().err == "tdsa train: interrupted\n"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_of_a_real_process_during_imports(tiny_root: Path, tmp_path: Path) -> None:
