@@ -20,7 +20,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tdsa.engine.allocator import keep_freed_memory
 from tdsa.engine.build import Taps
 from tdsa.engine.evaluate import autocast
 from tdsa.engine.precision import Precision, resolve_precision
@@ -69,12 +70,15 @@ def time_interleaved(
     warmup: int,
     repeats: int,
     cpu_ms: dict[str, float] | None = None,
+    samples: dict[str, list[float]] | None = None,
 ) -> dict[str, float]:
     """Median wall time (ms) of each function after warm-up, calls interleaved A B, B A, A B ...
     (the order flips every repeat so that neither arm always runs first). A dict passed as
     ``cpu_ms`` also receives each function's median process CPU time (ms) over the same calls:
     on a CPU shared with other work it counts only the time this process ran, where wall time
-    also counts the time it waited for a core."""
+    also counts the time it waited for a core. A dict passed as ``samples`` receives every
+    repeat's wall time (ms) per function, in repeat order (for :func:`paired_ratio_quartiles`).
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -92,7 +96,23 @@ def time_interleaved(
             cpu_times[name].append((time.process_time() - c0) * 1e3)
     if cpu_ms is not None:
         cpu_ms.update({name: statistics.median(ts) for name, ts in cpu_times.items()})
+    if samples is not None:
+        samples.update(times)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def paired_ratio_quartiles(num: Sequence[float], den: Sequence[float]) -> list[float]:
+    """First quartile, median and third quartile of the per-repeat ratios ``num[i] / den[i]``:
+    two arms timed side by side in each repeat share that repeat's machine load, so the spread
+    of their ratio shows how far a single ratio of medians can be trusted."""
+    if len(num) != len(den) or not num:
+        raise ValueError(f"paired samples of equal, non-zero length expected: got {len(num)} "
+                         f"and {len(den)}")
+    ratios = sorted(a / b for a, b in zip(num, den, strict=True))
+    if len(ratios) == 1:
+        return ratios * 3
+    q1, q2, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return [q1, q2, q3]
 
 
 class _StepArm:
@@ -245,7 +265,9 @@ def bench_step(
     tap's backward and the loss head. On the CPU ``cpu_time`` repeats the figures in process CPU
     time over the same calls (see :func:`time_interleaved`). ``gflops`` counts each arm's
     convolution and matmul arithmetic (:func:`count_flops`): ``flop_ratio`` - 1 is what the TDSA
-    step adds to it (the mid tap's backward), which no cheaper loss head removes."""
+    step adds to it (the mid tap's backward), which no cheaper loss head removes.
+    ``ratio_quartiles`` are those of the per-repeat TDSA/CE ratios
+    (:func:`paired_ratio_quartiles`): the noise a ratio carries on a shared machine."""
     out: dict[str, Any] = {}
     sizes = {"vgg": (size, batch), "resnet": (resnet_size, resnet_batch)}
     for name, model_name, options, family in STEP_NETWORKS:
@@ -255,9 +277,11 @@ def bench_step(
         modes = ("ce", "ce_mid", "tdsa", "ce_logits")
         arms = {mode: _StepArm(model, mode, x, y, precision) for mode in modes}
         cpu: dict[str, float] = {}
+        raw: dict[str, list[float]] = {}
         on_cpu = device.type == "cpu"
         ms = time_interleaved(
-            arms, device, warmup=warmup, repeats=repeats, cpu_ms=cpu if on_cpu else None
+            arms, device, warmup=warmup, repeats=repeats, cpu_ms=cpu if on_cpu else None,
+            samples=raw,
         )
         out[name] = {
             "input": sz,
@@ -267,6 +291,7 @@ def bench_step(
             "tdsa_ms": ms["tdsa"],
             "ce_logits_ms": ms["ce_logits"],
             "ratio": ms["tdsa"] / ms["ce"],
+            "ratio_quartiles": paired_ratio_quartiles(raw["tdsa"], raw["ce"]),
             "ratio_over_ce_without_mid_tap": ms["tdsa"] / ms["ce_logits"],
         }
         flops = {mode: count_flops(arms[mode]) for mode in ("ce", "ce_mid", "tdsa")}
@@ -291,7 +316,9 @@ def bench_step(
         "the gradient it sends into layer3; on tdsa_vgg16 and tdsa_resnet50_widen, whose mid "
         "map is a trunk output, only a sum of gradients) runs only in the TDSA arm, whose "
         "auxiliary terms train it. cpu_time (CPU runs): the same calls in process CPU time, "
-        "which a machine shared with other work disturbs less than wall time"
+        "which a machine shared with other work disturbs less than wall time; "
+        "ratio_quartiles: quartiles of the per-repeat TDSA/CE ratios (the two arms' calls of "
+        "one repeat run back to back), the spread a single ratio of medians carries"
     )
     return out
 
@@ -741,12 +768,14 @@ def run_benchmarks(
         raise ConfigError(f"--amp: {exc}") from None
     shape, resnet, images, source = _shapes(quick, on_gpu)
     reps = repeats or (2 if quick else 6)
+    kept = keep_freed_memory()  # as the trainer does (tdsa.engine.build.configure_runtime)
     result: dict[str, Any] = {
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if on_gpu else platform.processor(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "precision": precision.label,
+        "freed_memory_kept": kept,
         "settings": {**shape, **resnet, "images": images, "source_size": list(source),
                      "repeats": reps, "warmup": warmup, "quick": quick},
     }

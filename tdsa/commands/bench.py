@@ -91,9 +91,12 @@ def _print_summary(result: dict[str, Any]) -> None:
             status = "ok" if result["targets_met"][key] else "MISSED"
             print(f"{key:34s} {result[key]:8.4f}   target {op} {bound}   {status}")
     for name, *_ in STEP_NETWORKS:
-        cpu = result.get("step", {}).get(name, {}).get("cpu_time")
-        if cpu:
-            print(f"{name + ' ratio, CPU time':34s} {cpu['ratio']:8.4f}")
+        row = result.get("step", {}).get(name, {})
+        if "ratio_quartiles" in row:
+            q1, q2, q3 = row["ratio_quartiles"]
+            print(f"{name + ' ratio, per repeat':34s} {q2:8.4f}   quartiles {q1:.4f} - {q3:.4f}")
+        if row.get("cpu_time"):
+            print(f"{name + ' ratio, CPU time':34s} {row['cpu_time']['ratio']:8.4f}")
     for key in ("peak_mem_method", "book_epoch_seconds", "compile_seconds", "compiled_step_ms"):
         if key in result:
             print(f"{key:34s} {result[key]}")

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from tdsa.config import Config, DataConfig, RuntimeConfig
 from tdsa.data import FGVCDataset, from_config
 from tdsa.engine import checkpoint as ckpt_mod
+from tdsa.engine.allocator import keep_freed_memory
 from tdsa.engine.distributed import DistInfo, barrier, convert_sync_batchnorm
 from tdsa.engine.ema import ModelEMA
 from tdsa.engine.optim import build_optimizer, build_scheduler
@@ -38,7 +39,9 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_runtime(rt: RuntimeConfig) -> None:
-    """Thread count, deterministic algorithms (or the cuDNN autotuner) and the seeds."""
+    """Thread count, deterministic algorithms (or the cuDNN autotuner), host memory kept
+    between steps (:func:`~tdsa.engine.allocator.keep_freed_memory`) and the seeds."""
+    keep_freed_memory()
     if rt.threads:
         torch.set_num_threads(rt.threads)
     if rt.deterministic:

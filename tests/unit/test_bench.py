@@ -8,7 +8,13 @@ import json
 import pytest
 
 from tdsa import cli
-from tdsa.bench import TARGETS, peak_allocated_bytes, run_benchmarks, time_interleaved
+from tdsa.bench import (
+    TARGETS,
+    paired_ratio_quartiles,
+    peak_allocated_bytes,
+    run_benchmarks,
+    time_interleaved,
+)
 from tdsa.engine.precision import resolve_precision
 
 
@@ -40,6 +46,40 @@ def test_time_interleaved_cpu_time_counts_work_not_waiting():
     assert set(cpu) == {"sleep", "spin"}
     assert wall["sleep"] >= 29 and wall["spin"] >= 29
     assert cpu["sleep"] < 10 <= cpu["spin"] <= wall["spin"] + 1
+
+
+def test_time_interleaved_samples_hold_every_repeat_in_order():
+    """With ``samples``, each arm's list has one wall time per repeat: a call that sleeps
+    10 ms more on each repeat gives increasing times whichever arm went first."""
+    import time
+
+    import torch
+
+    n = {"a": 0}
+
+    def growing() -> None:
+        n["a"] += 1
+        time.sleep(0.01 * n["a"])
+
+    samples: dict[str, list[float]] = {}
+    time_interleaved({"a": growing, "b": lambda: None}, torch.device("cpu"), warmup=0,
+                     repeats=4, samples=samples)
+    assert len(samples["a"]) == len(samples["b"]) == 4
+    assert all(t1 + 5 < t2 for t1, t2 in zip(samples["a"], samples["a"][1:], strict=False))
+
+
+def test_paired_ratio_quartiles_against_a_sorted_list_by_hand():
+    """Ratios 1.0, 1.1, 1.3, 2.0 (given out of order): inclusive quartiles are the values at
+    positions 0.75, 1.5 and 2.25 of the sorted list, interpolated linearly."""
+    num = [13.0, 10.0, 22.0, 20.0]
+    den = [10.0, 10.0, 20.0, 10.0]  # ratios 1.3, 1.0, 1.1, 2.0
+    q1, q2, q3 = paired_ratio_quartiles(num, den)
+    assert q1 == pytest.approx(1.0 + 0.75 * 0.1)
+    assert q2 == pytest.approx(1.2)
+    assert q3 == pytest.approx(1.3 + 0.25 * 0.7)
+    assert paired_ratio_quartiles([3.0], [2.0]) == [1.5, 1.5, 1.5]
+    with pytest.raises(ValueError, match="equal, non-zero length"):
+        paired_ratio_quartiles([1.0, 2.0], [1.0])
 
 
 def test_peak_allocated_bytes_matches_a_hand_computed_peak():
@@ -107,6 +147,8 @@ def test_quick_benchmarks_report_every_key(tmp_path):
         gflops = step["gflops"]
         assert step["flop_ratio"] == pytest.approx(gflops["tdsa"] / gflops["ce"])
         assert gflops["ce"] > 0 and gflops["tdsa"] >= gflops["ce_mid"] >= gflops["ce"]
+        q1, q2, q3 = step["ratio_quartiles"]
+        assert 0 < q1 <= q2 <= q3
         cpu = step["cpu_time"]
         assert cpu["ratio"] == pytest.approx(cpu["tdsa_ms"] / cpu["ce_ms"]) and cpu["ce_mid_ms"] > 0
     # the 1x1 adapter's training is the only arithmetic TDSA adds; a trunk-output mid map adds none
