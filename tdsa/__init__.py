@@ -9,7 +9,8 @@ Where things live (``tests/unit/test_layout.py`` checks what can be checked):
 - **The library**: ``losses``, ``models/``, ``data/``, ``engine/``, ``metrics``, ``viz/``,
   ``validation``, ``errors``, ``resources``, ``config``. It imports nothing from the three
   layers below.
-- **The experiments layer**: ``ablate``, ``evidence``, ``calibration``, ``localisation``,
+- **The experiments layer**: ``experiments/`` (``budget``: the budget curve and the
+  converged budget), ``ablate``, ``evidence``, ``calibration``, ``localisation``,
   ``counterfactual``, ``bench``. The grids are YAML files under ``configs/ablations/``: lever
   pairs, table columns and part names live in the grid files or the chapter, not the package.
 - **The book layer**: ``tdsa.book``, what the notebooks share.

@@ -37,7 +37,7 @@ from tdsa.validation import (
 )
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-AMP_MODES = ("auto", "none", "bf16", "fp16")
+AMP_MODES = ("auto", "none", "fp64", "bf16", "fp16")
 EVAL_TEST = ("every_epoch", "final", "never")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
@@ -139,8 +139,9 @@ class ScheduleConfig:
 @dataclass
 class TrainConfig:
     """The training loop. ``batch_size`` is the global batch of one optimiser step (over
-    all processes and accumulation steps). ``grad_clip`` 0 = off. ``amp`` (auto, none, bf16,
-    fp16) and ``channels_last`` (true, false, auto) are resolved per device by
+    all processes and accumulation steps). ``grad_clip`` 0 = off. ``amp`` (auto, none = fp32,
+    fp64 = float64 throughout for numerical checks, bf16, fp16) and ``channels_last`` (true,
+    false, auto) are resolved per device by
     :func:`tdsa.engine.precision.resolve_precision`: auto is bf16 + channels_last where the
     hardware has native bf16, fp16 on a GPU without it, fp32 on other CPUs. ``eval_test``:
     ``every_epoch`` (the field's practice), ``final`` (the last epoch only) or ``never``

@@ -201,7 +201,7 @@ def build_network(cfg: Config, info: DistInfo, precision: Precision, num_classes
     if sync_bn and info.distributed:
         # Only the batch-norm layers inside are replaced: the network keeps its class.
         net = cast(TdsaNet, convert_sync_batchnorm(net, info.device))
-    net.to(info.device)
+    net.to(info.device, dtype=precision.dtype)
     if precision.channels_last:
         net.to(memory_format=torch.channels_last)
     return net

@@ -196,8 +196,9 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
         c = x.shape[1]
         dims = [0, *range(2, x.dim())]
         shape = [1, c] + [1] * (x.dim() - 2)
-        xf = x.float()
-        count = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
+        acc = torch.promote_types(x.dtype, torch.float32)  # float32 under autocast, else x's
+        xf = x.to(acc)
+        count = torch.tensor([x.numel() / c], dtype=acc, device=x.device)
         first = autograd_all_reduce(torch.cat([xf.sum(dims), count]), group=self.group)
         n = first[-1]
         mean = first[:c] / n

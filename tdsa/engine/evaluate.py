@@ -19,9 +19,10 @@ from tdsa.metrics import confusion_matrix, per_class_accuracy, topk_correct
 
 
 def autocast(device: torch.device, amp: str) -> Any:
-    """``torch.autocast`` for ``amp`` in {bf16, fp16} on ``device``; a null context for none.
+    """``torch.autocast`` for ``amp`` in {bf16, fp16} on ``device``; a null context for none
+    and fp64.
     """
-    if amp == "none":
+    if amp in ("none", "fp64"):
         return nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
@@ -60,13 +61,13 @@ def evaluate(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     try:
         for images, targets in loader:
-            images = images.to(device, non_blocking=True)
+            images = images.to(device, dtype=precision.dtype, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             if precision.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision.amp):
                 logits = model(images)
-            logits = logits.float()
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
             hits = topk_correct(logits, targets, ks=(1, 5))
             correct += torch.tensor([hits[1], hits[5]], dtype=torch.float64, device=device)
             loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()

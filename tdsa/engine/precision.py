@@ -5,6 +5,8 @@ reports bf16 support, i.e. AVX-512 BF16 or AMX; a GPU with ``torch.cuda.is_bf16_
 fp16 with the GradScaler on a GPU without bf16, and fp32 on any other CPU.
 ``channels_last: auto`` is on on CUDA and wherever bf16 runs on the CPU (measured faster there:
 one step of the book's network 355 ms in bf16, 271 ms in bf16 + channels_last), off otherwise.
+``amp: fp64`` runs without autocast with float64 parameters and inputs: for numerical checks
+(two code paths compared in float64 agree to ~1e-15, whatever the CPU's kernels).
 """
 
 from __future__ import annotations
@@ -17,19 +19,25 @@ import torch
 from tdsa.errors import ConfigError
 from tdsa.validation import check_choice
 
-AMP_CHOICES = ("auto", "none", "bf16", "fp16")
+AMP_CHOICES = ("auto", "none", "fp64", "bf16", "fp16")
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when oneDNN (the CPU backend) computes bf16 in hardware on this CPU: on x86 the
-    AVX-512 BF16 or AMX instructions (oneDNN's own bf16 check also accepts plain AVX-512,
-    where bf16 is emulated and not faster), elsewhere oneDNN's check (ARM BF16)."""
+    """True when the kernels this process runs compute bf16 in hardware: on x86 the CPU has
+    AVX-512 BF16 or AMX (oneDNN's own bf16 check also accepts plain AVX-512, where bf16 is
+    emulated and not faster) *and* neither kernel family is capped below it
+    (``ONEDNN_MAX_CPU_ISA=AVX2`` turns oneDNN's bf16 off, ``ATEN_CPU_CAPABILITY=avx2`` makes
+    ATen run its AVX2 kernels): such a process runs fp32, like a CPU without the instructions.
+    Elsewhere oneDNN's check (ARM BF16)."""
     try:
         if not torch.backends.mkldnn.is_available():
             return False
+        onednn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
-            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            hardware = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+            aten = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+            return bool(hardware and onednn_bf16 and aten)
+        return onednn_bf16
     except (AttributeError, RuntimeError):
         return False
 
@@ -42,14 +50,20 @@ def cuda_has_bf16(device: torch.device) -> bool:
 
 @dataclass(frozen=True)
 class Precision:
-    """A resolved precision: ``amp`` in {bf16, fp16, none} and the memory format."""
+    """A resolved precision: ``amp`` in {bf16, fp16, none, fp64} and the memory format."""
 
     amp: str
     channels_last: bool
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the parameters and inputs: float64 for ``fp64``, else float32 (the
+        autocast modes compute in bf16/fp16 inside :func:`autocast` only)."""
+        return torch.float64 if self.amp == "fp64" else torch.float32
+
+    @property
     def label(self) -> str:
-        """``bf16+channels_last``, ``fp16``, ``fp32`` ...: what a run folder records."""
+        """``bf16+channels_last``, ``fp16``, ``fp32``, ``fp64`` ...: what a run folder records."""
         name = "fp32" if self.amp == "none" else self.amp
         return f"{name}+channels_last" if self.channels_last else name
 

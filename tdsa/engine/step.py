@@ -140,7 +140,7 @@ class TrainStep:
     def _micro(self, images: torch.Tensor, targets: torch.Tensor, aux: float,
                sums: RunningSums, epoch: int, step: int) -> None:
         m, dev = self.m, self.device
-        images = images.to(dev, non_blocking=True)
+        images = images.to(dev, dtype=self.precision.dtype, non_blocking=True)
         targets = targets.to(dev, non_blocking=True)
         if self.precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -148,7 +148,7 @@ class TrainStep:
             logits, mid, high = m.taps(images)
             out = m.criterion(logits, mid, high, targets, generator=m.mask_generator,
                               aux_scale=aux)
-        values = torch.stack([out[k].detach().float() for k in TERMS])
+        values = torch.stack([out[k].detach().double() for k in TERMS])  # exact for fp32, fp64
         self.guard.observe(values, epoch, step)
         m.scaler.scale(out["total"] / self.tr.accum_steps).backward()
         sums.add(values, logits, targets)

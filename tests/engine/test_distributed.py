@@ -47,17 +47,23 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
     tiny_root: Path, tmp_path: Path
 ) -> None:
-    """Tolerance: weights within atol 1e-4 + rtol 1e-3, per-epoch metrics within rel 1e-5.
+    """Run in float64 (``train.amp=fp64``), so the comparison does not depend on the CPU's kernels.
 
     Same samples, same augmentations, same masks, batch-norm statistics over the global
-    batch: only the order of float32 sums differs (measured: losses agree to ~2e-7 relative).
-    This tiny 32-px network with batch 8 amplifies rounding quickly at large steps (at lr
-    0.05 with momentum the runs drift apart within 8 steps in both directions), so the test
-    uses plain SGD at lr 1e-3 for 8 steps.
+    batch: only the order of the sums differs (the all-reduce of the gradients and of the
+    batch-norm moments). In float32 that order alone moved the weights by up to 5e-6 after 8
+    steps on AVX-512 kernels and by up to 2.6e-3 on AVX2 ones (``ATEN_CPU_CAPABILITY=avx2``,
+    ``ONEDNN_MAX_CPU_ISA=AVX2``; 1.3e-4 on an AVX2-only EPYC): a float32 tolerance is a
+    property of one CPU. In float64 the unit roundoff is 2**-53 instead of 2**-24 (~5e8 times
+    smaller): the largest weight difference measured 3.4e-14 (AVX-512) and 4.9e-14 (AVX2).
+    The tolerance, 1e-9 absolute and relative, keeps four orders of headroom above that and
+    stays far below what a wrong reduction produces (the float32 batch-norm moments of a
+    float64 run alone moved the weights by 2e-9 and the running variances by 9e-7). Plain SGD
+    at lr 1e-3 for 8 steps, as before.
     """
     cfg = tiny_config(tiny_root, "train.epochs=2", "loss.ramp_epochs=0", "optim.lr=0.001",
                       "optim.head_lr=0.001", "optim.momentum=0", "optim.weight_decay=0",
-                      "train.amp=none", "train.channels_last=false")  # fp32 tolerances
+                      "train.amp=fp64", "train.channels_last=false")
     single = train(cfg, tmp_path / "one")
     cfg_path = tmp_path / "c.yaml"
     dump_config(cfg, cfg_path)
@@ -72,7 +78,8 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
     assert one_w.keys() == two_w.keys()
     for k, v in one_w.items():
         if v.is_floating_point():
-            torch.testing.assert_close(two_w[k], v, atol=1e-4, rtol=1e-3, msg=k)
+            assert v.dtype == torch.float64, k
+            torch.testing.assert_close(two_w[k], v, atol=1e-9, rtol=1e-9, msg=k)
         else:
             assert torch.equal(two_w[k], v), k
     two_rows = torch.load(tmp_path / "two/last.pt", weights_only=True)["metrics"]
@@ -81,7 +88,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
         assert a["test_top1"] == b["test_top1"]
         for k, v in a.items():
             if k == "precision":
-                assert b[k] == v == "fp32"
+                assert b[k] == v == "fp64"
             elif k not in TIME_KEYS:
-                assert b[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+                assert b[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
     assert not list((tmp_path / "two").glob("*.tmp")), "only rank 0 writes"

@@ -3,7 +3,10 @@ monkeypatched (so the CUDA branches run on a machine without a GPU)."""
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,13 +85,44 @@ def test_bad_values_are_clear_errors() -> None:
         resolve_precision("cpu", "none", "yes")
 
 
-def test_the_real_cpu_probe_agrees_with_cpuinfo() -> None:
-    """The probe matches the CPU flags on x86 Linux (AVX-512 BF16 or AMX BF16)."""
+def _cpu_flags() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file() or platform.machine() != "x86_64":
         pytest.skip("needs /proc/cpuinfo on x86_64")
-    flags = cpuinfo.read_text()
-    has_flag = "avx512_bf16" in flags or "amx_bf16" in flags
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this torch build has no oneDNN")
-    assert prec.cpu_has_native_bf16() == has_flag
+    return cpuinfo.read_text()
+
+
+def _capped() -> bool:
+    """Whether this process runs with the kernels capped below AVX-512 (make test's AVX2 pass)."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper().startswith(("AVX2", "SSE"))
+            or os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("avx2", "default"))
+
+
+def test_the_real_cpu_probe_agrees_with_cpuinfo() -> None:
+    """The probe matches the CPU flags on x86 Linux (AVX-512 BF16 or AMX BF16), unless the
+    kernels of this process are capped below AVX-512 (then it says no)."""
+    flags = _cpu_flags()
+    has_flag = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert prec.cpu_has_native_bf16() == (has_flag and not _capped())
+
+
+@pytest.mark.parametrize("env", [{"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+                                 {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ATEN_CPU_CAPABILITY": "avx2"}])
+def test_auto_resolves_to_fp32_when_the_kernels_are_capped_at_avx2(env: dict[str, str]) -> None:
+    """A CPU with AVX-512 BF16 made to run its AVX2 kernels (either variable, read when torch
+    starts) trains in fp32, as a CPU without the instructions would."""
+    _cpu_flags()
+    code = ("from tdsa.engine.precision import resolve_precision; "
+            "print(resolve_precision('cpu').label)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "fp32"
+
+
+def test_fp64_runs_float64_without_autocast() -> None:
+    p = resolve_precision("cpu", "fp64", "auto")
+    assert p == Precision("fp64", False) and p.label == "fp64" and p.dtype == torch.float64
+    assert resolve_precision("cpu", "none", False).dtype == torch.float32
+    assert resolve_precision("cpu", "bf16", False).dtype == torch.float32  # autocast inside

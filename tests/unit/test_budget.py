@@ -1,0 +1,79 @@
+"""The converged budget E, checked against hand-made curves with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import pytest
+
+from tdsa.experiments.budget import Budget, budget_points, converged_budget, plot_budget_curve
+
+matplotlib.use("Agg")
+
+
+def _rows(curves: dict[str, dict[int, list[float]]]) -> list[dict]:
+    """Results rows of a budget grid: ``curves[arm][epochs]`` = final val top-1 per seed
+    (train = val + 10)."""
+    return [{"variant": f"{arm}_e{e}", "seed": s, "status": "ok", "final_val_top1": v,
+             "final_train_top1": v + 10}
+            for arm, by_e in curves.items() for e, vals in by_e.items()
+            for s, v in enumerate(vals)]
+
+
+def test_points_average_the_seeds_of_each_arm_and_budget() -> None:
+    rows = _rows({"ce": {16: [70, 72, 74]}, "tdsa": {32: [60, 64]}})
+    rows.append({"variant": "ce_e16", "seed": 9, "status": "failed", "final_val_top1": "nan",
+                 "final_train_top1": "nan"})
+    rows.append({"variant": "ce_centre", "seed": 0, "status": "ok", "final_val_top1": 1,
+                 "final_train_top1": 1})
+    ce, tdsa = budget_points(rows)
+    assert (ce.arm, ce.epochs, ce.seeds) == ("ce", 16, (0, 1, 2))
+    assert ce.val_mean == 72 and ce.val_std == pytest.approx(2.0) and ce.train_mean == 82
+    assert (tdsa.arm, tdsa.epochs, tdsa.val_mean) == ("tdsa", 32, 62)
+
+
+@pytest.mark.parametrize(("curves", "expected"), [
+    # TDSA still rises from 16 to 32 (+8), both flat from 32 to 64: E = 32
+    ({"ce": {16: [78, 79], 32: [79, 80], 64: [79.5, 80]},
+      "tdsa": {16: [64, 66], 32: [72, 74], 64: [73, 74.5]}}, Budget(32, True, {})),
+    # flat from the start: E = 16
+    ({"ce": {16: [78], 32: [78.5], 64: [78]}, "tdsa": {16: [70], 32: [70.9], 64: [71]}},
+     Budget(16, True, {})),
+    # one arm still rises at the last doubling: the largest budget, not converged
+    ({"ce": {16: [78], 32: [79], 64: [79]}, "tdsa": {16: [60], 32: [66], 64: [70]}},
+     Budget(64, False, {})),
+    # a decrease beyond the tolerance also counts as a change
+    ({"ce": {16: [80], 32: [77], 64: [77.5]}, "tdsa": {16: [70], 32: [70], 64: [70]}},
+     Budget(32, True, {})),
+    # 64 measured for one arm only: the common budgets are 16 and 32
+    ({"ce": {16: [78], 32: [78.2], 64: [79]}, "tdsa": {16: [70], 32: [74]}},
+     Budget(32, False, {})),
+])
+def test_converged_budget_is_the_smallest_budget_whose_doubling_changes_no_arm(
+        curves, expected: Budget) -> None:
+    got = converged_budget(budget_points(_rows(curves)))
+    assert (got.epochs, got.converged) == (expected.epochs, expected.converged)
+    if got.converged:  # the changes are those of E -> 2E, by hand from the means
+        for arm, by_e in curves.items():
+            ref = sum(by_e[2 * got.epochs]) / len(by_e[2 * got.epochs]) \
+                - sum(by_e[got.epochs]) / len(by_e[got.epochs])
+            assert got.changes[arm] == pytest.approx(ref)
+            assert abs(ref) <= 1.0
+
+
+def test_exactly_one_point_counts_as_no_change_and_nothing_measured_is_an_error() -> None:
+    flat = {"ce": {8: [50.0], 16: [51.0]}, "tdsa": {8: [40.0], 16: [39.0]}}
+    assert converged_budget(budget_points(_rows(flat))).epochs == 8
+    with pytest.raises(ValueError, match="no finished budget runs"):
+        converged_budget([])
+
+
+def test_the_curve_draws_val_and_train_per_arm() -> None:
+    points = budget_points(_rows({"ce": {16: [70, 72], 32: [75, 77]},
+                                  "tdsa": {16: [60, 62], 32: [70, 71]}}))
+    ax = plot_budget_curve(points)
+    labels = sorted(t.get_text() for t in ax.get_legend().get_texts())
+    assert labels == ["ce train", "ce val", "tdsa train", "tdsa val"]
+    assert [int(t) for t in ax.get_xticks()] == [16, 32]
+    assert not math.isnan(points[0].val_std)
