@@ -30,6 +30,7 @@ import yaml
 from tdsa.errors import ConfigError
 from tdsa.resources import resolve_config
 from tdsa.validation import (
+    DEFAULT_XI,
     check_choice,
     check_int,
     check_number,
@@ -79,7 +80,7 @@ class ModelConfig:
 
     name: str = "tdsa_vgg16"
     num_classes: int | None = None
-    xi: list[int] = field(default_factory=lambda: [9, 3])
+    xi: list[int] = field(default_factory=lambda: list(DEFAULT_XI))
     pretrained: bool | str = False
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -16,10 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from tdsa.validation import DEFAULT_XI, check_xi
+
 __all__ = [
+    "DEFAULT_XI",
     "TDSALoss",
     "ccmp",
     "channel_constraint",
+    "check_xi",
     "mc_loss_weights",
     "random_channel_mask",
     "top_down_attention",
@@ -34,8 +38,7 @@ def _shape(t: Tensor) -> list[int]:
 def _check_group(num_classes: int, xi: int) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
-        raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
+    check_xi(xi)
 
 
 def _resolve_keep(xi: int, keep: int | None) -> int:
@@ -48,8 +51,7 @@ def _resolve_keep(xi: int, keep: int | None) -> int:
 
 def _check_features(features: Tensor, xi: int) -> int:
     """Validate a ``[B, K*xi, H, W]`` stage map and return ``K``."""
-    if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
-        raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
+    check_xi(xi)
     if features.dim() != 4:
         raise ValueError(f"features must be 4-D [B, C, H, W], got shape {_shape(features)}")
     channels = features.shape[1]
@@ -482,9 +484,7 @@ def mc_loss_weights(mu: float, lam: float, xi: int) -> tuple[float, float]:
 
     Book: code_vs_paper.md, *The two loss forms*.
     """
-    if isinstance(xi, bool) or not isinstance(xi, int) or xi < 1:
-        raise ValueError(f"xi (channels per class) must be a positive integer, got {xi!r}")
-    return float(mu), float(mu) * float(lam) * xi
+    return float(mu), float(mu) * float(lam) * check_xi(xi)
 
 
 _STAGES = ("mid", "high")
@@ -507,8 +507,8 @@ class TDSALoss(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        xi_mid: int = 9,
-        xi_high: int = 3,
+        xi_mid: int = DEFAULT_XI[0],
+        xi_high: int = DEFAULT_XI[1],
         alpha_mid: float = 1.5,
         beta_mid: float = 15.0,
         alpha_high: float = 1.5,

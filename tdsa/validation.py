@@ -16,8 +16,8 @@ import numpy as np
 
 from tdsa.errors import ConfigError
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_positive_int",
-           "check_positive_ints"]
+__all__ = ["DEFAULT_XI", "check_bool", "check_choice", "check_int", "check_number",
+           "check_positive_int", "check_positive_ints", "check_xi"]
 
 
 def _is_int(value: Any) -> bool:
@@ -39,6 +39,17 @@ def check_positive_int(name: str, value: Any) -> int:
     if not _is_int(value) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+DEFAULT_XI: tuple[int, int] = (9, 3)
+"""Channels per class ``(xi_mid, xi_high)`` at the two stages, as published: the one default
+the models, the configs and :class:`tdsa.losses.TDSALoss` take."""
+
+
+def check_xi(xi: Any) -> int:
+    """``xi`` (channels per class of one stage) as an ``int`` if it is an integer >= 1, else a
+    ConfigError (a ``ValueError``) that says so."""
+    return check_positive_int("xi (channels per class)", xi)
 
 
 def check_positive_ints(name: str, values: Any, length: int | None = None,

@@ -207,13 +207,13 @@ def build_network(cfg: Config, info: DistInfo, precision: Precision, num_classes
     return net
 
 
-def build_criterion(cfg: Config, num_classes: int) -> nn.Module:
+def build_criterion(cfg: Config, net: TdsaNet) -> nn.Module:
     """The :class:`tdsa.losses.TDSALoss` of ``cfg.loss`` (every field but the schedule's
-    ``ramp_epochs``) at ``cfg.model.xi``."""
+    ``ramp_epochs``) for the network it trains: its class count and its ``xi``."""
     from tdsa.losses import TDSALoss
 
     weights = {k: v for k, v in dataclasses.asdict(cfg.loss).items() if k != "ramp_epochs"}
-    return TDSALoss(num_classes, xi_mid=cfg.model.xi[0], xi_high=cfg.model.xi[1], **weights)
+    return TDSALoss(net.num_classes, xi_mid=net.xi[0], xi_high=net.xi[1], **weights)
 
 
 def build_model(cfg: Config, info: DistInfo, precision: Precision, data: RunData,
@@ -228,7 +228,7 @@ def build_model(cfg: Config, info: DistInfo, precision: Precision, data: RunData
             taps, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.train.compile:
         taps = cast(nn.Module, torch.compile(taps))  # an OptimizedModule for a module
-    criterion = build_criterion(cfg, data.num_classes)
+    criterion = build_criterion(cfg, net)
     optimizer = build_optimizer(net, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, data.steps_per_epoch, cfg.train.epochs)
     scaler = torch.amp.GradScaler(dev.type, enabled=precision.amp == "fp16")

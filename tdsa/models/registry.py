@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from tdsa.errors import ConfigError
 from tdsa.models.base import TdsaNet
+from tdsa.validation import DEFAULT_XI
 
 _MODELS: dict[str, Callable[..., TdsaNet]] = {}
 
@@ -37,7 +38,7 @@ def create_model(
     name: str,
     num_classes: int,
     *,
-    xi: Sequence[int] = (9, 3),
+    xi: Sequence[int] = DEFAULT_XI,
     pretrained: bool | str | PathLike[str] = False,
     **kw: Any,
 ) -> TdsaNet:

@@ -20,7 +20,7 @@ from tdsa.models.base import (
 )
 from tdsa.models.heads import build_head
 from tdsa.models.registry import register_model
-from tdsa.validation import check_bool, check_choice
+from tdsa.validation import DEFAULT_XI, check_bool, check_choice
 
 # arch -> (bottleneck blocks?, blocks in layer3, blocks in layer4, torchvision weights)
 _SPECS: dict[str, tuple[bool, int, int, str]] = {
@@ -101,7 +101,7 @@ class TdsaResNet(TdsaNet):
         self,
         arch: str,
         num_classes: int,
-        xi: tuple[int, int] = (9, 3),
+        xi: tuple[int, int] = DEFAULT_XI,
         *,
         adapter: str = "conv1x1",
         head: str = "gap",
@@ -209,7 +209,7 @@ def _builder(arch: str) -> Callable[..., TdsaResNet]:
     def build(
         num_classes: int,
         *,
-        xi: tuple[int, int] = (9, 3),
+        xi: tuple[int, int] = DEFAULT_XI,
         adapter: str = "conv1x1",
         head: str = "gap",
         input_size: int | tuple[int, int] = 448,

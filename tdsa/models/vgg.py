@@ -16,7 +16,7 @@ from tdsa.models.base import (
 )
 from tdsa.models.heads import build_head
 from tdsa.models.registry import register_model
-from tdsa.validation import check_choice, check_number
+from tdsa.validation import DEFAULT_XI, check_choice, check_number
 
 # VGG16-BN ("D") up to conv5_3, without pool 5; "mid"/"high" are the class-coded convs.
 _VGG16_PLAN: tuple[int | str, ...] = (
@@ -77,7 +77,7 @@ class TdsaVGG(TdsaNet):
     def __init__(
         self,
         num_classes: int,
-        xi: tuple[int, int] = (9, 3),
+        xi: tuple[int, int] = DEFAULT_XI,
         *,
         width: float = 1.0,
         head: str = "flatten",
@@ -145,7 +145,7 @@ class TdsaVGG(TdsaNet):
 def tdsa_vgg16(
     num_classes: int,
     *,
-    xi: tuple[int, int] = (9, 3),
+    xi: tuple[int, int] = DEFAULT_XI,
     width: float = 1.0,
     head: str = "flatten",
     input_size: int | tuple[int, int] = 224,
