@@ -6,9 +6,9 @@
 
 from tdsa.models import resnet as resnet
 from tdsa.models import vgg as vgg
-from tdsa.models.base import TdsaNet
+from tdsa.models.base import LoadReport, TdsaNet
 from tdsa.models.heads import FlattenHead, GapHead
-from tdsa.models.pretrained import LoadReport, load_pretrained
+from tdsa.models.pretrained import load_pretrained
 from tdsa.models.registry import create_model, list_models, register_model
 from tdsa.models.resnet import TdsaResNet
 from tdsa.models.vgg import TdsaVGG, vgg_layer_list

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,11 +12,9 @@ from tdsa.data.spec import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_MEAN, PUBLISHE
 from tdsa.errors import ConfigError
 from tdsa.validation import check_positive_int, check_positive_ints
 
-if TYPE_CHECKING:
-    from tdsa.models.pretrained import LoadReport
-
-__all__ = ["HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "PUBLISHED_MEAN", "PUBLISHED_STD", "TdsaNet",
-           "adapter_1x1", "check_classes_xi", "init_conv_bn", "parse_input_size"]
+__all__ = ["HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "PUBLISHED_MEAN", "PUBLISHED_STD",
+           "LoadReport", "TdsaNet", "adapter_1x1", "check_classes_xi", "init_conv_bn",
+           "parse_input_size"]
 
 HEADS = ("flatten", "gap")
 
@@ -57,6 +56,29 @@ def adapter_1x1(in_channels: int, out_channels: int) -> nn.Sequential:
     """
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
                          nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did: ``kind`` is ``"tdsa"`` (strict, whole model) or
+    ``"torchvision"`` (trunk tensors matched by name and shape).
+    """
+
+    source: str
+    kind: str
+    loaded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    not_loaded: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One paragraph: counts, then the skipped tensors with the reason."""
+        text = (
+            f"loaded {len(self.loaded)} tensors from {self.source} ({self.kind} format); "
+            f"{len(self.not_loaded)} model tensors keep their initialisation"
+        )
+        if self.skipped:
+            text += "; skipped: " + ", ".join(f"{k} ({why})" for k, why in self.skipped.items())
+        return text
 
 
 class TdsaNet(nn.Module):
