@@ -54,14 +54,17 @@ import yaml
 
 from tdsa.config import Config, apply_overrides, dump_config, load_config
 from tdsa.errors import ConfigError, TdsaError
+from tdsa.provenance import code_version
 from tdsa.resources import resolve_config
 
 __all__ = [
     "Grid",
     "RunResult",
+    "cpu_kind",
     "lever_pairs",
     "load_grid",
     "markdown_report",
+    "recorded_commands",
     "recorded_results",
     "report_header",
     "run_grid",
@@ -132,7 +135,9 @@ class Grid:
 class RunResult:
     """The outcome of one ``(variant, seed)``: ``status`` is ``ok`` or ``failed`` (``error``
     says why); ``values`` holds the training summary numbers, ``seconds`` (training wall
-    time), ``loc_seconds`` and every localisation key.
+    time), ``loc_seconds`` and every localisation key; ``code`` the code that trained it, as
+    its ``summary.json`` records it (:func:`tdsa.provenance.code_version`; empty for runs
+    trained before runs recorded it, and for runs read back from a results file).
     """
 
     variant: str
@@ -140,6 +145,7 @@ class RunResult:
     status: str
     values: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    code: str = ""
 
 
 def _string_list(value: Any, where: str) -> list[str]:
@@ -392,7 +398,7 @@ def _result(grid: Grid, variant: str, seed: int, summary: Mapping[str, Any],
     values.update({k: float(v) for k, v in loc.items()})
     if not all(math.isfinite(values[k]) for k in ("final_top1", "best_top1")):
         return RunResult(variant, seed, "failed", values, f"non-finite {grid.split} accuracy")
-    return RunResult(variant, seed, "ok", values)
+    return RunResult(variant, seed, "ok", values, code=str(summary.get("code", "")))
 
 
 def _config_text(text: str) -> str:
@@ -579,25 +585,88 @@ def _table(results: Sequence[RunResult], variants: Sequence[str],
     return lines
 
 
-def report_header(grid: Grid, results: Sequence[RunResult], command: str) -> dict[str, str]:
-    """The facts at the top of the results page, label -> Markdown text: ``Command``,
-    ``Written`` (date, runs, seeds), ``Machine``, ``Base config`` (with the grid's overrides),
-    ``Numbers`` and, when the grid has one, ``Note``. ``write_results`` also saves them as
+def cpu_kind() -> str:
+    """This machine's CPU as a results header names it: the model name (``/proc/cpuinfo`` on
+    Linux, else :func:`platform.processor`) and whether it computes bf16 natively
+    (:func:`tdsa.engine.precision.cpu_has_native_bf16`), e.g. ``"Intel(R) Xeon(R) ... (native
+    bf16)"``."""
+    from tdsa.engine.precision import cpu_has_native_bf16
+
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.lower().startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name} ({'native bf16' if cpu_has_native_bf16() else 'no native bf16: fp32'})"
+
+
+def _precisions(grid: Grid, variants: Sequence[str]) -> str:
+    """The precision each variant's config resolves to on this machine (its ``train.amp`` and
+    ``train.channels_last``, as the trainer resolves them)."""
+    import torch
+
+    from tdsa.engine.precision import resolve_precision
+
+    labels: dict[str, list[str]] = {}
+    for v in variants:
+        cfg = grid.config(v, grid.seeds[0])
+        device = cfg.runtime.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        label = resolve_precision(device, cfg.train.amp, cfg.train.channels_last).label
+        labels.setdefault(f"{label} (train.amp={cfg.train.amp}, on {device})", []).append(v)
+    if len(labels) == 1:
+        return next(iter(labels))
+    return "; ".join(f"{label}: {', '.join(vs)}" for label, vs in labels.items())
+
+
+def _code_text(results: Sequence[RunResult]) -> str:
+    """The code behind a results page: what its runs recorded (:attr:`RunResult.code`) and
+    what wrote the page (:func:`tdsa.provenance.code_version`)."""
+    recorded = sorted({r.code for r in results if r.code})
+    missing = len([r for r in results if not r.code])
+    runs = "; ".join(f"`{c}`" for c in recorded) or "not recorded"
+    if recorded and missing:
+        runs += f" ({missing} of {len(results)} runs recorded none)"
+    return f"runs trained at {runs}; page written at `{code_version()}`"
+
+
+def _command_text(commands: Sequence[str]) -> str:
+    """The commands that made a grid's results, first to last, as the header shows them."""
+    return "`" + commands[0] + "`" + "".join(f"; resumed with `{c}`" for c in commands[1:])
+
+
+def report_header(grid: Grid, results: Sequence[RunResult], command: str | Sequence[str]
+                  ) -> dict[str, str]:
+    """The facts at the top of the results page, label -> Markdown text: ``Command`` (every
+    command that made the grid's runs, first to last, when ``command`` is a list: a grid
+    resumed with ``--only`` or ``--seeds`` keeps the calls before), ``Written`` (date, runs,
+    seeds), ``Machine``, ``CPU`` (:func:`cpu_kind`), ``Precision`` (what each variant's config
+    resolves to here), ``Base config`` (with the grid's overrides), ``Numbers``, ``Split``
+    and, when the grid has one, ``Note``. ``write_results`` also saves them as
     ``RESULTS.json`` (read back by :func:`tdsa.evidence.read_header`).
     """
     import torch
 
+    commands = [command] if isinstance(command, str) else list(command)
     variants = [v for v in grid.variants if any(r.variant == v for r in results)]
     seeds = sorted({r.seed for r in results})
     threads = sorted({str(grid.config(v, 0).runtime.threads or "default") for v in variants})
     header = {
-        "Command": f"`{command}`",
+        "Command": _command_text(commands),
         "Written": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{len([r for r in results if r.status == 'ok'])} runs finished, "
         f"{len([r for r in results if r.status == 'failed'])} failed; seeds {seeds}",
         "Machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
         f"runtime.threads={'/'.join(threads)}, Python {platform.python_version()}, "
         f"torch {torch.__version__}",
+        "CPU": cpu_kind(),
+        "Code": _code_text(results),
+        "Precision": _precisions(grid, variants) if variants else "n/a",
         "Base config": f"`{grid.base}`; overrides for every run: "
         + (", ".join(f"`{o}`" for o in grid.overrides) or "none"),
         "Numbers": "mean ± sample standard deviation over seeds; localisation on the final-epoch "
@@ -610,7 +679,26 @@ def report_header(grid: Grid, results: Sequence[RunResult], command: str) -> dic
     return header
 
 
-def markdown_report(grid: Grid, results: Sequence[RunResult], command: str,
+def recorded_commands(results_path: str | Path) -> list[str]:
+    """The commands recorded in an earlier ``RESULTS.json`` of the same grid (its
+    ``commands`` list, or the single ``Command`` of its header for files written before the
+    list existed); ``[]`` when there is none."""
+    path = Path(results_path).with_suffix(".json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    listed = data.get("commands")
+    if isinstance(listed, list) and all(isinstance(c, str) for c in listed):
+        return list(listed)
+    single = (data.get("header") or {}).get("Command") if isinstance(data.get("header"),
+                                                                      dict) else None
+    return [single.strip("`")] if isinstance(single, str) and single else []
+
+
+def markdown_report(grid: Grid, results: Sequence[RunResult], command: str | Sequence[str],
                     header: Mapping[str, str] | None = None) -> str:
     """The results page: a header (:func:`report_header`), the variants, and mean ± sample
     std over seeds per variant (``n`` = seeds that finished).
@@ -641,8 +729,11 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str,
 
 def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | Path,
                   command: str) -> tuple[Path, Path]:
-    """Write ``RESULTS.csv``, ``RESULTS.md``, ``RESULTS.json`` (the page's header, as data)
-    and ``RESULTS/configs/<variant>.yaml``.
+    """Write ``RESULTS.csv``, ``RESULTS.md``, ``RESULTS.json`` (the page's header, as data,
+    and ``commands``: every command that wrote these results, the earlier ones read back from
+    the previous ``RESULTS.json`` by :func:`recorded_commands`, so a grid resumed with
+    ``--only`` or ``--seeds`` keeps the command that made the rest) and
+    ``RESULTS/configs/<variant>.yaml``.
     """
     base = Path(results_path)
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -668,9 +759,13 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
             row: list[Any] = [r.variant, r.seed, r.status]
             row += [r.values.get(k, "") for k in header[3:-1]]
             writer.writerow([*row, r.error])
-    page_header = report_header(grid, results, command)
-    base.with_suffix(".json").write_text(json.dumps({"header": page_header}, indent=2,
-                                                    ensure_ascii=False) + "\n", encoding="utf-8")
+    commands = recorded_commands(base)
+    if command not in commands:
+        commands.append(command)
+    page_header = report_header(grid, results, commands)
+    base.with_suffix(".json").write_text(
+        json.dumps({"header": page_header, "commands": commands}, indent=2, ensure_ascii=False)
+        + "\n", encoding="utf-8")
     md_path = base.with_suffix(".md")
     md_path.write_text(markdown_report(grid, results, command, page_header), encoding="utf-8")
     return csv_path, md_path

@@ -16,11 +16,13 @@ allocator events of ``torch.profiler`` with ``profile_memory=True``, summed in t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -488,23 +490,35 @@ def bench_precision(book: dict[str, Any], *, warmup: int, repeats: int) -> dict[
     }
 
 
-def bench_epoch(book: dict[str, Any], *, quick: bool) -> dict[str, Any]:
+def bench_epoch(book: dict[str, Any], *, quick: bool, amp: str = "auto",
+                channels_last: bool | str = "auto", workers: int | None = None,
+                data_root: str | Path | None = None, epochs: int = 2) -> dict[str, Any]:
     """Seconds per training epoch of the book's default regime (configs/synthetic_tdsa.yaml:
-    its data, network, batch, optimiser, auto precision, loader workers) on the CPU: the second
-    of two epochs the trainer runs on a freshly generated copy of the synthetic dataset (the
-    first pays one-off start-up costs)."""
+    its data, network, batch, optimiser, evaluation of val and test, loader workers) on the
+    CPU, in ``amp`` / ``channels_last`` (auto: what training resolves them to), and where it
+    goes (:func:`epoch_phases`, wall and process CPU seconds per phase): the last of
+    ``epochs`` epochs the trainer runs (the first pays one-off start-up costs). The synthetic
+    dataset is generated into a temporary folder, or read from (generated into) ``data_root``.
+    ``workers`` replaces ``data.workers`` (0: decoding counted in this process's CPU time).
+    ``chapter4_seconds`` projects the last epoch onto chapter 4's two runs of
+    ``train.epochs`` epochs each (configs/synthetic_{ce,tdsa}.yaml; the CE arm computes the
+    same network, its loss head is cheaper)."""
     from tdsa.config import apply_overrides
-    from tdsa.engine.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
+        root = Path(data_root) if data_root is not None else Path(tmp) / "synthetic"
         overrides = [
-            f"data.root={Path(tmp) / 'synthetic'}",
-            "train.epochs=2",
+            f"data.root={root}",
+            f"train.epochs={epochs}",
             "schedule.warmup_epochs=0",
+            f"train.amp={amp}",
+            f"train.channels_last={str(channels_last).lower()}",
             "runtime.device=cpu",
             "runtime.progress=false",
             f"runtime.threads={torch.get_num_threads()}",
         ]
+        if workers is not None:
+            overrides.append(f"data.workers={workers}")
         if quick:
             overrides += [
                 "data.synthetic={num_classes: 4, train_per_class: 4, val_per_class: 2, "
@@ -516,21 +530,200 @@ def bench_epoch(book: dict[str, Any], *, quick: bool) -> dict[str, Any]:
         cfg = apply_overrides(book["config"], overrides)
         deterministic = torch.are_deterministic_algorithms_enabled()
         try:
-            summary = train(cfg, Path(tmp) / "run")
+            run = epoch_phases(cfg, Path(tmp) / "run")
         finally:  # the trainer switches deterministic algorithms on for the whole process
             torch.use_deterministic_algorithms(deterministic)
-    rows = summary["metrics"]
+    rows, last = run["metrics"], run["phases"][-1]
     synth = cfg.data.synthetic
+    book_epochs = book["config"].train.epochs
     return {
-        "precision": summary["precision"],
+        "precision": run["precision"],
         "batch": cfg.train.batch_size,
         "image_size": cfg.data.image_size,
+        "workers": cfg.data.workers,
+        "threads": torch.get_num_threads(),
+        "eval_test": cfg.train.eval_test,
         "first_epoch_seconds": rows[0]["epoch_time"],
-        "book_epoch_seconds": rows[1]["epoch_time"],
-        "eval_seconds": rows[1]["eval_time"],
-        "images_per_s": rows[1]["images_per_s"],
+        "book_epoch_seconds": rows[-1]["epoch_time"],
+        "eval_seconds": rows[-1]["eval_time"],
+        "images_per_s": rows[-1]["images_per_s"],
         "steps_per_epoch": synth["num_classes"] * synth["train_per_class"] // cfg.train.batch_size,
+        "phases": last,
+        "phases_per_epoch": run["phases"],
+        "phase_notes": PHASE_NOTES,
+        "chapter4_seconds": {
+            clock: 2 * book_epochs * last["total"][clock] for clock in ("wall_s", "cpu_s")
+        },
+        "metrics": [{k: r[k] for k in r if k not in ("epoch_time", "eval_time", "images_per_s")}
+                    for r in rows],
     }
+
+
+EPOCH_PHASES = ("data", "forward", "loss_head", "backward", "optimizer", "train_other",
+                "eval_val", "eval_test", "checkpoint", "metrics_files", "other")
+"""The phases of :func:`epoch_phases`, in the order an epoch runs them."""
+PHASE_NOTES = {
+    "data": "the training loader: sampling, decode, augmentation, collation (in this process "
+            "with data.workers=0; with workers, the wait for them and their start)",
+    "forward": "the network's forward (both taps and the head)",
+    "loss_head": "the loss (cross-entropy and, where weighted, the TDSA terms), forward only",
+    "backward": "the backward through loss and network, plus the step's bookkeeping (finite "
+                "check, running sums): the step minus every other step phase",
+    "optimizer": "the optimiser's update (zeroing the gradients and the schedule's update, "
+                 "microseconds, fall in backward)",
+    "train_other": "the training epoch minus its steps (loader creation, progress bar, finite "
+                   "check reads)",
+    "eval_val": "evaluation of the val split (every image)",
+    "eval_test": "evaluation of the test split (every image)",
+    "checkpoint": "writing last.pt (and best.pt when val improved)",
+    "metrics_files": "rewriting metrics.jsonl and metrics.csv",
+    "other": "the epoch minus every phase above (the epoch log line, selection)",
+}
+
+
+class PhaseClock:
+    """Wall and process CPU seconds summed per named phase (:meth:`phase` as a context
+    manager, :meth:`timed` to wrap a callable)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0, time.process_time() - c0)
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        self.wall[name] = self.wall.get(name, 0.0) + wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+
+    def timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.phase(name):
+                return fn(*args, **kwargs)
+        return call
+
+    def hook_module(self, name: str, module: torch.nn.Module) -> None:
+        """Time every forward call of ``module`` (forward pre- and post-hooks)."""
+        start: list[tuple[float, float]] = []
+        module.register_forward_pre_hook(
+            lambda *_: start.append((time.perf_counter(), time.process_time())))
+
+        def done(*_: Any) -> None:
+            t0, c0 = start.pop()
+            self.add(name, time.perf_counter() - t0, time.process_time() - c0)
+
+        module.register_forward_hook(done)
+
+    def get(self, name: str) -> tuple[float, float]:
+        return self.wall.get(name, 0.0), self.cpu.get(name, 0.0)
+
+
+class _TimedBatches:
+    """A loader whose iterator creation and every ``next`` count as the ``data`` phase."""
+
+    def __init__(self, loader: Any, clock: PhaseClock) -> None:
+        self.loader, self.clock = loader, clock
+
+    def __iter__(self) -> Iterator[Any]:
+        with self.clock.phase("data"):
+            it = iter(self.loader)
+        while True:
+            with self.clock.phase("data"):
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    return
+            yield batch
+
+
+def epoch_phases(cfg: Any, out_dir: Path) -> dict[str, Any]:
+    """Train ``cfg`` (every epoch of ``cfg.train.epochs``) into ``out_dir`` through the real
+    trainer (:class:`tdsa.engine.trainer.Trainer`, one epoch at a time as :meth:`fit` runs
+    them), timing each of :data:`EPOCH_PHASES` in wall and process CPU seconds: hooks on the
+    network's training forward and on the loss, the optimiser's step hooks, a timed training
+    loader, and timed evaluation, checkpoint and metrics writes. Returns ``precision`` (the
+    label the run resolved), ``metrics`` (the trainer's rows) and ``phases``, one dict per
+    epoch: ``{phase: {"wall_s", "cpu_s"}}`` plus ``epoch``, ``total`` and the trainer's own
+    ``trainer_epoch_time`` and ``trainer_eval_time``. Process CPU time counts this process's
+    threads only: with ``data.workers > 0`` the decoding in the workers is not in it."""
+    import tdsa.engine.loop as loop_mod
+    from tdsa.engine.distributed import init_distributed
+    from tdsa.engine.logging import MetricsWriter
+    from tdsa.engine.trainer import Trainer
+
+    clock = PhaseClock()
+    info = init_distributed(cfg.runtime.device)
+    trainer = Trainer(cfg, out_dir, info)
+    m, data = trainer.model, trainer.data
+    clock.hook_module("forward", m.taps)
+    clock.hook_module("loss_head", m.criterion)
+    opt_start: list[tuple[float, float]] = []
+    m.optimizer.register_step_pre_hook(
+        lambda *_: opt_start.append((time.perf_counter(), time.process_time())))
+
+    def opt_done(*_: Any) -> None:
+        t0, c0 = opt_start.pop()
+        clock.add("optimizer", time.perf_counter() - t0, time.process_time() - c0)
+
+    m.optimizer.register_step_post_hook(opt_done)
+    loop = trainer.loop
+    loop.step = clock.timed("step", loop.step)  # type: ignore[assignment]
+    train_loader = loop.loaders.train
+    loop.loaders.train = lambda *a: _TimedBatches(train_loader(*a), clock)  # type: ignore
+    loop.train = clock.timed("train", loop.train)  # type: ignore[method-assign]
+    trainer._save = clock.timed("checkpoint", trainer._save)  # type: ignore[method-assign]
+    real_evaluate = loop_mod.evaluate
+
+    def timed_evaluate(model: Any, loader: Any, *args: Any, **kwargs: Any) -> Any:
+        split = "eval_val" if loader.dataset is data.val else "eval_test"
+        with clock.phase(split):
+            return real_evaluate(model, loader, *args, **kwargs)
+
+    (out_dir).mkdir(parents=True, exist_ok=True)
+    writer = MetricsWriter(out_dir)
+    writer.write = clock.timed("metrics_files", writer.write)  # type: ignore[method-assign]
+    phases: list[dict[str, Any]] = []
+    loop_mod.evaluate = timed_evaluate
+    try:
+        for epoch in range(cfg.train.epochs):
+            clock.wall.clear()
+            clock.cpu.clear()
+            with clock.phase("epoch"):
+                trainer._epoch(epoch, writer)
+            phases.append(_phase_row(clock, trainer.metrics[-1], epoch))
+    finally:
+        loop_mod.evaluate = real_evaluate
+        writer.close()
+    return {"precision": trainer.precision.label, "metrics": list(trainer.metrics),
+            "phases": phases}
+
+
+def _phase_row(clock: PhaseClock, metrics: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """One epoch's phases from ``clock``: the step minus its parts is ``backward``, the
+    training epoch minus its steps ``train_other``, the epoch minus everything ``other``."""
+    wall, cpu = dict(clock.wall), dict(clock.cpu)
+
+    def rest(name: str, whole: str, parts: Sequence[str]) -> None:
+        wall[name] = wall.get(whole, 0.0) - sum(wall.get(p, 0.0) for p in parts)
+        cpu[name] = cpu.get(whole, 0.0) - sum(cpu.get(p, 0.0) for p in parts)
+
+    in_step = ("forward", "loss_head", "optimizer")
+    # the data phase runs inside the step (TrainStep draws the batch)
+    rest("backward", "step", ("data", *in_step))
+    rest("train_other", "train", ("step",))
+    rest("other", "epoch", ("train", "eval_val", "eval_test", "checkpoint", "metrics_files"))
+    row: dict[str, Any] = {"epoch": epoch + 1}
+    for name in EPOCH_PHASES:
+        row[name] = {"wall_s": wall.get(name, 0.0), "cpu_s": cpu.get(name, 0.0)}
+    row["total"] = {"wall_s": wall["epoch"], "cpu_s": cpu["epoch"]}
+    row["trainer_epoch_time"] = metrics["epoch_time"]
+    row["trainer_eval_time"] = metrics["eval_time"]
+    return row
 
 
 def bench_compile(book: dict[str, Any], *, warmup: int, repeats: int) -> dict[str, Any]:
@@ -672,6 +865,31 @@ def bench_data(*, images: int, source_size: tuple[int, int], repeats: int) -> di
     return out
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else :func:`platform.processor`."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def cpu_kernels() -> dict[str, Any]:
+    """Which CPU kernels this process runs: ATen's capability (``ATEN_CPU_CAPABILITY`` caps
+    it), ``ONEDNN_MAX_CPU_ISA`` as set, and whether the hardware and the process have native
+    bf16 (:func:`tdsa.engine.precision.cpu_has_native_bf16`)."""
+    from tdsa.engine.precision import cpu_has_native_bf16
+
+    return {
+        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "hardware_bf16": bool(torch.cpu._is_avx512_bf16_supported()
+                              or torch.cpu._is_amx_tile_supported()),
+        "native_bf16_in_this_process": cpu_has_native_bf16(),
+    }
+
+
 def _resolve_device(device: str) -> torch.device:
     """``auto`` (CUDA when there is one, else the CPU), ``cpu`` or ``cuda[:N]``; CUDA asked for
     on a machine without it is a :class:`~tdsa.errors.ConfigError`."""
@@ -717,10 +935,11 @@ def _add_step(
 
 
 def _add_book_benches(
-    result: dict[str, Any], which: tuple[str, ...], *, quick: bool, warmup: int, repeats: int
+    result: dict[str, Any], which: tuple[str, ...], *, quick: bool, warmup: int, repeats: int,
+    epoch: dict[str, Any] | None = None,
 ) -> None:
-    """Run the chosen ones of ``precision``, ``epoch`` and ``compile`` (the book's network on
-    the CPU) into ``result``."""
+    """Run the chosen ones of ``precision``, ``epoch`` (with the keyword arguments ``epoch``
+    of :func:`bench_epoch`) and ``compile`` (the book's network on the CPU) into ``result``."""
     if not {"precision", "epoch", "compile"} & set(which):
         return
     book = _book_setup(quick)
@@ -728,7 +947,7 @@ def _add_book_benches(
         result["cpu_precision"] = bench_precision(book, warmup=warmup, repeats=repeats)
         result["cpu_precision_speedup"] = result["cpu_precision"]["cpu_precision_speedup"]
     if "epoch" in which:
-        result["epoch"] = bench_epoch(book, quick=quick)
+        result["epoch"] = bench_epoch(book, quick=quick, **(epoch or {}))
         result["book_epoch_seconds"] = result["epoch"]["book_epoch_seconds"]
     if "compile" in which:
         result["compile"] = bench_compile(book, warmup=warmup, repeats=repeats)
@@ -753,17 +972,22 @@ def run_benchmarks(
     repeats: int | None = None,
     warmup: int = 1,
     amp: str = "auto",
+    channels_last: bool | str = "auto",
+    workers: int | None = None,
+    data_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the chosen benchmarks and return one JSON-ready dict (the keys of ``TARGETS`` at the
     top level). ``quick`` uses tiny shapes: it exercises the code, its numbers mean nothing.
-    ``amp`` (auto, none, bf16, fp16; channels_last follows it as in training) is the precision
-    of ``loss``, ``step`` and ``memory``; ``precision``, ``epoch`` and ``compile`` measure the
-    book's network on the CPU in the auto precision whatever ``device`` and ``amp`` are.
+    ``amp`` (auto, none, bf16, fp16; ``channels_last`` auto follows it as in training) is the
+    precision of ``loss``, ``step``, ``memory`` and ``epoch``; ``precision`` and ``compile``
+    measure the book's network on the CPU in the auto precision whatever ``device`` and
+    ``amp`` are, ``epoch`` on the CPU whatever ``device`` is. ``workers`` (loader processes)
+    and ``data_root`` (a synthetic root to reuse) are :func:`bench_epoch`'s.
     """
     dev = _resolve_device(device)
     on_gpu = dev.type == "cuda"
     try:
-        precision = resolve_precision(dev, amp)
+        precision = resolve_precision(dev, amp, channels_last)
     except ValueError as exc:
         raise ConfigError(f"--amp: {exc}") from None
     shape, resnet, images, source = _shapes(quick, on_gpu)
@@ -771,9 +995,10 @@ def run_benchmarks(
     kept = keep_freed_memory()  # as the trainer does (tdsa.engine.build.configure_runtime)
     result: dict[str, Any] = {
         "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if on_gpu else platform.processor(),
+        "device_name": torch.cuda.get_device_name(dev) if on_gpu else cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_kernels": cpu_kernels(),
         "precision": precision.label,
         "freed_memory_kept": kept,
         "settings": {**shape, **resnet, "images": images, "source_size": list(source),
@@ -792,6 +1017,8 @@ def run_benchmarks(
         result["memory"] = bench_memory(dev, precision, **shape)
         result["peak_mem_ratio"] = result["memory"]["peak_mem_ratio"]
         result["peak_mem_method"] = result["memory"]["method"]
-    _add_book_benches(result, which, quick=quick, warmup=warmup, repeats=reps)
+    _add_book_benches(result, which, quick=quick, warmup=warmup, repeats=reps,
+                      epoch={"amp": amp, "channels_last": channels_last, "workers": workers,
+                             "data_root": data_root})
     result["targets_met"] = _targets_met(result)
     return result

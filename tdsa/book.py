@@ -48,8 +48,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BOOK_GRIDS",
     "COMPARISON_GRID",
+    "FRESH_DRAW_GRID",
     "PROFILES",
     "RUNS",
+    "SYNTHETIC_SETS",
     "RunPlan",
     "check_profile",
     "claim_summary",
@@ -68,9 +70,12 @@ __all__ = [
     "repo_root",
     "resolve_runs_root",
     "results_path",
+    "results_provenance",
     "run_plan",
+    "run_provenance",
     "setup",
     "sweep_summary",
+    "synthetic_data",
     "tuned_choice",
     "tuned_overrides",
 ]
@@ -83,28 +88,43 @@ RUNS = ("channel_constraint", "training")
 """The shared runs of :func:`run_plan`: chapters 2 and 3's short run, chapters 4 and 6's
 two arms."""
 
+SYNTHETIC_SETS: dict[str, dict[str, int]] = {
+    "smoke": dict(num_classes=4, train_per_class=8, val_per_class=4, test_per_class=4,
+                  image_size=48),
+    "cpu": dict(num_classes=6, train_per_class=30, test_per_class=10, image_size=64),
+}
+"""The small generated datasets the chapters share, by name: each lives in its own root
+``data/synthetic-book-<name>`` (:func:`synthetic_data`), so no two chapters ask one root for
+different data."""
+
 # Chapters 2 and 3: overrides of configs/smoke.yaml (AdamW, the paper's weights x 0.1,
-# ramped in) for one short TDSA run.
+# ramped in) for one short TDSA run, on the profile's dataset of SYNTHETIC_SETS.
 _SHORT: dict[str, dict[str, Any]] = {
-    # smoke: the same data root and arguments as the smoke training runs (val included)
-    "smoke": dict(classes=4, train_per_class=8, test_per_class=4, size=48, epochs=1,
-                  val_per_class=4),
-    "cpu": dict(classes=6, train_per_class=30, test_per_class=10, size=64, epochs=8),
-    "gpu": dict(classes=None, train_per_class=None, test_per_class=None, size=224, epochs=30),
+    "smoke": dict(size=48, epochs=1),
+    "cpu": dict(size=64, epochs=8),
+    "gpu": dict(size=224, epochs=30),
 }
 # Chapters 4 and 6: "cpu" runs configs/synthetic_{ce,tdsa}.yaml as they are (16 epochs);
-# "smoke" shrinks everything; "gpu" runs the paper's recipe on a real dataset. A given
-# `epochs` also scales the warm-up (30%) and the auxiliary ramp (a third) of the synthetic
-# configs.
+# "smoke" shrinks everything (on SYNTHETIC_SETS["smoke"]); "gpu" runs the paper's recipe on a
+# real dataset. A given `epochs` also scales the warm-up (30%) and the auxiliary ramp (a
+# third) of the synthetic configs.
 _TRAINING: dict[str, dict[str, Any]] = {
-    "smoke": dict(config="synthetic_{arm}", epochs=2, batch=8, size=48,
-                  synthetic=dict(num_classes=4, train_per_class=8, val_per_class=4,
-                                 test_per_class=4, image_size=48)),
+    "smoke": dict(config="synthetic_{arm}", epochs=2, batch=8, size=48, synthetic="smoke"),
     "cpu": dict(config="synthetic_{arm}", epochs=None, batch=None, size=None, synthetic=None),
     "gpu": dict(config="cub_vgg16_{arm}_scratch", epochs=None, batch=None, size=None,
                 synthetic=None),
 }
 _ARMS = ("ce", "tdsa")
+
+SHORT_EPOCHS = 5
+"""Epochs of each of chapter 4's cpu-profile runs where the demonstration is shortened
+(:func:`run_plan` with ``shorten``; ``shorten=None`` shortens where
+:func:`training_is_slow`). On a 2-core CPU without native bf16 (an AMD EPYC with AVX2 only) an
+epoch of the default regime took about 39 s of training plus about 5 s of evaluation in fp32
+(its breakdown: results/bench-cpu-avx2.json), so the configs' two 16-epoch runs alone take
+about 23 of the book's 31 minutes there; two runs of 5 epochs take about 7, which brings the
+book to about 14."""
+_SHOWN_NOTES: set[str] = set()
 
 
 def on_colab() -> bool:
@@ -157,6 +177,19 @@ def dataset_root(dataset: str, root: str | Path | None = None) -> Path:
     return data_root() / ("CUB_200_2011" if dataset == "cub" else dataset)
 
 
+def synthetic_data(name: str, root: str | Path | None = None) -> list[str]:
+    """The overrides that select the book's generated dataset ``name`` of
+    :data:`SYNTHETIC_SETS`: ``data.root`` (``root``, else ``data/synthetic-book-<name>``) and
+    every ``data.synthetic`` argument (on a config with ``data.dataset: synthetic`` and
+    ``data.generate: true``). Every chapter that uses one of these datasets asks here, so a
+    root always holds the data its callers ask for."""
+    if name not in SYNTHETIC_SETS:
+        raise ValueError(f"synthetic set must be one of {sorted(SYNTHETIC_SETS)}, got {name!r}")
+    folder = root or data_root() / f"synthetic-book-{name}"
+    return [f"data.root={folder}",
+            *(f"data.synthetic.{k}={v}" for k, v in SYNTHETIC_SETS[name].items())]
+
+
 def check_profile(profile: str) -> str:
     """``profile`` itself; anything but ``smoke``, ``cpu``, ``gpu`` raises ValueError."""
     if profile not in PROFILES:
@@ -183,6 +216,9 @@ class RunPlan:
     config: Path
     overrides: list[str]
     run_dir: Path
+    note: str = ""
+    """Non-empty for a shortened demonstration run: what was shortened, why, and how to train
+    the full run (:func:`load_or_train` prints it)."""
 
     def complete(self) -> bool:
         """Whether the run has finished (``best.pt`` and ``summary.json`` are there)."""
@@ -199,16 +235,33 @@ def _short_run(profile: str, seed: int, dataset: str, root: str | Path | None,
         data = [f"data.dataset={dataset}", f"data.root={root or dataset_root(dataset)}",
                 "data.generate=false", "model.options.width=1.0", "data.workers=4"]
     else:
-        data = [f"data.root={root or data_root() / f'synthetic-book-{profile}'}",
-                f"data.synthetic.num_classes={s['classes']}",
-                f"data.synthetic.train_per_class={s['train_per_class']}",
-                f"data.synthetic.test_per_class={s['test_per_class']}",
-                f"data.synthetic.image_size={max(s['size'], 48)}",
-                *([f"data.synthetic.val_per_class={s['val_per_class']}"]
-                  if "val_per_class" in s else [])]
+        data = synthetic_data(profile, root)
     overrides = [*data, f"data.image_size={s['size']}", f"train.epochs={s['epochs']}",
                  f"runtime.seed={seed}"]
     return "smoke", overrides, f"channel_constraint-seed{seed}"
+
+
+def training_is_slow() -> bool:
+    """Whether chapter 4's cpu-profile runs would train in fp32 on the CPU here: no CUDA GPU,
+    and a CPU without native bf16 (no AVX-512 BF16 or AMX, or a process capped below them by
+    ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA``:
+    :func:`tdsa.engine.precision.cpu_has_native_bf16`). There an epoch costs about 2.6 times
+    the bf16 one, and ``run_plan(..., shorten=None)`` shortens the demonstration."""
+    import torch
+
+    from tdsa.engine.precision import cpu_has_native_bf16
+
+    return not torch.cuda.is_available() and not cpu_has_native_bf16()
+
+
+def _short_note(arm: str, full: int) -> str:
+    return (f"Shortened demonstration ({arm}): {SHORT_EPOCHS} of the config's {full} epochs, "
+            "because this machine trains in fp32 (no native bf16 on its CPU, no GPU): on two "
+            f"cores an epoch takes about 43 s, so the two {full}-epoch runs would take about "
+            f"{2 * full * 43 / 60:.0f} minutes. The numbers of this chapter come from these "
+            f"{SHORT_EPOCHS}-epoch runs, not the configs' {full}-epoch ones; the committed "
+            f"results are unaffected. For the full runs set shorten = False (or epochs = "
+            f"{full}).")
 
 
 def _training_run(profile: str, arm: str, seed: int, dataset: str, root: str | Path | None,
@@ -223,9 +276,10 @@ def _training_run(profile: str, arm: str, seed: int, dataset: str, root: str | P
         dataset = "cub" if dataset == "synthetic" else dataset
         overrides += [f"data.dataset={dataset}", f"data.root={root or dataset_root(dataset)}"]
     else:
-        name = "synthetic" if s["synthetic"] is None else f"synthetic-book-{profile}"
-        overrides += [f"data.root={root or data_root() / name}"]
-        overrides += [f"data.synthetic.{k}={v}" for k, v in (s["synthetic"] or {}).items()]
+        if s["synthetic"] is None:
+            overrides += [f"data.root={root or data_root() / 'synthetic'}"]
+        else:
+            overrides += synthetic_data(s["synthetic"], root)
     if s["size"]:
         overrides += [f"data.image_size={s['size']}", "data.workers=0"]
     if s["batch"]:
@@ -240,7 +294,8 @@ def _training_run(profile: str, arm: str, seed: int, dataset: str, root: str | P
 
 def run_plan(run: str, profile: str, *, arm: str = "tdsa", seed: int = 0,
              dataset: str = "synthetic", root: str | Path | None = None,
-             epochs: int | None = None, runs_root: str | Path | None = None) -> RunPlan:
+             epochs: int | None = None, runs_root: str | Path | None = None,
+             shorten: bool | None = False) -> RunPlan:
     """The config, overrides and run folder of a run shared by chapters.
 
     ``run`` is ``"channel_constraint"`` (chapters 2 and 3: one short TDSA run of
@@ -251,13 +306,29 @@ def run_plan(run: str, profile: str, *, arm: str = "tdsa", seed: int = 0,
     profile's. The folder is ``runs_root/<profile>/<run>-...-seed<seed>`` with ``runs_root``
     defaulting to :func:`default_runs_root`.
 
+    ``shorten`` (cpu profile, training runs, no ``epochs`` given): True trains
+    :data:`SHORT_EPOCHS` epochs (warm-up and ramp scaled) into the folder
+    ``training-<arm>-seed<seed>-short<N>``, with a :attr:`RunPlan.note` that says so; None
+    shortens only where :func:`training_is_slow` (fp32 on a CPU without native bf16); False
+    (the default) never. The committed evidence is never shortened.
+
     Book: chapter 2, *A short training run and its per-class channels*.
     """
     check_profile(profile)
     if run == "channel_constraint":
         name, overrides, folder = _short_run(profile, seed, dataset, root, epochs)
     elif run == "training":
-        name, overrides, folder = _training_run(profile, arm, seed, dataset, root, epochs)
+        short = (training_is_slow() if shorten is None else bool(shorten)) and (
+            profile == "cpu" and epochs is None)
+        name, overrides, folder = _training_run(profile, arm, seed, dataset, root,
+                                                SHORT_EPOCHS if short else epochs)
+        if short:  # its own folder: never opened as the full run
+            from tdsa.config import load_config
+
+            full = load_config(config_path(name)).train.epochs
+            return RunPlan(config_path(name), overrides,
+                           resolve_runs_root(runs_root) / profile / f"{folder}-short{SHORT_EPOCHS}",
+                           _short_note(arm, full))
     else:
         raise ValueError(f"run must be one of {list(RUNS)}, got {run!r}")
     return RunPlan(config_path(name), overrides, resolve_runs_root(runs_root) / profile / folder)
@@ -265,10 +336,14 @@ def run_plan(run: str, profile: str, *, arm: str = "tdsa", seed: int = 0,
 
 def load_or_train(plan: RunPlan) -> dict[str, Any]:
     """The summary of a complete run; trains it first when it is not (resuming from its
-    ``last.pt`` if an interrupted session left one).
+    ``last.pt`` if an interrupted session left one). A shortened run's :attr:`RunPlan.note`
+    is printed first (once per process).
 
     Book: chapter 4, *Train, or load the finished runs*.
     """
+    if plan.note and plan.note not in _SHOWN_NOTES:
+        _SHOWN_NOTES.add(plan.note)
+        print(plan.note)
     if not plan.complete():
         from tdsa.engine import train
 
@@ -345,10 +420,12 @@ def claim_summary(checks: Sequence[LeverCheck]) -> str:
                 "levers does the method arm both beat cross-entropy on the same network and put "
                 "its true-class channels on the fine parts more often than a wrong class's "
                 "channels, than chance and than CE's Grad-CAM.")
-    text += (f" Clearly above its cross-entropy arm in test accuracy: {names(gains)}." if gains
-             else " In no lever is the method arm's test accuracy clearly above its CE arm's.")
+    text += (f" Test accuracy against its cross-entropy arm, by tdsa.evidence.verdict: higher "
+             f"in {names(gains)}." if gains
+             else " In no lever does tdsa.evidence.verdict call the method arm's test accuracy "
+             "higher than its CE arm's.")
     if losses:
-        text += f" Clearly below: {names(losses)}."
+        text += f" Lower: {names(losses)}."
     if few:
         text += f" Fewer than 3 seeds (provisional): {', '.join(few)}."
     return text
@@ -357,38 +434,48 @@ def claim_summary(checks: Sequence[LeverCheck]) -> str:
 def sweep_summary(parts: Sequence[str] = CLAIM_PARTS) -> str:
     """Markdown: the lever table of the committed sweep (``results/synthetic.csv`` and
     ``levers.csv``, through :func:`tdsa.evidence.read_sweep`) with the comparisons ``parts``,
-    and its :func:`claim_summary`; where the results files are missing, one sentence saying
-    so (chapter 5 shows them)."""
+    its :func:`claim_summary` and where the numbers come from (:func:`results_provenance`);
+    where the results files are missing, one sentence saying so (chapter 5 shows them)."""
     try:
         sweep = read_sweep(results_path(), BOOK_GRIDS)
     except DataError as error:
         return f"The sweep's results are not in this copy ({error}); chapter 5 shows them."
     checks = check_levers(sweep, lever_pairs())
-    return lever_table(sweep, checks, parts=parts) + "\n\n" + claim_summary(checks)
+    return (lever_table(sweep, checks, parts=parts) + "\n\n" + claim_summary(checks) + "\n\n"
+            + "\n".join(f"- {results_provenance(grid)}" for grid in BOOK_GRIDS))
 
 
-def comparison_summary(column: str = "final_top1") -> str:
-    """Markdown, one paragraph: each method arm of the committed comparison
-    (:data:`COMPARISON_GRID`) against its cross-entropy arm in ``column`` (final test top-1
-    by default): both means ± std and the difference paired by seed, with
-    :func:`~tdsa.evidence.verdict`. Where the results file is missing, a sentence saying so.
+FRESH_DRAW_GRID = "fresh_draw"
+"""The comparison repeated on a fresh draw of the synthetic birds (``data.synthetic.seed=1``,
+``configs/ablations/fresh_draw.yaml``): CE and TDSA at the settings chosen on val on the
+committed draw, five seeds, on test; nothing was chosen from it."""
 
-    Book: chapter 4, *Over five seeds*.
+
+def comparison_summary(column: str = "final_top1", grid: str = COMPARISON_GRID) -> str:
+    """Markdown, one paragraph: each method arm of the committed comparison ``grid``
+    (:data:`COMPARISON_GRID` by default; :data:`FRESH_DRAW_GRID` for its replication on a
+    fresh draw of the data) against its cross-entropy arm in ``column`` (final test top-1 by
+    default): both means ± std and the difference paired by seed, with
+    :func:`~tdsa.evidence.verdict`, then where the numbers come from
+    (:func:`results_provenance`). Where the results file is missing, a sentence saying so.
+
+    Book: chapter 4, *Over five seeds*; chapter 5, *The comparison on test*.
     """
     try:
-        rows = read_sweep(results_path(), (COMPARISON_GRID,))
+        rows = read_sweep(results_path(), (grid,))
     except DataError as error:
         return f"The comparison's results are not in this copy ({error}); chapter 5 shows them."
     sentences = []
-    for lever, ce, arm in lever_pairs((COMPARISON_GRID,)):
+    for lever, ce, arm in lever_pairs((grid,)):
         a, b = column_stats(rows, arm, column), column_stats(rows, ce, column)
         diff = paired(rows, (arm, column), (ce, column))
         sentences.append(f"`{arm}` ({lever}) {format_mean_std(*a[:2])}% against `{ce}` "
                          f"{format_mean_std(*b[:2])}%, paired difference "
                          f"{format_difference(diff)} points over {diff[2]} seeds: "
                          f"**{verdict(*diff)}**")
-    return (f"Committed comparison (`results/{COMPARISON_GRID}.csv`, {column} on the test "
-            "split, each arm at its settings chosen on val): " + "; ".join(sentences) + ".")
+    return (f"Committed {'comparison' if grid == COMPARISON_GRID else 'results'} "
+            f"(`results/{grid}.csv`, {column} on the test split, each arm at its settings "
+            "chosen on val): " + "; ".join(sentences) + ". " + results_provenance(grid))
 
 
 TUNING_GRIDS = ("calibration", "tuning")
@@ -428,8 +515,9 @@ def measured_effect(arm: str, baseline: str, *, column: str = "final_top1", scal
     """Markdown, one line: what the committed results measured for ``arm`` minus ``baseline``
     in ``column`` (times ``scale``: 100 for a fraction in points), paired over the seeds both
     finished (:func:`tdsa.evidence.paired` over :func:`~tdsa.evidence.read_sweep` of
-    ``grids``), with :func:`~tdsa.evidence.verdict`, e.g. ``"`tdsa_n80` − `tdsa`,
-    final_top1: +14.7 ± 3.6 over 3 seeds: **higher**"``. Where the results files are missing,
+    ``grids``), with :func:`~tdsa.evidence.verdict` and the seeds the results file has for
+    both, e.g. ``"`tdsa_n80` − `tdsa`, final_top1: +14.7 ± 3.6 over 3 seeds (0, 1, 2):
+    **higher**"``. Where the results files are missing,
     a sentence saying so; a variant without finished runs in them raises ValueError naming
     it."""
     try:
@@ -442,5 +530,85 @@ def measured_effect(arm: str, baseline: str, *, column: str = "final_top1", scal
         raise ValueError(f"no finished run of {', '.join(missing)} in the results of "
                          f"{', '.join(grids)}")
     diff = paired(rows, (arm, column), (baseline, column), scale)
+    both = [{int(r["seed"]) for r in rows  # type: ignore[call-overload]
+             if r["variant"] == v and r["status"] == "ok"
+             and r.get(column) == r.get(column)} for v in (arm, baseline)]  # NaN != NaN
+    seeds = ", ".join(map(str, sorted(both[0] & both[1])))
     return (f"`{arm}` − `{baseline}`, {column}: {format_difference(diff)} over {diff[2]} "
-            f"seeds: **{verdict(*diff)}**")
+            f"{'seed' if diff[2] == 1 else 'seeds'} ({seeds}): **{verdict(*diff)}**")
+
+
+_SESSION_START = __import__("time").time()
+"""When this process imported :mod:`tdsa.book`: a run folder whose ``summary.json`` was written
+after it was trained in this session (this build of the chapter), an older one was loaded."""
+
+
+def run_provenance(run_dir: str | Path) -> str:
+    """One sentence on where a run folder's numbers come from: **trained now** (its
+    ``summary.json`` was written after this session started), in what precision and on which
+    CPU (:func:`tdsa.ablate.cpu_kind`); or **loaded** from a run folder trained earlier (the
+    date of its summary and its precision; the CPU of an earlier session is not recorded).
+
+    Book: chapter 6, *The two trained networks*.
+    """
+    import datetime
+
+    from tdsa.ablate import cpu_kind
+
+    path = Path(run_dir) / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    precision = summary.get("precision") or "precision not recorded"
+    when = path.stat().st_mtime
+    seconds = summary.get("seconds")
+    took = f", {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
+    if when >= _SESSION_START:
+        return (f"`{display_path(run_dir)}`: trained now, in this build{took}, {precision}, on "
+                f"{cpu_kind()}")
+    stamp = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    return (f"`{display_path(run_dir)}`: loaded, trained earlier ({stamp:%Y-%m-%d %H:%M} UTC"
+            f"{took}, {precision}; the CPU of that session is not recorded)")
+
+
+def results_provenance(name: str, results_dir: str | Path | None = None) -> str:
+    """Markdown, one line: where the committed results ``results/<name>`` come from, read from
+    its files: the split, the seeds (and runs) that finished, the precision (the header's
+    ``Precision``, else what the resolved configs under ``results/<name>/configs`` ask for),
+    the machine and CPU (``CPU``: not recorded in files written before it existed), when it
+    was written and every command that made it; loaded from the repository, not trained in
+    this build.
+
+    Book: chapter 5, *The results files*.
+    """
+    import yaml
+
+    from tdsa.evidence import read_header, read_results
+
+    folder = Path(results_dir) if results_dir is not None else results_path()
+    try:
+        header = read_header(folder / f"{name}.json")
+        rows = read_results(folder / f"{name}.csv")
+    except DataError as error:
+        return f"`results/{name}`: not in this copy ({error})."
+    ok = [r for r in rows if r["status"] == "ok"]
+    seeds = sorted({int(r["seed"]) for r in ok})  # type: ignore[call-overload]
+    split = header.get("Split", "split not recorded").split(":")[0].split(" (")[0]
+    precision = header.get("Precision")
+    if precision is None:
+        asked = set()
+        for config in sorted((folder / name / "configs").glob("*.yaml")):
+            train = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("train", {})
+            asked.add(f"train.amp={train.get('amp', 'auto')}, "
+                      f"channels_last={train.get('channels_last', 'auto')}")
+        precision = ("; ".join(sorted(asked)) or "not recorded") + (
+            " (auto: bf16 + channels_last on a CPU with native bf16, else fp32)")
+    cpu = header.get("CPU", "model not recorded")
+    command = header.get("Command", "n/a")
+    partial = ("resumed with" not in command and any(f" {flag} " in command
+                                                     for flag in ("--only", "--seeds")))
+    return (f"`results/{name}` (loaded from the repository, not trained in this build): "
+            f"{split} split; seeds {', '.join(map(str, seeds)) or 'none'} ({len(ok)} runs "
+            f"finished); precision {precision}; machine {header.get('Machine', 'not recorded')}; "
+            f"CPU {cpu}; written {header.get('Written', 'n/a').split(';')[0]} by {command}"
+            + (" (the last call only: this file was written before the results kept every "
+               "command; the comments of the grid file say how its runs were split)"
+               if partial else "") + ".")

@@ -129,17 +129,23 @@ def band_check(cells: Mapping[str, Cell], rows: Sequence[Row], variant: str, *,
 def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
                      key: str = "final_top1", ylabel: str = "final val top-1 (%)") -> Any:
     """One panel per knob that the grid varies: mean ± std over seeds of ``key`` for each
-    arm against the knob's value (others at the centre), with chance as a dotted line.
+    arm against the knob's value (others at the centre), with chance as a dotted line. The
+    panels sit two to a row (about 650 px wide at the book's 90 dpi, so the page shows the
+    figure at its natural size, text at 10 points).
 
     Book: chapter 5, *Calibration on val*.
     """
     import matplotlib.pyplot as plt
 
     varied = [k for k in KNOBS if len({c.knob(k) for c in cells.values()}) > 1]
-    fig, axes = plt.subplots(1, max(len(varied), 1), figsize=(3.2 * max(len(varied), 1), 3.0),
-                             sharey=True, squeeze=False)
+    cols = min(2, max(len(varied), 1))
+    rows_ = math.ceil(max(len(varied), 1) / cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 2.7 * rows_), sharey=True,
+                             squeeze=False)
+    for ax in axes.flat[len(varied):]:
+        ax.set_visible(False)
     mid = centre(cells.values())
-    for ax, knob in zip(axes[0], varied, strict=False):
+    for ax, knob in zip(axes.flat, varied, strict=False):
         values = sorted({c.knob(knob) for c in cells.values()
                          if all(c.knob(k) == mid[k] for k in KNOBS if k != knob)})
         for arm, marker, label in (("ce", "o", "CE"), ("tdsa", "s", "TDSA")):
@@ -153,7 +159,8 @@ def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
         ax.plot(range(len(values)), chance, ":", color="grey", label="chance")
         ax.set_title(knob.replace("_", " "))
         ax.set_xlabel(knob)
-    axes[0][0].set_ylabel(ylabel)
+    for row in axes:
+        row[0].set_ylabel(ylabel)
     axes[0][0].legend(loc="best", fontsize="small")
     fig.tight_layout()
     return fig

@@ -6,7 +6,8 @@ network, head, data, schedule and seeds and differ only in the loss: does the me
 cross-entropy in test accuracy, and do its true-class high-level channels hit the fine parts
 more often than a wrong class's channels, than chance and than the CE model's Grad-CAM? Each
 comparison is a paired difference over the seeds both arms finished, counted only when its
-mean exceeds its sample standard deviation over at least two seeds.
+mean exceeds 1.25 times its sample standard deviation over at least two seeds (about one
+standard deviation is *borderline*: :func:`verdict`).
 
 Book: chapter 5, *The results files*.
 """
@@ -24,7 +25,9 @@ from pathlib import Path
 from tdsa.errors import DataError
 
 __all__ = [
+    "BORDERLINE",
     "CLAIM_PARTS",
+    "VERDICTS",
     "LeverCheck",
     "check_lever",
     "check_levers",
@@ -150,15 +153,34 @@ def paired(rows: Iterable[Row], a: tuple[str, str], b: tuple[str, str],
             len(diffs))
 
 
+BORDERLINE = (0.8, 1.25)
+"""The band of ``|mean| / std`` that :func:`verdict` calls borderline: a paired mean about one
+standard deviation from zero (within a factor 1.25 of it either way)."""
+
+VERDICTS = ("higher", "lower", "borderline higher", "borderline lower", "no clear difference")
+"""Every word :func:`verdict` returns; the book's qualitative words about a measured difference
+are these, printed by code, never written by hand."""
+
+
 def verdict(mean: float, std: float, n: int) -> str:
-    """``"higher"`` / ``"lower"`` when a paired mean exceeds its std over >= 2 seeds, else
-    ``"no clear difference"``.
+    """The book's word for a paired difference ``mean ± std`` over ``n`` seeds: ``"higher"`` /
+    ``"lower"`` when ``|mean|`` exceeds 1.25 std over >= 2 seeds; ``"borderline higher"`` /
+    ``"borderline lower"`` when ``|mean|`` is about one std (:data:`BORDERLINE`: from 0.8 to
+    1.25 std); else ``"no clear difference"`` (also with fewer than two seeds or no spread
+    measured).
 
     Book: chapter 6, *Counterfactual measures over five seeds*.
     """
-    if n < 2 or math.isnan(std) or abs(mean) <= std:
+    if n < 2 or math.isnan(std) or math.isnan(mean):
         return "no clear difference"
-    return "higher" if mean > 0 else "lower"
+    low, high = BORDERLINE
+    size = abs(mean)
+    side = "higher" if mean > 0 else "lower"
+    if size > high * std:
+        return side
+    if size >= low * std and size > 0:
+        return f"borderline {side}"
+    return "no clear difference"
 
 
 @dataclass(frozen=True)

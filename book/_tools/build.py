@@ -8,8 +8,9 @@ Usage: ``python book/_tools/build.py --profile {smoke,cpu,gpu}``
    kernel ``python3``, working directory = the staged ``book/``), and tag the injected
    parameters cell ``remove-cell`` so the book does not show it, and drop the progress-bar
    widgets (no widget state is saved; no page loads the widget manager from a CDN).
-3. Write the staged ``book/_build_times.md`` (the seconds each notebook took in this build,
-   which the intro includes as its runtime table) and generate the staged ``book/api.md``
+3. Write the staged ``book/_build_times.md`` (the seconds each notebook took in this build
+   and the runs it trained here, with their precision, or that it loaded earlier ones; the
+   intro includes it as its runtime table) and generate the staged ``book/api.md``
    from the package's docstrings (``api_page.py``), then
    ``jupyter-book build _build/src --all -W -n --keep-going``, HTML in ``_build/html``.
 4. MathJax 3 (the npm package, installed once into ``_build/mathjax``) is copied into
@@ -23,6 +24,7 @@ the notebook. Book: intro.md, *How to read and run the book*.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -34,6 +36,9 @@ from pathlib import Path
 import nbformat
 import papermill
 import yaml
+
+from tdsa.ablate import cpu_kind
+from tdsa.book import default_runs_root
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "cpu", "gpu")
@@ -143,15 +148,51 @@ def execute(notebook: Path, profile: str) -> float:
     return time.perf_counter() - start
 
 
-def write_build_times(src: Path, profile: str, seconds: dict[str, float]) -> Path:
+def run_summaries(runs_root: Path) -> dict[Path, float]:
+    """Every run folder's ``summary.json`` under ``runs_root`` with its modification time (the
+    trainer writes it when a run finishes): compared before and after a notebook, it says
+    which runs the notebook trained and which it loaded."""
+    if not runs_root.is_dir():
+        return {}
+    return {p: p.stat().st_mtime for p in runs_root.rglob("summary.json")}
+
+
+def trained_runs(before: dict[Path, float], after: dict[Path, float]) -> list[Path]:
+    """The summaries that are new or rewritten in ``after``: the runs trained in between."""
+    return sorted(p for p, t in after.items() if before.get(p) != t)
+
+
+def describe_runs(trained: list[Path]) -> str:
+    """A table cell: the run folders a notebook trained in this build, with the precision each
+    recorded, or that it trained none (it loaded the runs an earlier build left)."""
+    if not trained:
+        return "none trained here (earlier runs loaded, if any)"
+    out = []
+    for summary in trained:
+        try:
+            precision = json.loads(summary.read_text(encoding="utf-8")).get("precision", "?")
+        except (OSError, ValueError):
+            precision = "?"
+        out.append(f"`{summary.parent.name}` ({precision})")
+    return "trained now: " + ", ".join(out)
+
+
+def write_build_times(src: Path, profile: str, seconds: dict[str, float],
+                      trained: dict[str, list[Path]] | None = None, cpu: str = "") -> Path:
     """Write the staged ``book/_build_times.md``: one row per executed notebook with the
-    seconds it took in this build, the total, the profile and the machine's core count."""
-    rows = [f"| {{doc}}`{Path(name).stem}` | {secs:.0f} s |" for name, secs in seconds.items()]
+    seconds it took in this build and the runs it trained here (their precision) or that it
+    trained none, the total, the profile, the machine's core count and its CPU."""
+    trained = trained or {}
+    rows = [f"| {{doc}}`{Path(name).stem}` | {secs:.0f} s | "
+            f"{describe_runs(trained.get(name, []))} |" for name, secs in seconds.items()]
     text = "\n".join([
         f"Measured in the build of this copy of the book: profile `{profile}`, "
-        f"{os.cpu_count()} CPU cores, the notebooks one after another.", "",
-        "| chapter | seconds |", "|---|---|", *rows,
-        f"| total | {sum(seconds.values()):.0f} s |", ""])
+        f"{os.cpu_count()} CPU cores{f' ({cpu})' if cpu else ''}, the notebooks one after "
+        "another. A chapter whose runs an earlier build left in the runs folder loads them "
+        "instead of training: its seconds are then those of loading, and the numbers it shows "
+        "are those runs'.", "",
+        "| chapter | seconds | runs |", "|---|---|---|", *rows,
+        f"| total | {sum(seconds.values()):.0f} s | |", ""])
     target = src / "book" / "_build_times.md"
     target.write_text(text, encoding="utf-8")
     return target
@@ -235,12 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.no_html = True
         print(f"build: profile {args.profile}, {len(notebooks)} notebooks staged in {src}",
               flush=True)
-        times = {}
+        times: dict[str, float] = {}
+        trained: dict[str, list[Path]] = {}
+        runs_root, cpu = default_runs_root(), cpu_kind()
         for notebook in notebooks:
+            before = run_summaries(runs_root)
             times[notebook.name] = execute(notebook, args.profile)
+            trained[notebook.name] = trained_runs(before, run_summaries(runs_root))
             print(f"build: {notebook.name:<32} {times[notebook.name]:7.1f} s", flush=True)
         if not args.no_html:
-            write_build_times(src, args.profile, times)
+            write_build_times(src, args.profile, times, trained, cpu)
             seconds = write_api_page(src)
             print(f"build: {'API page from the docstrings':<32} {seconds:7.1f} s", flush=True)
             seconds = build_html(src, REPO)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tdsa.bench import BENCHES, STEP_NETWORKS, TARGETS, run_benchmarks
+from tdsa.bench import BENCHES, EPOCH_PHASES, STEP_NETWORKS, TARGETS, run_benchmarks
 from tdsa.errors import ConfigError
 
 
@@ -38,6 +40,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="precision of the loss/step/memory benchmarks: auto (default), none, bf16, fp16",
     )
     parser.add_argument(
+        "--channels-last",
+        default="auto",
+        choices=("auto", "true", "false"),
+        help="memory format of the same benchmarks (auto: as training resolves it)",
+    )
+    parser.add_argument(
+        "--workers", type=int,
+        help="epoch: loader worker processes (default: the config's data.workers; 0 counts "
+             "decoding in this process's CPU time)",
+    )
+    parser.add_argument(
+        "--data-root", type=Path,
+        help="epoch: the synthetic dataset's root, generated there when missing and reused "
+             "after (default: a temporary folder, generated each time)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="tiny shapes: checks that the benchmarks run, numbers mean nothing",
@@ -61,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         amp=args.amp,
+        channels_last={"true": True, "false": False}.get(args.channels_last, "auto"),
+        workers=args.workers,
+        data_root=args.data_root,
     )
+    if sys.argv[1:2] == ["bench"]:  # run from the command line (not cli.main in a test)
+        result["command"] = "python -m tdsa " + shlex.join(sys.argv[1:])
     if args.note:
         result["note"] = args.note
     _print_summary(result)
@@ -100,5 +123,19 @@ def _print_summary(result: dict[str, Any]) -> None:
     for key in ("peak_mem_method", "book_epoch_seconds", "compile_seconds", "compiled_step_ms"):
         if key in result:
             print(f"{key:34s} {result[key]}")
+    if "epoch" in result:
+        _print_phases(result["epoch"])
     if "compile" in result:
         print(f"{'compile for the book':34s} {result['compile']['arithmetic']}")
+
+
+def _print_phases(epoch: dict[str, Any]) -> None:
+    """The last epoch's phases: wall and CPU seconds and each one's share of the CPU time."""
+    phases = epoch["phases"]
+    total = phases["total"]
+    print(f"epoch {phases['epoch']} ({epoch['precision']}, {epoch['threads']} thread(s), "
+          f"workers {epoch['workers']}): wall s, CPU s, share of CPU")
+    for name in (*EPOCH_PHASES, "total"):
+        wall, cpu = phases[name]["wall_s"], phases[name]["cpu_s"]
+        share = cpu / total["cpu_s"] if total["cpu_s"] > 0 else float("nan")
+        print(f"  {name:16s} {wall:8.2f} {cpu:8.2f} {share:7.1%}")

@@ -21,7 +21,7 @@ from tdsa.data.flowers import Flowers102
 from tdsa.data.imagefolder import ImageFolderDataset
 from tdsa.data.nabirds import NABirds
 from tdsa.data.spec import DataSpec, resolve_data_config
-from tdsa.data.transforms import build_transforms, spec_transforms
+from tdsa.data.transforms import CACHE_LIMIT_BYTES, FastTransform, build_transforms, spec_transforms
 from tdsa.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ __all__ = [
     "SyntheticBirds",
     "build_dataset",
     "build_transforms",
+    "cache_if_small",
     "decode_rgb",
     "from_config",
     "list_datasets",
@@ -99,7 +100,9 @@ def from_config(data_cfg: DataConfig, split: str, *, train: bool = False,
     training augmentation when ``train``) and its ``options`` (``crop_to_bbox``,
     ``val_fraction``, ``val_seed``, ...). It does not generate a missing synthetic root.
     An unknown dataset, split, option or transform setting is a ConfigError, anything else
-    the reader rejects a DataError; both name the dataset, root and split.
+    the reader rejects a DataError; both name the dataset, root and split. A split whose
+    images, decoded and resized to an exact size, fit :data:`CACHE_LIMIT_BYTES` keeps them
+    (:func:`cache_if_small`): the same items, decoded once.
     """
     d = data_cfg
     where = f"data (dataset={d.dataset!r}, root={d.root!r}, split={split!r})"
@@ -111,9 +114,26 @@ def from_config(data_cfg: DataConfig, split: str, *, train: bool = False,
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
     try:
-        return build_dataset(d.dataset, d.root, split, transform, download=download,
-                             **d.options)
+        dataset = build_dataset(d.dataset, d.root, split, transform, download=download,
+                                **d.options)
     except (ConfigError, TypeError) as exc:  # an unknown split or option: the config's
         raise ConfigError(f"{where}: {exc}") from None
     except ValueError as exc:  # anything else a reader rejects is the data's fault
         raise DataError(f"{where}: {exc}") from None
+    cache_if_small(dataset)
+    return dataset
+
+
+def cache_if_small(dataset: FGVCDataset, limit: int = CACHE_LIMIT_BYTES) -> bool:
+    """Turn on the decode cache of ``dataset``'s fast transform
+    (:meth:`~tdsa.data.transforms.FastTransform.enable_cache`) when it resizes to an exact
+    size and the split's resized images (uint8) take at most ``limit`` bytes; whether it is
+    on. Items are bit-identical with and without it."""
+    transform = dataset.transform
+    if not isinstance(transform, FastTransform) or not isinstance(transform.resize, tuple):
+        return False
+    height, width = transform.resize
+    if len(dataset) * 3 * height * width > limit:
+        return False
+    transform.enable_cache()
+    return True

@@ -393,6 +393,21 @@ class FGVCDataset(Dataset):
             image = self.transform(image)
         return image, label
 
+    def fill_cache(self) -> int:
+        """Decode (and resize) every image not yet in the transform's cache, when the
+        transform keeps one (:meth:`tdsa.data.transforms.FastTransform.enable_cache`); the
+        number decoded. Loader worker processes started after it read the pixels from the
+        cache instead of decoding them again in every epoch."""
+        prepared = getattr(self.transform, "prepared", None)
+        cache = getattr(self.transform, "cache", None)
+        if prepared is None or cache is None:
+            return 0
+        missing = [i for i, (path, _) in enumerate(self.samples)
+                   if (str(path), self.crop_box(i)) not in cache]
+        for i in missing:
+            prepared(self.samples[i][0], self.crop_box(i))
+        return len(missing)
+
     def image_size(self, index: int) -> tuple[int, int]:
         """``(width, height)`` of image ``index`` (of its crop, if cropped), from the header.
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tdsa.config import Config
 from tdsa.data import FGVCDataset
-from tdsa.engine.build import RunData, RunModel
+from tdsa.engine.build import RunData, RunModel, SeededAugment
 from tdsa.engine.distributed import DistInfo, GlobalBatchSampler, ShardSampler, all_reduce_sum
 from tdsa.engine.evaluate import evaluate
 from tdsa.engine.logging import progress_bar, progress_enabled
@@ -59,6 +59,10 @@ class Loaders:
 
     def _loader(self, ds: Dataset, bs: int, sampler: Any, gen: torch.Generator) -> DataLoader:
         workers = self.cfg.data.workers
+        if workers:  # decode a cached split here once, not in each epoch's new workers
+            base = ds.dataset if isinstance(ds, SeededAugment) else ds
+            if isinstance(base, FGVCDataset):
+                base.fill_cache()
         return DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=workers, generator=gen,
                           worker_init_fn=_seed_worker if workers else None,
                           pin_memory=self.info.device.type == "cuda", drop_last=False)

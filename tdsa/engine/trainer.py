@@ -56,6 +56,7 @@ from tdsa.engine.precision import resolve_precision
 from tdsa.engine.resume import Progress, find_resume, restore, snapshot
 from tdsa.engine.step import TERMS, FiniteGuard, NonFiniteLossError
 from tdsa.errors import ConfigError
+from tdsa.provenance import code_version
 
 __all__ = ["TERMS", "TIME_KEYS", "NonFiniteLossError", "SeededAugment", "Trainer",
            "seed_everything", "train"]
@@ -254,6 +255,7 @@ class Trainer:
             "data_spec": self.spec.to_dict(),
             "seconds": seconds,
             "precision": self.precision.label,
+            "code": code_version(),
             "metrics": list(p.metrics),
         }
         if self.info.is_main and write:

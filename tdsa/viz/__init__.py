@@ -17,11 +17,13 @@ from tdsa.viz.plots import (
     plot_training_curves,
     read_metrics,
 )
-from tdsa.viz.twins import TwinPair, plot_twin, twin_pair
+from tdsa.viz.twins import TwinExample, TwinPair, choose_twin_examples, plot_twin, twin_pair
 
 __all__ = [
+    "TwinExample",
     "TwinPair",
     "cam_maps",
+    "choose_twin_examples",
     "class_gate_maps",
     "draw_overlay",
     "draw_parts",

@@ -38,6 +38,11 @@ LOSS_KEYS = ("total", "ce", "dis_mid", "div_mid", "dis_high", "div_high")
 """Training-loss terms plotted by :func:`plot_training_curves` (when present)."""
 
 
+MAX_COLUMNS = 5
+"""The most maps :func:`plot_class_channels` puts on one row (five 1.8-inch panels are 810 px at
+the book's 90 dpi: a page's content column shows them at their natural size)."""
+
+
 def _figure(rows: int, cols: int, cell: float = 1.8) -> tuple[Figure, np.ndarray]:
     from matplotlib.figure import Figure
 
@@ -83,13 +88,15 @@ def plot_class_channels(
     ``image`` is displayable (see :func:`tdsa.viz.maps.to_image`; un-normalise network inputs
     first), ``mid_maps`` ``[xi_mid, hm, wm]`` and ``high_maps`` ``[xi_high, h, w]`` (e.g.
     :func:`tdsa.metrics.class_channels` of the features). Row 1: the image and the high-level
-    channels; row 2: the mid-level channels. Each map has its own colour scale and bar.
+    channels; the rows below: the mid-level channels, at most :data:`MAX_COLUMNS` to a row (or
+    the first row's width), so the figure is shown near its natural size on a book's page.
+    Each map has its own colour scale and bar.
 
     Book: chapter 6, *Multi-grained: the mid-level channels and the gate*.
     """
     mid, high = _maps(mid_maps, "mid_maps"), _maps(high_maps, "high_maps")
-    cols = max(len(mid), len(high) + 1)
-    fig, axes = _figure(2, cols)
+    cols = max(len(high) + 1, min(len(mid), MAX_COLUMNS))
+    fig, axes = _figure(1 + math.ceil(len(mid) / cols), cols)
     axes[0, 0].imshow(to_image(image))
     axes[0, 0].set_title("image", fontsize=8)
     for ax in axes.flat:
@@ -97,7 +104,7 @@ def plot_class_channels(
     for j, m in enumerate(high):
         _show_map(axes[0, j + 1], m, f"high {j}")
     for j, m in enumerate(mid):
-        _show_map(axes[1, j], m, f"mid {j}")
+        _show_map(axes[1 + j // cols, j % cols], m, f"mid {j}")
     if title:
         fig.suptitle(title)
     _save(fig, path)

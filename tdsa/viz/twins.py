@@ -3,6 +3,7 @@ part's attribute is swapped (:mod:`tdsa.counterfactual` counts these over a spli
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from tdsa.errors import ConfigError
 from tdsa.losses import ccmp
 from tdsa.models.base import TdsaNet
 
-__all__ = ["MAPS", "STAGES", "TwinPair", "plot_twin", "twin_pair"]
+__all__ = ["MAPS", "STAGES", "TwinExample", "TwinPair", "choose_twin_examples", "plot_twin",
+           "twin_pair"]
 
 STAGES = ("high", "mid")
 MAPS = (*STAGES, "gradcam")
@@ -110,9 +112,11 @@ def twin_pair(model: TdsaNet, cfg: Config, index: int, part: str, value: str | N
 
 def plot_twin(pair: TwinPair, *, class_names: list[str] | None = None,
               title: str | None = None) -> Any:
-    """One row: the original, the twin, and ``|difference|`` of the true class's CCMP map at
-    the high and the mid stage, and of its Grad-CAM when the pair has it (each with a colour
-    bar; the swapped part circled); ``title`` above the row.
+    """Two rows, sized to be read at the width of a book's page (about 760 px at the book's
+    90 dpi, 9-point text): the original and the twin on the first row, and on the second
+    ``|difference|`` of the true class's CCMP map at the high and the mid stage, and of its
+    Grad-CAM when the pair has it (each with a colour bar; the swapped part circled);
+    ``title`` above.
 
     Book: chapter 6, *Counterfactual twins: one part's attribute changed*.
     """
@@ -121,26 +125,82 @@ def plot_twin(pair: TwinPair, *, class_names: list[str] | None = None,
 
     name = class_names[pair.label] if class_names else f"class {pair.label + 1}"
     shown = [m for m in MAPS if m in pair.maps]
-    fig, axes = plt.subplots(1, 2 + len(shown), figsize=(3.1 * (2 + len(shown)), 3.2))
-    titles = [f"original: {pair.part} {pair.own}\n({name}; predicted {pair.predictions[0] + 1})",
-              f"twin: {pair.part} {pair.value}\n(predicted {pair.predictions[1] + 1})"]
-    for ax, picture, caption in zip(axes[:2], (pair.original, pair.twin), titles, strict=True):
+    cols = max(len(shown), 2)
+    fig = plt.figure(figsize=(2.8 * cols, 6.0))
+    grid = fig.add_gridspec(2, 2 * cols)
+    left = cols - 2  # the two pictures, centred over the maps
+    pictures = [fig.add_subplot(grid[0, left + 2 * i:left + 2 * i + 2]) for i in range(2)]
+    maps = [fig.add_subplot(grid[1, 2 * i:2 * i + 2]) for i in range(len(shown))]
+    verdicts = ["correct" if p == pair.label else "wrong" for p in pair.predictions]
+    titles = [f"original: {pair.part} {pair.own}\n{name}; predicted {pair.predictions[0] + 1} "
+              f"({verdicts[0]})",
+              f"twin: {pair.part} {pair.value}\npredicted {pair.predictions[1] + 1} "
+              f"({verdicts[1]})"]
+    for ax, picture, caption in zip(pictures, (pair.original, pair.twin), titles, strict=True):
         ax.imshow(picture)
-        ax.set_title(caption, fontsize=8)
-    for ax, stage in zip(axes[2:], shown, strict=True):
+        ax.set_title(caption, fontsize=9)
+    for ax, stage in zip(maps, shown, strict=True):
         diff = pair.difference(stage)
         h, w = diff.shape
         image = ax.imshow(diff.numpy(), cmap="magma", extent=(0, w, h, 0))
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar.ax.tick_params(labelsize=8)
         ax.add_patch(Circle((pair.part_xy[0] * w, pair.part_xy[1] * h), 0.12 * max(h, w),
                             fill=False, edgecolor="cyan", linewidth=1.5))
         what = "Grad-CAM" if stage == "gradcam" else f"{stage} map"
-        ax.set_title(f"|change| of the class's {what}\n(max {float(diff.max()):.3f})",
-                     fontsize=8)
-    for ax in axes:
+        ax.set_title(f"|change|, {what}\n(max {float(diff.max()):.3f})", fontsize=9)
+    for ax in (*pictures, *maps):
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+@dataclass(frozen=True)
+class TwinExample:
+    """A test image chosen to illustrate a twin: its index in the split, the part to swap,
+    its class and whether every model asked classifies the original correctly."""
+
+    index: int
+    part: str
+    label: int
+    correct: bool
+
+
+def choose_twin_examples(models: Sequence[TdsaNet], cfg: Config, parts: Sequence[str], *,
+                         split: str = "test", batch_size: int = 64) -> list[TwinExample]:
+    """One example image per part of ``parts``, for figures that illustrate what a network
+    does: the first image of ``split`` (through the run's test transform, from ``cfg``) that
+    **every** model of ``models`` classifies correctly, each part taking an image of a class
+    not used before where it can; where no image is classified correctly by all of them, the
+    first image of an unused class, with ``correct=False`` so that the figure can say so.
+
+    Book: chapter 6, *Counterfactual twins: one part's attribute changed*.
+    """
+    from torch.utils.data import DataLoader
+
+    from tdsa.data import from_config
+
+    dataset = from_config(cfg.data, split)
+    right = torch.ones(len(dataset), dtype=torch.bool)
+    labels = torch.as_tensor(list(getattr(dataset, "targets", [])) or
+                             [int(dataset[i][1]) for i in range(len(dataset))])
+    for model in models:
+        model.eval()
+        predictions = []
+        with torch.no_grad():
+            for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                predictions.append(model(x).argmax(dim=1))
+        right &= torch.cat(predictions) == labels
+    chosen: list[TwinExample] = []
+    for part in parts:
+        used = {c.label for c in chosen}
+        taken = {c.index for c in chosen}
+        order = sorted(range(len(dataset)), key=lambda i: (int(labels[i]) in used, i))
+        order = [i for i in order if i not in taken] or list(range(len(dataset)))
+        good = [i for i in order if right[i]]
+        index = good[0] if good else order[0]
+        chosen.append(TwinExample(index, part, int(labels[index]), bool(right[index])))
+    return chosen

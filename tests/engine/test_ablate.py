@@ -147,6 +147,11 @@ def test_run_stopped_early_stops_the_sweep_and_the_same_command_resumes(tiny_roo
     assert summary["epochs_completed"] == 2 and summary["resumed_from"]
     row = _rows(tmp_path / "res.csv")[0]
     assert float(row["final_top1"]) == pytest.approx(summary["final_top1"])
+    from tdsa.provenance import code_version
+
+    assert summary["code"] == code_version(), "the run names the code that trained it"
+    header = json.loads((tmp_path / "res.json").read_text())["header"]
+    assert header["Code"].startswith(f"runs trained at `{code_version()}`; page written at")
 
 
 @pytest.mark.parametrize(("grid", "message"), [

@@ -9,6 +9,7 @@ clear error naming the command to run.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -108,7 +109,9 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     text = _markdown_outputs(nb)
     assert "python -m tdsa ablate --grid configs/ablations/comparison.yaml" in text
     # calibration (val): the band per cross-entropy cell, and the sentence naming them
-    assert "| ce_centre | the centre | 3 | 62.0 ± 2.0 | 7.4 | 10.0 ± 0.0 | 150 | in |" in text
+    assert "| ce_centre | the centre | 3 | 62.0 ± 2.0 | 7.4 | 10.0 ± 0.0 | 150 | **in** |" in text
+    assert ("- ce_n40 is out: top-1 16.0 outside [40, 85]; top-1 16.0 < 5 x chance (8.3); "
+            "train - top-1 gap 74.0 > 30") in text, "the reasons below the table"
     assert "**In the band, on val**" in text and "ce_centre (the centre, 62.0%)" in text
     assert ("ce_n40 (top-1 16.0 outside [40, 85], top-1 16.0 < 5 x chance (8.3), train - top-1 "
             "gap 74.0 > 30)") in text
@@ -118,7 +121,11 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     # tuning (val): the best eligible candidate of each arm, over the budget and one seed out
     assert "Each arm's setting, chosen on val: " in text
     assert f"cross-entropy → `{winners['ce']}`" in text and f"TDSA → `{winners['tdsa']}`" in text
-    assert "| 32 epochs > the budget's 16 |" in text and "| 1 of 2 seeds finished |" in text
+    assert "- ce_ep32 is excluded: 32 epochs > the budget's 16" in text
+    assert " is excluded: 1 of 2 seeds finished" in text
+    assert re.search(r"\| cross-entropy \| [\w.-]+ \| \*\*chosen\*\* \| \d \|", text), (
+        "the choice is the third column: " + "\n".join(
+            line for line in text.splitlines() if "chosen**" in line))
     assert "`ce_ep32` (95.5 ± 0.7% on val, 2 seed(s))" in text
     # the comparison (test), paired by seed, and the band of cross-entropy on test
     assert "tdsa − ce: +10.0 ± 1.0 points over 3 seeds, **higher**" in text
@@ -127,8 +134,12 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     assert ("**Cross-entropy at the default, on test:** final top-1 50.0 ± 10.0% (6.0× chance, "
             "8.3%), train − test gap 20.0 ± 0.0 points over 3 seeds: inside the band.") in text
     assert "Seeds finished so far (of 5): ce 3, tdsa 3, mc_high 3, no_gate 3" in text
-    assert ("| tdsa | 3 | 60.0 ± 9.0 | +10.0 ± 1.0 (3 seeds) | higher | 150 ± 0 | 63.0 ± 9.0 |"
+    assert ("| tdsa | 3 | 60.0 ± 9.0 | +10.0 ± 1.0 | higher | 150 ± 0 | 63.0 ± 9.0 |"
             in text), "the field's best-on-test column, beside the final epoch"
+    assert "*best on test*: best test top-1, selected on test" in text, "its legend"
+    assert "`results/comparison` (loaded from the repository, not trained in this build): " \
+           "test split; seeds 0, 1, 2" in text, "where the numbers come from"
+    assert "`tdsa` (TDSA-Loss on a fresh draw)" in text, "the fresh draw's replication"
     assert "best test top-1, selected on test (the field's convention) (%)" in text
     assert "at the epoch selected on val" not in text, "a column without values is left out"
     # the previous default: its one lever table and claim, from the committed sweep

@@ -115,9 +115,10 @@ def test_measured_effect_pairs_by_seed_over_the_grids(tmp_path: Path,
     mean, std = statistics.fmean(diffs), statistics.stdev(diffs)
     assert (mean, round(std, 4)) == (2.0, 1.4142)
     text = tdsa.book.measured_effect("ce_n80", "ce")
-    assert text == f"`ce_n80` − `ce`, final_top1: +{mean:.1f} ± {std:.1f} over 2 seeds: **higher**"
+    assert text == (f"`ce_n80` − `ce`, final_top1: +{mean:.1f} ± {std:.1f} over 2 seeds (0, 1): "
+                    "**higher**")
     scaled = tdsa.book.measured_effect("ce_n80", "ce", column="score", scale=100.0)
-    assert scaled.startswith("`ce_n80` − `ce`, score: +2.0 ± 1.4 over 2 seeds")
+    assert scaled.startswith("`ce_n80` − `ce`, score: +2.0 ± 1.4 over 2 seeds (0, 1)")
     assert tdsa.book.measured_effect("ce", "ce_n80").endswith("**lower**")
     _write_grid(tmp_path / "levers.csv", [("ce_n80", 0, 30.0), ("ce_n80", 1, 10.0)])
     assert tdsa.book.measured_effect("ce_n80", "ce").endswith("**no clear difference**")
@@ -151,8 +152,11 @@ def test_comparison_summary_pairs_each_method_arm_with_its_ce(
 
 def test_measured_effect_on_the_committed_results() -> None:
     text = tdsa.book.measured_effect("ce_n80", "ce")
-    assert re.fullmatch(r"`ce_n80` − `ce`, final_top1: [+-]\d+\.\d ± \d+\.\d over 3 seeds: "
-                        r"\*\*(higher|lower|no clear difference)\*\*", text), text
+    assert re.fullmatch(r"`ce_n80` − `ce`, final_top1: [+-]\d+\.\d ± \d+\.\d over 3 seeds "
+                        r"\(0, 1, 2\): \*\*(higher|lower|(borderline )?(higher|lower)|"
+                        r"no clear difference)\*\*", text), text
+    one = tdsa.book.measured_effect("ce_ep32", "ce_centre", grids=("tuning", "calibration"))
+    assert " over 1 seed (0): " in one, "a one-seed point says so"
     assert not math.isnan(float(text.split(": ")[1].split(" ")[0]))
 
 
@@ -189,3 +193,43 @@ def test_first_test_images_are_the_test_split_through_the_test_transform(tmp_pat
         assert (images[i] == reference[i][0]).all(), f"test image {i} differs"
     everything, _ = tdsa.book.first_test_images(cfg)
     assert len(everything) == len(reference) == 6, "the limit only cuts, never pads"
+
+
+# Words that state a measured difference. In the chapters they may only come from computed output
+# (tdsa.evidence.verdict / format_difference printed by a code cell), never from Markdown written
+# by hand; Markdown may still quote the verdict's words as code (`higher`) when it explains the
+# rule. Words that describe a setting ("larger fine parts") or the rule ("exceeds its standard
+# deviation") are not in the list.
+COMPARATIVE = re.compile(
+    r"\b(clearly|significant(ly)?|higher|lower|better|worse|outperform\w*|underperform\w*|"
+    r"beats?|improv(e|es|ed|ement|ing)|no clear difference|borderline|more often|less often|"
+    r"superior|inferior|greater than|more than|less than)\b", re.IGNORECASE)
+_CODE_OR_MATH = re.compile(r"```.*?```|`[^`]*`|\$\$.*?\$\$|\$[^$]*\$", re.DOTALL)
+
+
+def comparative_words(markdown: str) -> list[str]:
+    """The comparative words of ``markdown`` outside code spans, code blocks and math."""
+    return [m.group(0) for m in COMPARATIVE.finditer(_CODE_OR_MATH.sub(" ", markdown))]
+
+
+def test_comparative_words_pattern() -> None:
+    assert comparative_words("TDSA is clearly better than CE") == ["clearly", "better"]
+    assert comparative_words("the hit rate is higher, no clear difference") == [
+        "higher", "no clear difference"]
+    assert comparative_words("TDSA outperforms CE; it improves top-1 more often") == [
+        "outperforms", "improves", "more often"]
+    assert comparative_words("called `higher` or `lower` by the rule") == []
+    assert comparative_words("```python\nbetter = 1\n```\n$a > b$ lower-case") == ["lower"]
+    assert comparative_words("Larger fine parts; its mean exceeds its std") == []
+
+
+@pytest.mark.parametrize("page", [*CHAPTERS, *sorted(p.stem for p in BOOK.glob("*.md"))])
+def test_no_handwritten_comparative_word_about_a_measured_difference(page: str) -> None:
+    """Issue 23: every qualitative word about a difference comes from tdsa.evidence's rule, in
+    computed output; hand-written Markdown states no comparison."""
+    path = BOOK / f"{page}.md"
+    sources = ([path.read_text(encoding="utf-8")] if path.exists()
+               else [c.source for c in _cells(page) if c.cell_type == "markdown"])
+    found = [(word, source[:60]) for source in sources for word in comparative_words(source)]
+    assert not found, (f"{page}: hand-written comparative words {found}: print them from "
+                       "tdsa.evidence.verdict in a code cell, or state no comparison")

@@ -209,3 +209,34 @@ def test_no_helper_is_defined_twice_or_by_the_package() -> None:
                 assert not hasattr(tdsa.book, node.name) and not hasattr(tdsa.viz, node.name), (
                     f"{path.name} defines {node.name}, which the package has: call it")
                 owners[node.name] = path.name
+
+
+def test_build_times_name_the_runs_each_chapter_trained(tmp_path: Path) -> None:
+    """Issue 23: the intro's table of build times says which runs the build trained (with their
+    precision) and which chapters loaded the runs an earlier build left."""
+    import json
+    import os
+
+    build = load_build_module()
+    runs = tmp_path / "runs"
+    old = runs / "training-ce-seed0" / "summary.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"precision": "fp32"}))
+    before = build.run_summaries(runs)
+    new = runs / "training-tdsa-seed0" / "summary.json"
+    new.parent.mkdir()
+    new.write_text(json.dumps({"precision": "bf16+channels_last"}))
+    os.utime(old, (1.0, 1.0))  # rewritten: trained again
+    trained = build.trained_runs(before, build.run_summaries(runs))
+    assert trained == [old, new]
+    assert build.trained_runs(before, before) == []
+    assert build.describe_runs(trained) == ("trained now: `training-ce-seed0` (fp32), "
+                                            "`training-tdsa-seed0` (bf16+channels_last)")
+    assert build.describe_runs([]).startswith("none trained here")
+    (tmp_path / "book").mkdir()
+    page = build.write_build_times(tmp_path, "smoke", {"04_training.ipynb": 61.4},
+                                   {"04_training.ipynb": trained}, cpu="a CPU (native bf16)")
+    text = page.read_text(encoding="utf-8")
+    assert f"{os.cpu_count()} CPU cores (a CPU (native bf16))" in text
+    assert "| {doc}`04_training` | 61 s | trained now: `training-ce-seed0` (fp32)" in text
+    assert build.run_summaries(tmp_path / "nowhere") == {}

@@ -7,13 +7,17 @@ every page are kept in ``_build/screenshots/`` for a human to look at.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -215,3 +219,137 @@ def test_intro_shows_the_seconds_each_chapter_took_in_this_build(built_book: Pat
     rows = re.findall(r"<td[^>]*>(?:<p>)?(\d+) s(?:</p>)?</td>", text)
     assert len(rows) == len(toc_notebooks()) + 1, f"one row per chapter and a total: {rows}"
     assert int(rows[-1]) >= max(int(r) for r in rows[:-1]), "the total is the largest"
+
+
+# Issue 23: the layout at 1280 px. A script added to a copy of each page measures, once the page
+# has loaded, the content column, every table and code block that is shown (not inside a
+# collapsed cell) and every image, and writes the numbers into the page, which --dump-dom reads.
+LAYOUT_PROBE = """
+<script>
+window.addEventListener("load", () => { setTimeout(() => {
+  const article = document.querySelector("main .bd-article") || document.querySelector("main");
+  const style = getComputedStyle(article);
+  const column = article.clientWidth - parseFloat(style.paddingLeft)
+    - parseFloat(style.paddingRight);
+  const shown = (el) => el.getClientRects().length > 0 && !el.closest("details:not([open])");
+  const what = (el) => {
+    const section = el.closest("section");
+    return (section && section.id ? section.id + ": " : "")
+      + el.textContent.trim().replace(/\\s+/g, " ").slice(0, 70);
+  };
+  const out = {column: column, tables: [], code: [], math: [], figures: []};
+  for (const t of document.querySelectorAll("main table")) {
+    if (shown(t)) out.tables.push({width: t.offsetWidth, what: what(t)});
+  }
+  for (const p of document.querySelectorAll("main pre")) {
+    if (shown(p)) out.code.push({width: Math.max(p.scrollWidth, p.offsetWidth), what: what(p)});
+  }
+  for (const m of document.querySelectorAll("main mjx-container[display='true']")) {
+    const inner = m.querySelector("mjx-math");
+    if (shown(m)) out.math.push({width: Math.max(m.scrollWidth,
+      inner ? inner.getBoundingClientRect().width : 0), what: what(m)});
+  }
+  for (const img of document.querySelectorAll("main img")) {
+    if (shown(img)) out.figures.push({natural: img.naturalWidth,
+      shown: img.getBoundingClientRect().width, src: img.getAttribute("src")});
+  }
+  const result = document.createElement("div");
+  result.id = "tdsa-layout-probe";
+  result.textContent = JSON.stringify(out);
+  document.body.appendChild(result);
+}, 300); });
+</script>
+"""
+MIN_TEXT_PX = 9.0  # the smallest text a figure shown below 60% of its width may keep
+WIDE_FIGURE_PX = 900
+
+
+def measure_layout(page: Path) -> dict[str, Any]:
+    """The probe's numbers for one built page in headless Chromium at 1280 px: ``column``
+    (the content column's width), ``tables``, ``code`` and ``math`` (displayed formulas;
+    ``width``, ``what``) and ``figures`` (``natural``, ``shown``, ``src``), in CSS pixels."""
+    copy = page.with_name(f"_layout_probe_{page.name}")
+    html = page.read_text(encoding="utf-8")
+    copy.write_text(html.replace("</body>", LAYOUT_PROBE + "</body>"), encoding="utf-8")
+    found = None
+    try:
+        for _ in range(3):  # a loaded machine may end the virtual time before the page's load
+            dom = _chromium("--dump-dom", "--virtual-time-budget=20000", copy.as_uri())
+            found = re.search(r'<div id="tdsa-layout-probe"[^>]*>(.*?)</div>', dom.stdout,
+                              re.DOTALL)
+            if found:
+                break
+    finally:
+        copy.unlink(missing_ok=True)
+    assert found, f"{page.name}: the layout probe did not run: {dom.stderr[-800:]}"
+    return dict(json.loads(unescape(found.group(1))))
+
+
+def svg_text_px(src: Path, shown: float, natural: float) -> float | None:
+    """The smallest text of an SVG figure drawn by the package, in CSS pixels at the width it
+    is shown: the method diagram's smallest font (``tdsa.viz.diagram.MIN_FONT_PT``, points of
+    the SVG's own units) scaled by shown / natural width. None for other images."""
+    from tdsa.viz.diagram import MIN_FONT_PT
+
+    if src.name != "tdsa_method.svg":
+        return None
+    return MIN_FONT_PT * 96 / 72 * shown / natural
+
+
+def layout_problems(page: Path, layout: Mapping[str, Any]) -> list[str]:
+    """What does not fit: tables, code blocks and displayed formulas wider than the column,
+    figures wider than
+    900 px shown below 60% of their width whose text falls under 9 px (or is not known), and
+    the method diagram, whose text size is known, when its text falls under 9 px."""
+    column = float(layout["column"])
+    problems = [f"table {t['width']:.0f} px > column {column:.0f} px: {t['what']}"
+                for t in layout["tables"] if t["width"] > column + 1]
+    problems += [f"code {c['width']:.0f} px > column {column:.0f} px: {c['what']}"
+                 for c in layout["code"] if c["width"] > column + 1]
+    problems += [f"formula {m['width']:.0f} px > column {column:.0f} px: {m['what']}"
+                 for m in layout.get("math", []) if m["width"] > column + 1]
+    for f in layout["figures"]:
+        natural, shown = float(f["natural"]), float(f["shown"])
+        text = svg_text_px((page.parent / f["src"]).resolve(), shown, natural) if natural else None
+        if text is not None and text < MIN_TEXT_PX:  # a drawing whose text size is known
+            problems.append(f"figure text {text:.1f} px < {MIN_TEXT_PX:g} px: {f['src']}")
+            continue
+        if natural <= WIDE_FIGURE_PX or shown >= 0.6 * natural:
+            continue
+        if text is None:
+            problems.append(f"figure {natural:.0f} px shown at {shown:.0f} px "
+                            f"({shown / natural:.0%}), text "
+                            + ("unknown" if text is None else f"{text:.1f} px") + f": {f['src']}")
+    return problems
+
+
+@pytest.mark.parametrize("entry", PAGES, ids=[Path(e).name for e in PAGES])
+def test_page_fits_the_content_column_at_1280_px(built_book: Path, entry: str) -> None:
+    """Issue 23: at 1280 px no table or code block outside a collapsed cell is wider than the
+    content column, and no figure wider than 900 px natural is shown below 60% of its width
+    unless its text stays at least 9 px."""
+    page = HTML / f"{entry}.html"
+    layout = measure_layout(page)
+    assert layout["column"] >= 600, f"{page.name}: content column {layout['column']} px"
+    problems = layout_problems(page, layout)
+    assert not problems, f"{page.name} at 1280 px:\n" + "\n".join(problems)
+
+
+def test_layout_check_fails_on_what_does_not_fit(tmp_path: Path) -> None:
+    layout = {"column": 800.0,
+              "tables": [{"width": 800.0, "what": "fits"}, {"width": 950.0, "what": "wide"}],
+              "code": [{"width": 801.5, "what": "overflows"}],
+              "math": [{"width": 790.0, "what": "formula"}],
+              "figures": [{"natural": 1200, "shown": 700, "src": "a.png"},
+                          {"natural": 1200, "shown": 800, "src": "b.png"},
+                          {"natural": 880, "shown": 300, "src": "c.png"}]}
+    problems = layout_problems(tmp_path / "page.html", layout)
+    assert [p.split(":")[-1].strip() for p in problems] == ["wide", "overflows", "a.png"]
+    from tdsa.viz.diagram import MIN_FONT_PT
+
+    diagram = {"natural": 1152, "src": "_images/tdsa_method.svg"}
+    readable = 9.0 / (MIN_FONT_PT * 96 / 72) * 1152  # the width at which its text is 9 px
+    for shown, fails in ((readable + 1, False), (readable - 5, True)):
+        layout = {"column": 800.0, "tables": [], "code": [],
+                  "figures": [dict(diagram, shown=shown)]}
+        assert bool(layout_problems(tmp_path / "page.html", layout)) is fails, shown

@@ -232,3 +232,61 @@ def test_extra_time_note_splits_the_difference_and_names_an_arithmetic_floor():
             "matmul arithmetic (at any batch size) and measures 8.0% of the CE step") in note
     assert "tdsa_resnet50_widen (input 224, batch 2): TDSA - CE = 12 ms of a 400 ms CE step" in note
     assert "On tdsa_vgg16" not in note and "On tdsa_resnet50_widen" not in note
+
+
+def test_phase_clock_sums_wall_and_cpu_per_phase_and_times_a_loader():
+    """A spinning call counts in both clocks, a sleeping one in wall time only; the timed
+    loader counts its batches (and its start) as the data phase and yields them unchanged."""
+    import time
+
+    from tdsa.bench import PhaseClock, _TimedBatches
+
+    def spin() -> None:  # 20 ms of this process's CPU time, however busy the machine is
+        end = time.process_time() + 0.02
+        while time.process_time() < end:
+            pass
+
+    clock = PhaseClock()
+    clock.timed("spin", spin)()
+    clock.timed("spin", spin)()
+    with clock.phase("sleep"):
+        time.sleep(0.02)
+    wall, cpu = clock.get("spin")
+    assert 0.04 <= cpu <= wall + 0.005
+    wall, cpu = clock.get("sleep")
+    assert wall >= 0.019 and cpu < 0.01
+    assert list(_TimedBatches([1, 2, 3], clock)) == [1, 2, 3]
+    assert clock.get("data")[0] > 0
+
+
+@pytest.mark.slow
+def test_epoch_phases_add_up_to_the_epoch_and_follow_the_options(tmp_path):
+    """The breakdown in fp32 without workers: every phase measured, the phases sum to the
+    epoch (backward, train_other and other are the remainders), the trainer's rows kept, and
+    chapter 4's projection is two runs of the config's 16 epochs."""
+    from tdsa.bench import EPOCH_PHASES
+
+    result = run_benchmarks(("epoch",), quick=True, amp="none", workers=0,
+                            data_root=tmp_path / "synthetic")
+    epoch = result["epoch"]
+    assert epoch["precision"] == "fp32" and epoch["workers"] == 0
+    assert result["cpu_kernels"]["aten_capability"]
+    assert len(epoch["phases_per_epoch"]) == len(epoch["metrics"]) == 2
+    for row in epoch["phases_per_epoch"]:
+        for clock in ("wall_s", "cpu_s"):
+            total = row["total"][clock]
+            assert sum(row[name][clock] for name in EPOCH_PHASES) == pytest.approx(total)
+            for name in ("data", "forward", "loss_head", "backward", "optimizer", "eval_val",
+                         "eval_test", "checkpoint"):
+                assert row[name]["wall_s"] > 0, name
+        assert row["trainer_epoch_time"] <= row["total"]["wall_s"]
+    assert epoch["phases"] == epoch["phases_per_epoch"][-1]
+    assert set(epoch["phase_notes"]) == set(EPOCH_PHASES)
+    assert epoch["chapter4_seconds"]["cpu_s"] == pytest.approx(
+        2 * 16 * epoch["phases"]["total"]["cpu_s"])
+    assert "test_top1" in epoch["metrics"][-1] and "epoch_time" not in epoch["metrics"][-1]
+    # the data root was generated once and is reused
+    assert (tmp_path / "synthetic" / "tdsa_synthetic.json").is_file()
+    again = run_benchmarks(("epoch",), quick=True, amp="none", workers=0,
+                           data_root=tmp_path / "synthetic")
+    assert again["epoch"]["metrics"] == epoch["metrics"], "same seed, same numbers"

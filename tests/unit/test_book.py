@@ -34,8 +34,8 @@ def _data(name: str) -> str:
 
 SHORT = {  # chapters 2 and 3, configs/smoke.yaml
     "smoke": [_data("synthetic-book-smoke"), "data.synthetic.num_classes=4",
-              "data.synthetic.train_per_class=8", "data.synthetic.test_per_class=4",
-              "data.synthetic.image_size=48", "data.synthetic.val_per_class=4",
+              "data.synthetic.train_per_class=8", "data.synthetic.val_per_class=4",
+              "data.synthetic.test_per_class=4", "data.synthetic.image_size=48",
               "data.image_size=48", "train.epochs=1", "runtime.seed=0"],
     "cpu": [_data("synthetic-book-cpu"), "data.synthetic.num_classes=6",
             "data.synthetic.train_per_class=30", "data.synthetic.test_per_class=10",

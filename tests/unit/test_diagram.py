@@ -55,3 +55,16 @@ def test_committed_svg_is_the_drawing(tmp_path: Path) -> None:
     assert fresh == committed, (
         "book/figures/tdsa_method.svg is stale: run python -m tdsa.viz.diagram "
         "book/figures/tdsa_method.svg")
+
+
+def test_no_text_is_smaller_than_the_declared_minimum() -> None:
+    """The book's browser test reads the diagram's text size from MIN_FONT_PT: 10 points of a
+    12-inch drawing are 9.5 px when the page shows it 817 px wide (a 1280 px window)."""
+    from tdsa.viz.diagram import MIN_FONT_PT
+
+    fig = plot_method_diagram((9, 3))
+    sizes = [t.get_fontsize() for ax in fig.axes for t in ax.texts if t.get_text()]
+    width_pt = fig.get_figwidth() * 72
+    plt.close(fig)
+    assert min(sizes) == MIN_FONT_PT
+    assert MIN_FONT_PT * 96 / 72 * 817 / (width_pt * 96 / 72) >= 9.0

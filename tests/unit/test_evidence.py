@@ -15,7 +15,9 @@ from tdsa.book import BOOK_GRIDS, claim_summary, lever_pairs
 from tdsa.config import Config, dump_config
 from tdsa.errors import ConfigError, DataError
 from tdsa.evidence import (
+    BORDERLINE,
     CLAIM_PARTS,
+    VERDICTS,
     check_lever,
     check_levers,
     column_stats,
@@ -84,9 +86,45 @@ def test_paired_differences_use_only_common_finished_seeds() -> None:
 def test_verdict_needs_two_seeds_and_a_mean_beyond_its_spread() -> None:
     assert verdict(10.0, 1.0, 3) == "higher"
     assert verdict(-10.0, 1.0, 3) == "lower"
-    assert verdict(1.0, 1.0, 3) == "no clear difference"
+    assert verdict(0.5, 1.0, 3) == "no clear difference"
     assert verdict(10.0, math.nan, 1) == "no clear difference"
     assert verdict(10.0, 1.0, 1) == "no clear difference"
+    assert verdict(0.0, 0.0, 5) == "no clear difference"
+
+
+# (mean, std, seeds) -> the word, written by hand from the rule: |mean| > 1.25 std is higher /
+# lower; 0.8 std <= |mean| <= 1.25 std ("about one std") is borderline; below, no difference.
+VERDICT_REFERENCE = [
+    ((-13.7, 6.4, 5), "lower"),            # README: TDSA - CE, 2.1 std
+    ((16.8, 4.2, 5), "higher"),
+    ((1.6, 8.2, 5), "no clear difference"),
+    ((-3.9, 3.9, 5), "borderline lower"),  # issue 23: where true - control, mean = one std
+    ((2.5, 2.4, 5), "borderline higher"),  # issue 23: pointing true - wrong, 1.04 std
+    ((1.25, 1.0, 3), "borderline higher"),  # the band's edges belong to it
+    ((-0.8, 1.0, 3), "borderline lower"),
+    ((1.26, 1.0, 3), "higher"),
+    ((-0.79, 1.0, 3), "no clear difference"),
+    ((3.0, 1.0, 1), "no clear difference"),  # one seed: no spread, no verdict
+]
+
+
+@pytest.mark.parametrize(("diff", "word"), VERDICT_REFERENCE)
+def test_verdict_against_a_hand_written_reference(diff: tuple[float, float, int],
+                                                  word: str) -> None:
+    assert verdict(*diff) == word
+    assert word in VERDICTS
+
+
+def test_a_borderline_part_does_not_carry_the_claim() -> None:
+    assert BORDERLINE == (0.8, 1.25)
+    wins = [run("ce", s, 40.0 + s, gradcam=0.10) for s in range(3)]
+    wins += [run("tdsa", s, 50.0 + 2 * s, high=0.30 + 0.01 * s) for s in range(3)]
+    # true - wrong: +1.0 ± 1.0 points (borderline) on every seed pair
+    wobbly = [dict(r, **{fine_key("wrong_high"): r[fine_key("high")] - (0.0, 0.01, 0.02)[i % 3]})
+              if r["variant"] == "tdsa" else r for i, r in enumerate(wins)]
+    check = check_lever(wobbly, "lever", "ce", "tdsa")
+    assert verdict(*check.diffs[1]) == "borderline higher"
+    assert check.failed == ["vs wrong class"]
 
 
 def test_the_claim_holds_only_when_all_four_comparisons_are_clearly_positive() -> None:
@@ -169,7 +207,7 @@ def test_lever_table_and_summary_state_the_checks() -> None:
         lever_table(rows, checks, parts=("speed",))
     text = claim_summary(checks)
     assert text.startswith("**A regime where TDSA does what the paper claims:** tdsa (none")
-    assert "Clearly below: tdsa_gap (GAP head instead of the flattened map)." in text
+    assert "Lower: tdsa_gap (GAP head instead of the flattened map)." in text
     assert "Fewer than 3 seeds (provisional): tdsa_gap." in text
     assert claim_summary(checks[1:]).startswith("**No lever here gives the paper's result.**")
 
@@ -195,24 +233,54 @@ def test_read_header_is_the_header_of_the_markdown_page(tmp_path: Path) -> None:
         "base": str(REPO / "configs" / "synthetic_tdsa.yaml"), "seeds": [0],
         "overrides": ["train.epochs=3"], "note": "a note",
         "variants": {"tdsa": {"overrides": []}}}))
-    results = [RunResult("tdsa", 0, "ok", {"final_top1": 40.0, "best_top1": 41.5})]
+    results = [RunResult("tdsa", 0, "ok", {"final_top1": 40.0, "best_top1": 41.5},
+                         code="commit 0123456789ab")]
     csv_path, md_path = write_results(load_grid(grid_path), results, tmp_path / "r" / "g",
                                       "python -m tdsa ablate --grid g.yaml")
     header = read_header(csv_path.with_suffix(".json"))
-    assert list(header) == ["Command", "Written", "Machine", "Base config", "Numbers", "Split",
-                            "Note"]
+    assert list(header) == ["Command", "Written", "Machine", "CPU", "Code", "Precision",
+                            "Base config", "Numbers", "Split", "Note"]
+    assert header["Code"].startswith("runs trained at `commit 0123456789ab`; page written at `")
     assert header["Command"] == "`python -m tdsa ablate --grid g.yaml`"
     assert header["Note"] == "a note"
     assert "1 runs finished, 0 failed; seeds [0]" in header["Written"]
     assert "overrides for every run: `train.epochs=3`" in header["Base config"]
+    assert "bf16" in header["CPU"] and "train.amp=auto" in header["Precision"]
     page = md_path.read_text(encoding="utf-8").splitlines()
-    assert page[2:9] == [f"- {k}: {v}" for k, v in header.items()], "the page shows the same"
+    assert page[2:12] == [f"- {k}: {v}" for k, v in header.items()], "the page shows the same"
     with pytest.raises(DataError, match=r"nope\.json: no such results header"):
         read_header(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{"rows": []}')
     with pytest.raises(DataError, match=r"bad\.json: expected a JSON object with a 'header'"):
         read_header(bad)
+
+
+def test_a_resumed_grid_keeps_every_command_that_made_it(tmp_path: Path) -> None:
+    from tdsa.ablate import recorded_commands
+    from tdsa.evidence import read_header
+
+    grid_path = tmp_path / "g.yaml"
+    grid_path.write_text(yaml.safe_dump({
+        "base": str(REPO / "configs" / "synthetic_tdsa.yaml"), "seeds": [0, 1],
+        "variants": {"tdsa": {"overrides": []}}}))
+    grid, out = load_grid(grid_path), tmp_path / "r" / "g"
+    assert recorded_commands(out) == []
+    first = "python -m tdsa ablate --grid g.yaml --out runs/g"
+    resume = "python -m tdsa ablate --grid g.yaml --out runs/g --seeds 1 --only tdsa"
+    results = [RunResult("tdsa", 0, "ok", {"final_top1": 40.0, "best_top1": 41.5})]
+    write_results(grid, results, out, first)
+    results.append(RunResult("tdsa", 1, "ok", {"final_top1": 42.0, "best_top1": 43.0}))
+    csv_path, md_path = write_results(grid, results, out, resume)
+    write_results(grid, results, out, resume)  # the same call again adds nothing
+    assert recorded_commands(out) == [first, resume]
+    header = read_header(csv_path.with_suffix(".json"))
+    assert header["Command"] == f"`{first}`; resumed with `{resume}`"
+    assert f"- Command: `{first}`; resumed with `{resume}`" in md_path.read_text(encoding="utf-8")
+    # a file written before the list existed: its single command is kept
+    old = tmp_path / "old.json"
+    old.write_text('{"header": {"Command": "`python -m tdsa ablate --grid old.yaml`"}}')
+    assert recorded_commands(tmp_path / "old") == ["python -m tdsa ablate --grid old.yaml"]
 
 
 def test_committed_results_have_their_header_as_data() -> None:

@@ -10,7 +10,7 @@ from tdsa import cli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tdsa"
 LIBRARY = ("losses", "models", "data", "engine", "metrics", "viz", "validation", "errors",
-           "resources", "config")
+           "resources", "config", "provenance")
 UPPER_LAYERS = ("tdsa.experiments", "tdsa.ablate", "tdsa.evidence", "tdsa.calibration",
                 "tdsa.localisation", "tdsa.counterfactual", "tdsa.bench", "tdsa.book",
                 "tdsa.commands", "tdsa.cli")

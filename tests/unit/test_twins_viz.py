@@ -110,3 +110,55 @@ def test_figure_has_both_pictures_two_maps_with_colour_bars_and_the_part_circled
         h, w = pair.difference(stage).shape
         assert circle.center == pytest.approx((pair.part_xy[0] * w, pair.part_xy[1] * h))
     assert "predicted" in image_axes[0].get_title()
+
+
+def test_twin_figure_is_two_rows_that_fit_a_page(setup) -> None:
+    _, cfg, model = setup
+    fig = plot_twin(twin_pair(model, cfg, 4, "beak", gradcam=True))
+    pictures = [ax for ax in fig.axes if ax.images][:2]
+    maps = [ax for ax in fig.axes if ax.images][2:]
+    assert all(p.get_position().y0 > m.get_position().y1 for p in pictures for m in maps), (
+        "the pictures sit on a row above the maps")
+    width_px = fig.get_figwidth() * 90  # the book's figure.dpi
+    assert width_px <= 900, "shown at its natural size in the book's content column"
+    sizes = [t.get_fontsize() for ax in fig.axes for t in (ax.title, *ax.get_yticklabels())
+             if t.get_text()]
+    assert min(sizes) >= 8
+
+
+class _Fixed(torch.nn.Module):
+    """A classifier that predicts ``answers[i]`` for the i-th image it sees."""
+
+    def __init__(self, answers: list[int], classes: int) -> None:
+        super().__init__()
+        self.answers, self.classes, self.seen = answers, classes, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(x), self.classes)
+        for row in range(len(x)):
+            out[row, self.answers[self.seen + row]] = 1.0
+        self.seen += len(x)
+        return out
+
+
+def test_twin_examples_are_images_every_model_classifies_correctly(setup) -> None:
+    from tdsa.data import from_config
+    from tdsa.viz.twins import choose_twin_examples
+
+    _, cfg, _ = setup
+    labels = list(from_config(cfg.data, "test").targets)  # 4 classes x 3 images
+    assert labels == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    # model a is wrong on images 0 and 3, model b on image 1: image 2 (class 0) is the first
+    # right for both, then image 4 (class 1, a class not used yet)
+    a = [9 if i in (0, 3) else y for i, y in enumerate(labels)]
+    b = [9 if i == 1 else y for i, y in enumerate(labels)]
+    a = [v % 4 if v != 9 else (y + 1) % 4 for v, y in zip(a, labels, strict=True)]
+    b = [v % 4 if v != 9 else (y + 1) % 4 for v, y in zip(b, labels, strict=True)]
+    chosen = choose_twin_examples([_Fixed(a, 4), _Fixed(b, 4)], cfg, ("eye", "beak"),
+                                  batch_size=5)
+    assert [(c.index, c.part, c.label, c.correct) for c in chosen] == [
+        (2, "eye", 0, True), (4, "beak", 1, True)]
+    # nothing right: the first image of an unused class, marked
+    wrong = [(y + 1) % 4 for y in labels]
+    chosen = choose_twin_examples([_Fixed(wrong, 4)], cfg, ("eye", "beak"))
+    assert [(c.index, c.correct) for c in chosen] == [(0, False), (3, False)]

@@ -114,6 +114,9 @@ def test_channel_and_gate_figures_write_pngs(tmp_path):
     mid, high = torch.rand(9, 8, 8), torch.rand(3, 4, 4)
     fig = plot_class_channels(img, mid, high, title="class 0", path=tmp_path / "ch.png")
     assert len([ax for ax in fig.axes if ax.images]) == 1 + 3 + 9
+    assert fig.get_figwidth() * 90 <= 900, "five maps to a row: shown at its natural size"
+    mids = [ax for ax in fig.axes if ax.images and ax.get_title().startswith("mid")]
+    assert len({round(ax.get_position().y0, 3) for ax in mids}) == 2, "nine mid maps, two rows"
     _assert_png(tmp_path / "ch.png")
     fig = plot_gate_maps(img, high, mid, path=tmp_path / "gate.png")
     assert len([ax for ax in fig.axes if ax.images]) == 1 + 3 * (1 + 2 * 3)

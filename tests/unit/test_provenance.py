@@ -1,0 +1,63 @@
+"""tdsa.provenance.code_version: the commit a run or a results page was made from."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _version_in(root: Path) -> str:
+    """code_version() as a fresh process importing the package from ``root`` reports it."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from tdsa.provenance import code_version; print(code_version())"],
+        cwd=root, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)}, capture_output=True,
+        text=True, check=True)
+    return done.stdout.strip()
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture()
+def checkout(tmp_path: Path) -> Path:
+    """A one-commit git repository holding a copy of the package."""
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "tdsa", root / "tdsa", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "configs").mkdir()
+    (root / "configs" / "a.yaml").write_text("x: 1\n")
+    (root / "pyproject.toml").write_text("[project]\nname = 'tdsa'\n")
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    return root
+
+
+def test_a_clean_checkout_is_named_by_its_commit(checkout: Path) -> None:
+    sha = _git(checkout, "rev-parse", "--short=12", "HEAD")
+    assert _version_in(checkout) == f"commit {sha}"
+
+
+def test_a_changed_package_or_config_says_so_and_other_files_do_not(checkout: Path) -> None:
+    sha = _git(checkout, "rev-parse", "--short=12", "HEAD")
+    (checkout / "notes.txt").write_text("untracked, not code\n")
+    assert _version_in(checkout) == f"commit {sha}"
+    (checkout / "configs" / "a.yaml").write_text("x: 2\n")
+    assert _version_in(checkout) == f"commit {sha} + uncommitted changes to tdsa/ or configs/"
+
+
+def test_a_copy_outside_git_is_named_by_the_package_version(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    shutil.copytree(REPO / "tdsa", root / "tdsa", ignore=shutil.ignore_patterns("__pycache__"))
+    from tdsa import __version__
+
+    assert _version_in(root) == f"tdsa {__version__} (not a git checkout)"
