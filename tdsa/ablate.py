@@ -629,10 +629,13 @@ def _code_text(results: Sequence[RunResult]) -> str:
     what wrote the page (:func:`tdsa.provenance.code_version`)."""
     recorded = sorted({r.code for r in results if r.code})
     missing = len([r for r in results if not r.code])
-    runs = "; ".join(f"`{c}`" for c in recorded) or "not recorded"
-    if recorded and missing:
-        runs += f" ({missing} of {len(results)} runs recorded none)"
-    return f"runs trained at {runs}; page written at `{code_version()}`"
+    if not recorded:
+        runs = "runs trained before runs recorded their code (see the note)"
+    else:
+        runs = "runs trained at " + "; ".join(f"`{c}`" for c in recorded)
+        if missing:
+            runs += f" ({missing} of {len(results)} runs recorded none)"
+    return f"{runs}; page written at `{code_version()}`"
 
 
 def _command_text(commands: Sequence[str]) -> str:

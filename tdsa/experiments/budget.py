@@ -52,7 +52,9 @@ class BudgetPoint:
 @dataclass(frozen=True)
 class Budget:
     """The converged budget: ``epochs`` (E), whether the rule found it (``converged``) and the
-    change of each arm's mean val top-1 from E to 2E (empty when not converged)."""
+    change of each arm's mean val top-1 over the doubling that decided it: from E to 2E when
+    converged, else over the last doubling measured (from E/2 to E; empty when the grid has
+    no doubling)."""
 
     epochs: int
     converged: bool
@@ -90,13 +92,14 @@ def converged_budget(points: Sequence[BudgetPoint], tolerance: float = TOLERANCE
     common = sorted(set.intersection(*(set(b) for b in by_arm.values())))
     if not common:
         raise ValueError("no budget was measured for every arm")
+    changes: dict[str, float] = {}
     for b in common:
         if 2 * b not in common:
             continue
         changes = {arm: pts[2 * b].val_mean - pts[b].val_mean for arm, pts in by_arm.items()}
         if all(abs(c) <= tolerance for c in changes.values()):
             return Budget(b, True, changes)
-    return Budget(common[-1], False, {})
+    return Budget(common[-1], False, changes)
 
 
 def plot_budget_curve(points: Sequence[BudgetPoint], ax: Any = None) -> Any:

@@ -60,6 +60,14 @@ def test_converged_budget_is_the_smallest_budget_whose_doubling_changes_no_arm(
                 - sum(by_e[got.epochs]) / len(by_e[got.epochs])
             assert got.changes[arm] == pytest.approx(ref)
             assert abs(ref) <= 1.0
+    else:  # the changes are those of the last doubling both arms measured, or none
+        last = max((b for b in curves["ce"] if 2 * b in curves["ce"] and 2 * b in curves["tdsa"]
+                    and b in curves["tdsa"]), default=None)
+        assert set(got.changes) == (set() if last is None else set(curves))
+        for arm, by_e in curves.items():
+            if last is not None:
+                ref = sum(by_e[2 * last]) / len(by_e[2 * last]) - sum(by_e[last]) / len(by_e[last])
+                assert got.changes[arm] == pytest.approx(ref)
 
 
 def test_exactly_one_point_counts_as_no_change_and_nothing_measured_is_an_error() -> None:
