@@ -50,7 +50,11 @@ class DataConfig:
     """Dataset, transforms and loader workers.
 
     ``synthetic`` holds the keyword arguments of :func:`tdsa.data.synthetic.generate`, used
-    when ``dataset`` is ``synthetic``, ``generate`` is true and ``root`` does not exist yet.
+    when ``dataset`` is ``synthetic``, ``generate`` is true and ``root`` does not exist yet
+    (``num_classes``, ``train_per_class``, ``val_per_class``, ``seed``, ...; ``unique_part``,
+    default null, names a fine part's attribute, ``eye_ring`` or ``beak_tip``, of which each
+    class then has a value of its own); with ``generate`` an existing root must have been
+    generated with them.
     ``options`` are extra keyword arguments of :func:`tdsa.data.build_dataset`.
     ``train_split`` is the split trained on; ``val_split`` (null = none), when set, is
     evaluated after every epoch and selects ``best.pt`` (the synthetic data's ``val``, or

@@ -45,8 +45,8 @@ from torch import Tensor
 
 from tdsa.data import SyntheticBirds, build_dataset, resolve_data_config, spec_transforms
 from tdsa.data.synthetic import (
-    ATTRIBUTES,
     PARTS,
+    attribute_values,
     encode_as_saved,
     image_source,
     load_metadata,
@@ -433,20 +433,22 @@ class _Run:
         return self.transform(encode_as_saved(bird.image, quality))
 
     def class_values(self, part: Any) -> Tensor:
-        return torch.tensor([ATTRIBUTES[part.attribute].index(c["attributes"][part.attribute])
+        values = attribute_values(self.meta, part.attribute)
+        return torch.tensor([values.index(c["attributes"][part.attribute])
                              for c in self.meta["classes"]])
 
     def twins(self, part: Any, indices: list[int]) -> tuple[list[int], list[Tensor], list[int]]:
         """Per twin of ``part``: its original's row in ``indices``, its image and the index
         of the original's attribute value."""
         rows, twins, swapped = [], [], []
+        values = attribute_values(self.meta, part.attribute)
         for row, i in enumerate(indices):
             own = self.meta["classes"][image_source(self.meta, self.split, i)[0]]["attributes"]
             for value in twin_values(self.meta, self.split, i, part.name):
                 rows.append(row)
                 twins.append(self.prepare(render_image(self.meta, self.split, i,
                                                        swap={part.attribute: value})))
-                swapped.append(ATTRIBUTES[part.attribute].index(own[part.attribute]))
+                swapped.append(values.index(own[part.attribute]))
         return rows, twins, swapped
 
     def part_xy(self, part: Any, images: list[int]) -> Tensor:

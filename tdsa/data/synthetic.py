@@ -5,7 +5,9 @@ intra-class variance: position, scale, rotation, horizontal flip, body colour an
 noisy background with eye-like distractor blobs. Classes differ only in small local attributes
 at four parts and two granularities: coarse (wing pattern, tail shape) and fine (eye-ring colour,
 beak-tip colour, a few pixels each). The class attribute combinations are chosen so that every
-attribute value is shared by at least two classes: no single part identifies a class.
+attribute value is shared by at least two classes: no single part identifies a class, unless
+``unique_part`` names a fine part's attribute: then each class has a colour of that part that
+no other class has (extra values, :data:`UNIQUE_VALUES`), and that part alone separates them.
 
 The output is read by the real CUB-200-2011 loader (``tdsa.data.build_dataset("synthetic", ...)``).
 An optional validation split lives in ``val/``, a CUB-format tree of its own. Rendering is a pure
@@ -35,7 +37,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from tdsa.errors import ConfigError, DataError
-from tdsa.validation import check_bool, check_int, check_number
+from tdsa.validation import check_bool, check_choice, check_int, check_number
 
 GENERATOR_VERSION = 1
 """Bumped whenever the same arguments would produce different files."""
@@ -85,6 +87,16 @@ PARTS: tuple[Part, ...] = (
 )
 """The annotated parts, in ``parts/parts.txt`` order."""
 
+UNIQUE_PARTS: tuple[str, ...] = tuple(
+    p.attribute for p in PARTS if p.granularity == "fine" and p.attribute is not None
+)
+"""The attributes ``unique_part`` may name: the fine parts' colours (``beak_tip``, ``eye_ring``)."""
+UNIQUE_VALUES: tuple[str, ...] = tuple(
+    f"u{k:02d}" for k in range(1, math.prod(len(v) for v in ATTRIBUTES.values()) + 1)
+)
+"""The extra values of a ``unique_part`` attribute, in the order classes take them: colours
+apart from the fine parts' own and from each other (:func:`unique_colours`)."""
+
 # Label-map ids of drawn regions that are not annotated parts.
 _BODY_LABEL = len(PARTS) + 1
 _HEAD_LABEL = len(PARTS) + 2
@@ -120,6 +132,8 @@ _RING_COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (45, 85, 230),
 }
 _TIP_COLOURS: dict[str, tuple[int, int, int]] = {"black": (30, 28, 28), "orange": (240, 125, 25)}
+_PUPIL_RGB = (25, 22, 20)
+_BEAK_RGB = (170, 155, 125)
 _DISTRACTOR_RINGS = (*_RING_COLOURS.values(), (235, 235, 235), (240, 125, 25), (60, 170, 70))
 _SUPERSAMPLE = 2
 _VAL_STREAM = (1,)  # SeedSequence spawn keys (see image_rng, twin_rng)
@@ -168,20 +182,86 @@ def twin_rng(seed: int, index: int, *, val: bool = False) -> np.random.Generator
     )
 
 
-def choose_classes(num_classes: int) -> list[dict[str, str]]:
+def choose_classes(num_classes: int, unique_part: str | None = None) -> list[dict[str, str]]:
     """Attribute combinations of ``num_classes`` classes, the same for every seed.
 
     Chosen (deterministic local search) so that, when possible, every value that occurs is
     shared by at least two classes and every value is used; every attribute is needed (some
     pair of classes differs only there); and as many (class, attribute) pairs as possible have
     a twin class that differs only in that attribute.
+
+    With ``unique_part`` (one of :data:`UNIQUE_PARTS`) each class then gets a value of that
+    attribute that no other class has: the first class with each value keeps it, the others
+    take the next of :data:`UNIQUE_VALUES`; the other attributes are those of the search.
     """
     _check_num_classes(num_classes)
+    unique_part = check_unique_part(unique_part)
     names = list(ATTRIBUTES)
-    return [
+    classes = [
         {name: ATTRIBUTES[name][v] for name, v in zip(names, row, strict=True)}
         for row in _search_classes(num_classes)
     ]
+    if unique_part is not None:
+        extra, taken = iter(UNIQUE_VALUES), set()
+        for attrs in classes:
+            if attrs[unique_part] in taken:
+                attrs[unique_part] = next(extra)
+            taken.add(attrs[unique_part])
+    return classes
+
+
+def check_unique_part(value: Any, key: str = "unique_part") -> str | None:
+    """``value`` when it is None or one of :data:`UNIQUE_PARTS`; else a ConfigError that
+    names ``key`` and the allowed names."""
+    if value is None:
+        return None
+    return check_choice(key, value, UNIQUE_PARTS)
+
+
+def value_lists(classes: list[dict[str, str]]) -> dict[str, list[str]]:
+    """Each attribute's values in a dataset of ``classes``: those of :data:`ATTRIBUTES`, then
+    the extra values (:data:`UNIQUE_VALUES`) the classes use, in order."""
+    values = {name: list(v) for name, v in ATTRIBUTES.items()}
+    for attrs in classes:
+        for name, value in attrs.items():
+            if value not in values[name]:
+                values[name].append(value)
+    return values
+
+
+@functools.cache
+def unique_colours() -> dict[str, tuple[int, int, int]]:
+    """The RGB colour of each of :data:`UNIQUE_VALUES`. A drawn ring's colour is its value's
+    times 0.8..1 (plus jitter), a segment towards black; each extra value is in turn the
+    colour of a 15-step grid whose segment is farthest from those of the fine parts' own
+    colours (eye rings, beak tips, pupil, beak) and of the values chosen before it."""
+    levels = np.arange(0, 256, 15, dtype=float)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    fixed = [*_RING_COLOURS.values(), *_TIP_COLOURS.values(), _PUPIL_RGB, _BEAK_RGB]
+    nearest = np.full(len(grid), np.inf)
+    for colour in fixed:
+        nearest = np.minimum(nearest, _segment_distance(grid, np.asarray(colour, dtype=float)))
+    chosen: dict[str, tuple[int, int, int]] = {}
+    for name in UNIQUE_VALUES:
+        best = grid[int(np.argmax(nearest))]
+        red, green, blue = (int(v) for v in best)
+        chosen[name] = (red, green, blue)
+        nearest = np.minimum(nearest, _segment_distance(grid, best))
+    return chosen
+
+
+def _segment_distance(colours: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """The least RGB distance between ``colours`` ``[N, 3]`` and ``colour``, each times any of
+    0.8..1 (sampled at five points): ``[N]``."""
+    shades = np.linspace(0.8, 1.0, 5)
+    ours = colours[:, None, None, :] * shades[None, :, None, None]
+    theirs = colour[None, None, None, :] * shades[None, None, :, None]
+    return np.linalg.norm(ours - theirs, axis=-1).min(axis=(1, 2))
+
+
+def _colour(own: Mapping[str, tuple[int, int, int]], value: str) -> tuple[int, int, int]:
+    """The colour of a fine attribute's ``value``: its own, else an extra value's."""
+    return own[value] if value in own else unique_colours()[value]
 
 
 def render_bird(
@@ -285,10 +365,11 @@ def _painted(attributes: Mapping[str, str], swap: Mapping[str, str] | None) -> d
     for name, value in {**painted, **dict(swap or {})}.items():
         if name not in ATTRIBUTES:
             raise ConfigError(f"unknown attribute {name!r}; attributes: {', '.join(ATTRIBUTES)}")
-        if value not in ATTRIBUTES[name]:
-            raise ConfigError(
-                f"{name}={value!r} is not a value of {name}; values: {', '.join(ATTRIBUTES[name])}"
-            )
+        extra = name in UNIQUE_PARTS and value in UNIQUE_VALUES
+        if value not in ATTRIBUTES[name] and not extra:
+            more = f" or {UNIQUE_VALUES[0]}..{UNIQUE_VALUES[-1]}" if name in UNIQUE_PARTS else ""
+            raise ConfigError(f"{name}={value!r} is not a value of {name}; values: "
+                              f"{', '.join(ATTRIBUTES[name])}{more}")
     missing = [name for name in ATTRIBUTES if name not in painted]
     if missing:
         raise ConfigError(f"attributes lack {', '.join(missing)}; expected all of "
@@ -404,15 +485,26 @@ def render_twin(
     return render_image(source, split, index, swap={part_attribute(part): value})
 
 
+def attribute_values(source: str | Path | Mapping[str, Any], attribute: str) -> list[str]:
+    """The values of ``attribute`` in a synthetic dataset (a root or its metadata): those of
+    :data:`ATTRIBUTES`, then the extra ones its classes use when it was generated with
+    ``unique_part`` set to ``attribute``."""
+    meta = load_metadata(source)
+    if attribute not in meta["attributes"]:
+        raise ConfigError(f"unknown attribute {attribute!r}; attributes: "
+                          f"{', '.join(meta['attributes'])}")
+    return list(meta["attributes"][attribute])
+
+
 def twin_values(source: str | Path | Mapping[str, Any], split: str, index: int,
                 part: str) -> list[str]:
-    """The values of ``part``'s attribute other than image ``index``'s own, in
-    :data:`ATTRIBUTES` order: the twins that exist for that part.
+    """The values of ``part``'s attribute other than image ``index``'s own, in the order of
+    :func:`attribute_values`: the twins that exist for that part.
     """
     meta = load_metadata(source)
     attribute = part_attribute(part)
     own = meta["classes"][image_source(meta, split, index)[0]]["attributes"][attribute]
-    return [v for v in ATTRIBUTES[attribute] if v != own]
+    return [v for v in attribute_values(meta, attribute) if v != own]
 
 
 def generate(
@@ -431,6 +523,7 @@ def generate(
     max_rotation: float = 25.0,
     noise_std: float = 8.0,
     val_per_class: int = 0,
+    unique_part: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
@@ -453,6 +546,11 @@ def generate(
     the train and test files are byte-identical with and without them, and the metadata
     records ``val_per_class`` only when it is positive.
 
+    ``unique_part`` (one of :data:`UNIQUE_PARTS`, e.g. ``"eye_ring"``) gives each class a value
+    of that attribute no other class has (:func:`choose_classes`); the metadata records it, and
+    the attribute's extra values under ``attributes``, only when it is set, so ``None`` writes
+    the files it wrote before the option existed.
+
     Book: chapter 1, *Generating the dataset*.
     """
     args: dict[str, Any] = {
@@ -474,12 +572,14 @@ def generate(
     # Recorded only when positive, so that datasets without val keep their metadata.
     if check_int("val_per_class", val_per_class, 0, 100_000):
         args["val_per_class"] = int(val_per_class)
+    if check_unique_part(unique_part) is not None:
+        args["unique_part"] = unique_part
     check_bool("overwrite", overwrite)
     root = Path(root)
     if _prepare_root(root, args, overwrite):
         return root
 
-    classes = choose_classes(num_classes)
+    classes = choose_classes(num_classes, unique_part)
     class_dirs = [f"{i:03d}.{_class_name(attrs)}" for i, attrs in enumerate(classes, start=1)]
     per_class = train_per_class + test_per_class
     total = num_classes * (per_class + val_per_class)
@@ -495,7 +595,7 @@ def generate(
             {"id": p.id, "name": p.name, "granularity": p.granularity, "attribute": p.attribute}
             for p in PARTS
         ],
-        "attributes": {k: list(v) for k, v in ATTRIBUTES.items()},
+        "attributes": value_lists(classes),
         "classes": [
             {"id": i, "name": d, "attributes": attrs}
             for i, (d, attrs) in enumerate(zip(class_dirs, classes, strict=True), start=1)
@@ -647,17 +747,17 @@ def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
 def _bird_colours(rng: np.random.Generator, attributes: Mapping[str, str]) -> dict[str, tuple]:
     body = _hsv(rng.random(), rng.uniform(0.15, 0.6), rng.uniform(0.35, 0.85))
     dark = _mix(body, (0, 0, 0), rng.uniform(0.2, 0.45))
-    ring = np.asarray(_jitter(rng, _RING_COLOURS[attributes["eye_ring"]], 20))
+    ring = np.asarray(_jitter(rng, _colour(_RING_COLOURS, attributes["eye_ring"]), 20))
     return {
         "body": body,
         "wing": dark,
         "pattern": _mix(dark, (245, 240, 225), rng.uniform(0.6, 0.8)),
         "breast": _mix(body, (245, 240, 230), rng.uniform(0.3, 0.6)),
         "leg": _hsv(rng.uniform(0.0, 0.12), rng.uniform(0.2, 0.5), rng.uniform(0.2, 0.45)),
-        "beak": _jitter(rng, (170, 155, 125), 20),
-        "tip": _jitter(rng, _TIP_COLOURS[attributes["beak_tip"]], 15),
+        "beak": _jitter(rng, _BEAK_RGB, 20),
+        "tip": _jitter(rng, _colour(_TIP_COLOURS, attributes["beak_tip"]), 15),
         "ring": tuple(int(v) for v in np.rint(ring * rng.uniform(0.8, 1.0))),
-        "pupil": _jitter(rng, (25, 22, 20), 10),
+        "pupil": _jitter(rng, _PUPIL_RGB, 10),
     }
 
 

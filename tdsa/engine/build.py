@@ -103,14 +103,16 @@ def _check_synthetic(meta: Path, wanted: dict[str, Any]) -> None:
 
 def ensure_synthetic(d: DataConfig, info: DistInfo) -> None:
     """With ``data.generate`` on synthetic data: generate a missing root (rank 0, the others
-    wait), or check that an existing one was generated with ``data.synthetic``."""
-    from tdsa.data.synthetic import generate
+    wait), or check that an existing one was generated with ``data.synthetic`` (its
+    ``unique_part`` compared even when not given: it changes the classes)."""
+    from tdsa.data.synthetic import check_unique_part, generate
 
     if d.dataset != "synthetic" or not d.generate:
         return
+    check_unique_part(d.synthetic.get("unique_part"), "data.synthetic.unique_part")
     meta = Path(d.root) / "tdsa_synthetic.json"
     if meta.is_file():
-        _check_synthetic(meta, d.synthetic)
+        _check_synthetic(meta, {"unique_part": None, **d.synthetic})
         return
     if info.is_main:
         try:

@@ -34,6 +34,15 @@ class MetricsWriter:
     """Writes one row per epoch to ``metrics.jsonl`` and ``metrics.csv`` in ``out_dir``, and to
     TensorBoard (``out_dir/tb``) when ``tensorboard`` is true (needs the ``tensorboard``
     package, imported only then).
+
+    The trainer's rows hold ``epoch``, ``lr``, ``lr_head``, ``aux_scale``, ``train_<term>``
+    for each loss term (``total``, ``ce``, ``dis_mid``, ``div_mid``, ``dis_high``,
+    ``div_high``) and ``train_top1``, the mean gradient norms ``grad_norm/mid``,
+    ``grad_norm/high``, ``grad_norm/head`` and ``grad_norm/total`` (see
+    :mod:`tdsa.engine.step`; rows written before they were recorded lack them, and their cells
+    in the CSV are empty), ``epoch_time``, ``images_per_s``, ``precision``, then ``val_*`` and
+    ``test_*`` (``top1``, ``top5``, ``loss``, ``images``) for the splits read and
+    ``eval_time``.
     """
 
     def __init__(self, out_dir: str | Path, *, tensorboard: bool = False) -> None:

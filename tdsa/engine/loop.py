@@ -133,6 +133,7 @@ class EpochLoop:
         means = sums.means()
         row |= {f"train_{k}": means[k] for k in TERMS}
         row["train_top1"] = means["top1"]
+        row |= sums.grad_norms()
         row["epoch_time"] = elapsed
         row["images_per_s"] = sums.seen / max(elapsed, 1e-9)
         row["precision"] = self.precision.label

@@ -1,14 +1,21 @@
 """One optimiser step: micro-batches forward and backward, the running sums of the epoch's
-loss terms, and the lazy check that stops a run whose loss became NaN or Inf.
+loss terms and gradient norms, and the lazy check that stops a run whose loss became NaN or Inf.
 
 The step never waits for the device: the sums and the non-finite flags stay on it, and
 :class:`FiniteGuard` reads the flags every :data:`FINITE_CHECK_EVERY` steps, at the end of an
 epoch and before any checkpoint is written, so a broken model is never saved.
+
+The gradient norms (:data:`GRAD_NORM_KEYS` of the epoch row) are the L2 norms of each stage's
+gradients (:meth:`tdsa.models.base.TdsaNet.stage_parameters`) and of all of them, taken after
+the backward pass (under DDP: the all-reduced gradients, the same on every process) and the
+GradScaler's unscaling, before clipping and the optimiser; the epoch row holds their mean over
+the epoch's steps with finite gradients. Reading them changes no gradient or weight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -21,9 +28,16 @@ from tdsa.engine.distributed import DistInfo, all_reduce_sum
 from tdsa.engine.evaluate import autocast
 from tdsa.engine.precision import Precision
 from tdsa.errors import TdsaError
+from tdsa.models.base import PARAM_STAGES
 
 TERMS = ("total", "ce", "dis_mid", "div_mid", "dis_high", "div_high")
 FINITE_CHECK_EVERY = 25
+GRAD_NORM_KEYS = tuple(f"grad_norm/{s}" for s in (*PARAM_STAGES, "total"))
+"""The epoch row's mean gradient norms: one per stage of
+:data:`tdsa.models.base.PARAM_STAGES` (``mid``, ``high``, ``head``) and ``total``."""
+_CORRECT, _SEEN = len(TERMS), len(TERMS) + 1
+_NORMS = slice(len(TERMS) + 2, len(TERMS) + 2 + len(GRAD_NORM_KEYS))
+_STEPS = _NORMS.stop
 
 
 class NonFiniteLossError(TdsaError):
@@ -32,34 +46,67 @@ class NonFiniteLossError(TdsaError):
 
 
 class RunningSums:
-    """Image-weighted sums of the loss terms, correct predictions and images seen, on the
-    device (one float64 vector, all-reduced as one)."""
+    """Image-weighted sums of the loss terms, correct predictions and images seen, and the
+    sums of the steps' gradient norms with the number of steps they count, on the device (one
+    float64 vector, all-reduced as one: under DDP every process adds the same norms, so the
+    mean is unchanged). ``saved`` is :meth:`tolist` of an interrupted epoch; one saved before
+    the gradient norms were recorded restores the loss sums, and the norms' mean then counts
+    the steps after the resume."""
 
     def __init__(self, device: torch.device, saved: list[float] | None = None) -> None:
-        self.vector = torch.zeros(len(TERMS) + 2, dtype=torch.float64, device=device)
+        self.vector = torch.zeros(_STEPS + 1, dtype=torch.float64, device=device)
         if saved is not None:
-            self.vector += torch.tensor(saved, dtype=torch.float64, device=device)
+            self.vector[: len(saved)] += torch.tensor(saved, dtype=torch.float64, device=device)
 
     def add(self, values: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Add one micro-batch: its term ``values`` (per image means) and its predictions."""
         n = targets.numel()
         self.vector[: len(TERMS)] += values.double() * n
-        self.vector[len(TERMS)] += (logits.detach().argmax(dim=1) == targets).sum()
-        self.vector[-1] += n
+        self.vector[_CORRECT] += (logits.detach().argmax(dim=1) == targets).sum()
+        self.vector[_SEEN] += n
+
+    def add_grad_norms(self, norms: torch.Tensor) -> None:
+        """Add one step's gradient norm per stage (:data:`~tdsa.models.base.PARAM_STAGES`
+        order) and their total, unless one is not finite (a step the GradScaler skips)."""
+        norms = norms.double()
+        row = torch.cat([norms, torch.linalg.vector_norm(norms).reshape(1)])
+        finite = torch.isfinite(row).all()
+        self.vector[_NORMS] += torch.where(finite, row, 0.0)
+        self.vector[_STEPS] += finite
 
     @property
     def seen(self) -> float:
         """Images summed so far (a device read)."""
-        return float(self.vector[-1])
+        return float(self.vector[_SEEN])
 
     def means(self) -> dict[str, float]:
         """Per-image mean of every term and ``top1`` (%), over the images seen."""
         seen = max(self.seen, 1.0)
         out = {k: float(self.vector[i]) / seen for i, k in enumerate(TERMS)}
-        return out | {"top1": float(self.vector[len(TERMS)]) / seen * 100}
+        return out | {"top1": float(self.vector[_CORRECT]) / seen * 100}
+
+    def grad_norms(self) -> dict[str, float]:
+        """The mean of each of :data:`GRAD_NORM_KEYS` over the steps counted (NaN when none):
+        one device read."""
+        *sums, steps = self.vector[_NORMS.start:].tolist()
+        return {k: v / steps if steps else math.nan
+                for k, v in zip(GRAD_NORM_KEYS, sums, strict=True)}
 
     def tolist(self) -> list[float]:
         return self.vector.tolist()
+
+
+@torch.no_grad()
+def stage_grad_norms(stages: Sequence[Sequence[nn.Parameter]], device: torch.device
+                     ) -> torch.Tensor:
+    """The L2 norm of the gradients of each group of ``stages`` (parameters without one left
+    out; 0 for none), as one float64 vector on ``device``; no device read."""
+    norms = []
+    for params in stages:
+        grads = [p.grad for p in params if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).double()
+                     if grads else torch.zeros((), dtype=torch.float64, device=device))
+    return torch.stack(norms)
 
 
 class FiniteGuard:
@@ -111,12 +158,15 @@ class FiniteGuard:
 
 class TrainStep:
     """One optimiser step of ``train.accum_steps`` micro-batches (DDP all-reduces only on the
-    last), gradient clipping, the optimiser, schedule and EMA updates."""
+    last), the gradient norms per stage, gradient clipping, the optimiser, schedule and EMA
+    updates."""
 
     def __init__(self, model: RunModel, tr: TrainConfig, precision: Precision,
                  device: torch.device, guard: FiniteGuard) -> None:
         self.m, self.tr, self.precision, self.device = model, tr, precision, device
         self.guard = guard
+        self.stages = [[p for _, p in group if p.requires_grad]
+                       for group in model.net.stage_parameters().values()]
 
     def __call__(self, batches: Iterator[Any], aux: float, sums: RunningSums, epoch: int,
                  step: int) -> None:
@@ -128,8 +178,9 @@ class TrainStep:
             ddp = m.taps if isinstance(m.taps, nn.parallel.DistributedDataParallel) else None
             with ddp.no_sync() if ddp is not None and not last else nullcontext():
                 self._micro(images, targets, aux, sums, epoch, step)
+        m.scaler.unscale_(m.optimizer)  # what scaler.step does otherwise (a no-op when off)
+        sums.add_grad_norms(stage_grad_norms(self.stages, self.device))
         if tr.grad_clip > 0:
-            m.scaler.unscale_(m.optimizer)
             nn.utils.clip_grad_norm_(m.net.parameters(), tr.grad_clip)
         m.scaler.step(m.optimizer)
         m.scaler.update()

@@ -12,11 +12,13 @@ from tdsa.data.spec import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_MEAN, PUBLISHE
 from tdsa.errors import ConfigError
 from tdsa.validation import check_positive_int, check_positive_ints
 
-__all__ = ["HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "PUBLISHED_MEAN", "PUBLISHED_STD",
-           "LoadReport", "TdsaNet", "adapter_1x1", "check_classes_xi", "init_conv_bn",
-           "parse_input_size"]
+__all__ = ["HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "PARAM_STAGES", "PUBLISHED_MEAN",
+           "PUBLISHED_STD", "LoadReport", "TdsaNet", "adapter_1x1", "check_classes_xi",
+           "init_conv_bn", "parse_input_size"]
 
 HEADS = ("flatten", "gap")
+PARAM_STAGES = ("mid", "high", "head")
+"""The stages a network's parameters split into (:meth:`TdsaNet.stage_parameters`)."""
 
 
 def check_classes_xi(num_classes: Any, xi: Any) -> tuple[int, tuple[int, int]]:
@@ -124,6 +126,29 @@ class TdsaNet(nn.Module):
                 f"small: the high-level map would be {high_hw[0]}x{high_hw[1]} "
                 f"(stride {self.default_cfg['high_stride']})"
             )
+
+    def parameter_stage(self, name: str) -> str:
+        """The stage of parameter ``name`` (as :meth:`named_parameters` calls it), one of
+        :data:`PARAM_STAGES`: ``mid`` (the trunk up to and including the mid tap), ``high``
+        (the trunk after the mid tap up to the high tap) or ``head`` (the classifier)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _module_stage(name: str, stages: dict[str, str]) -> str:
+        """The stage of parameter ``name`` by its top-level module, from ``stages``."""
+        top = name.partition(".")[0]
+        if top not in stages:
+            raise ValueError(f"parameter {name!r} is in no stage: the stages' modules are "
+                             f"{', '.join(stages)}")
+        return stages[top]
+
+    def stage_parameters(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """The named parameters of each stage of :data:`PARAM_STAGES`, in that order (see
+        :meth:`parameter_stage`); every parameter is in exactly one stage."""
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {s: [] for s in PARAM_STAGES}
+        for name, param in self.named_parameters():
+            groups[self.parameter_stage(name)].append((name, param))
+        return groups
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The two taps ``{"mid": [B, c*xi_mid, Hm, Wm], "high": [B, c*xi_high, Hh, Wh]}``.

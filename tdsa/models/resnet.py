@@ -30,6 +30,7 @@ _SPECS: dict[str, tuple[bool, int, int, str]] = {
     "resnet101": (True, 23, 3, "ResNet101_Weights.IMAGENET1K_V2"),
 }
 ADAPTERS = ("conv1x1", "widen")
+_MID_MODULES = ("conv1", "bn1", "layer1", "layer2", "layer3", "adapter_mid")
 
 
 def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -188,6 +189,13 @@ class TdsaResNet(TdsaNet):
 
         (mh, hh), (mw, hw) = mid_high(height), mid_high(width)
         return (mh, mw), (hh, hw)
+
+    def parameter_stage(self, name: str) -> str:
+        """The stem, layer1..3 and ``adapter_mid`` are ``mid``, layer4 and ``adapter_high``
+        are ``high``, the classifier is ``head``."""
+        return self._module_stage(name, {**dict.fromkeys(_MID_MODULES, "mid"),
+                                         "layer4": "high", "adapter_high": "high",
+                                         "head": "head"})
 
     def _layer3(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

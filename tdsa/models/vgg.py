@@ -130,6 +130,15 @@ class TdsaVGG(TdsaNet):
         mid = (height // 8, width // 8)
         return mid, (mid[0] // 2, mid[1] // 2)
 
+    def parameter_stage(self, name: str) -> str:
+        """``features`` up to the mid conv's ReLU and ``adapter_mid`` are ``mid``, the rest of
+        ``features`` and ``adapter_high`` are ``high``, the classifier is ``head``."""
+        top, _, rest = name.partition(".")
+        if top == "features":
+            return "mid" if int(rest.partition(".")[0]) <= self.mid_index else "high"
+        return self._module_stage(name, {"adapter_mid": "mid", "adapter_high": "high",
+                                         "head": "head"})
+
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``mid`` = ReLU output of the c*xi_mid conv, ``high`` = that of the c*xi_high conv."""
         self.check_input(x)
