@@ -54,13 +54,12 @@ import yaml
 
 from tdsa.config import Config, apply_overrides, dump_config, load_config
 from tdsa.errors import ConfigError, TdsaError
-from tdsa.provenance import code_version
+from tdsa.provenance import code_version, cpu_kind
 from tdsa.resources import resolve_config
 
 __all__ = [
     "Grid",
     "RunResult",
-    "cpu_kind",
     "lever_pairs",
     "load_grid",
     "markdown_report",
@@ -585,25 +584,6 @@ def _table(results: Sequence[RunResult], variants: Sequence[str],
     return lines
 
 
-def cpu_kind() -> str:
-    """This machine's CPU as a results header names it: the model name (``/proc/cpuinfo`` on
-    Linux, else :func:`platform.processor`) and whether it computes bf16 natively
-    (:func:`tdsa.engine.precision.cpu_has_native_bf16`), e.g. ``"Intel(R) Xeon(R) ... (native
-    bf16)"``."""
-    from tdsa.engine.precision import cpu_has_native_bf16
-
-    name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.lower().startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
-    return f"{name} ({'native bf16' if cpu_has_native_bf16() else 'no native bf16: fp32'})"
-
-
 def _precisions(grid: Grid, variants: Sequence[str]) -> str:
     """The precision each variant's config resolves to on this machine (its ``train.amp`` and
     ``train.channels_last``, as the trainer resolves them)."""
@@ -648,10 +628,11 @@ def report_header(grid: Grid, results: Sequence[RunResult], command: str | Seque
     """The facts at the top of the results page, label -> Markdown text: ``Command`` (every
     command that made the grid's runs, first to last, when ``command`` is a list: a grid
     resumed with ``--only`` or ``--seeds`` keeps the calls before), ``Written`` (date, runs,
-    seeds), ``Machine``, ``CPU`` (:func:`cpu_kind`), ``Precision`` (what each variant's config
-    resolves to here), ``Base config`` (with the grid's overrides), ``Numbers``, ``Split``
-    and, when the grid has one, ``Note``. ``write_results`` also saves them as
-    ``RESULTS.json`` (read back by :func:`tdsa.evidence.read_header`).
+    seeds), ``Machine``, ``CPU`` (:func:`tdsa.provenance.cpu_kind`), ``Code``
+    (:func:`tdsa.provenance.code_version` of the runs and of the page), ``Precision`` (what
+    each variant's config resolves to here), ``Base config`` (with the grid's overrides),
+    ``Numbers``, ``Split`` and, when the grid has one, ``Note``. ``write_results`` also saves
+    them as ``RESULTS.json`` (read back by :func:`tdsa.evidence.read_header`).
     """
     import torch
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -33,11 +32,17 @@ import torch.nn.functional as F
 from tdsa.engine.allocator import keep_freed_memory
 from tdsa.engine.build import Taps
 from tdsa.engine.evaluate import autocast
-from tdsa.engine.precision import Precision, resolve_precision
+from tdsa.engine.precision import (
+    Precision,
+    cpu_hardware_bf16,
+    cpu_has_native_bf16,
+    resolve_precision,
+)
 from tdsa.errors import ConfigError
 from tdsa.losses import TDSALoss
 from tdsa.models import create_model
 from tdsa.models.base import TdsaNet
+from tdsa.provenance import cpu_name
 
 BENCHES = ("loss", "step", "data", "memory", "precision", "epoch", "compile")
 TARGETS = {
@@ -865,27 +870,15 @@ def bench_data(*, images: int, source_size: tuple[int, int], repeats: int) -> di
     return out
 
 
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else :func:`platform.processor`."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def cpu_kernels() -> dict[str, Any]:
     """Which CPU kernels this process runs: ATen's capability (``ATEN_CPU_CAPABILITY`` caps
     it), ``ONEDNN_MAX_CPU_ISA`` as set, and whether the hardware and the process have native
     bf16 (:func:`tdsa.engine.precision.cpu_has_native_bf16`)."""
-    from tdsa.engine.precision import cpu_has_native_bf16
-
     return {
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
         "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-        "hardware_bf16": bool(torch.cpu._is_avx512_bf16_supported()
-                              or torch.cpu._is_amx_tile_supported()),
+        "hardware_bf16": cpu_hardware_bf16(),
         "native_bf16_in_this_process": cpu_has_native_bf16(),
     }
 

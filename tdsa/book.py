@@ -546,14 +546,14 @@ after it was trained in this session (this build of the chapter), an older one w
 def run_provenance(run_dir: str | Path) -> str:
     """One sentence on where a run folder's numbers come from: **trained now** (its
     ``summary.json`` was written after this session started), in what precision and on which
-    CPU (:func:`tdsa.ablate.cpu_kind`); or **loaded** from a run folder trained earlier (the
+    CPU (:func:`tdsa.provenance.cpu_kind`); or **loaded** from a run folder trained earlier (the
     date of its summary and its precision; the CPU of an earlier session is not recorded).
 
     Book: chapter 6, *The two trained networks*.
     """
     import datetime
 
-    from tdsa.ablate import cpu_kind
+    from tdsa.provenance import cpu_kind
 
     path = Path(run_dir) / "summary.json"
     summary = json.loads(path.read_text(encoding="utf-8"))

@@ -1,15 +1,18 @@
-"""Which code made a result: :func:`code_version`, recorded in every run's ``summary.json``
-and named in the header of every results file.
+"""Which code and which machine made a result: :func:`code_version`, recorded in every run's
+``summary.json`` and named in the header of every results file, and :func:`cpu_kind`, the CPU
+as results headers, benchmarks and the book's build table name it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import platform
 import subprocess
 from pathlib import Path
 
 from tdsa import __version__
 
-__all__ = ["code_version"]
+__all__ = ["code_version", "cpu_kind", "cpu_name"]
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -35,3 +38,31 @@ def code_version() -> str:
         return f"tdsa {__version__} (not a git checkout)"
     dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "tdsa", "configs")
     return f"commit {sha}" + (" + uncommitted changes to tdsa/ or configs/" if dirty else "")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else :func:`platform.processor`."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_kind() -> str:
+    """:func:`cpu_name` and how this process computes bf16: ``"... (native bf16)"``, ``"...
+    (no native bf16: fp32)"``, or, for a CPU with AVX-512 BF16 or AMX whose process is capped
+    below them (``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA``), ``"... (bf16 in hardware,
+    capped to ... kernels: fp32)"``."""
+    import torch
+
+    from tdsa.engine.precision import cpu_hardware_bf16, cpu_has_native_bf16
+
+    if cpu_has_native_bf16():
+        how = "native bf16"
+    elif cpu_hardware_bf16():
+        how = (f"bf16 in hardware, capped to {torch.backends.cpu.get_cpu_capability()} kernels "
+               "by ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA: fp32")
+    else:
+        how = "no native bf16: fp32"
+    return f"{cpu_name()} ({how})"

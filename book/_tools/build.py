@@ -37,8 +37,8 @@ import nbformat
 import papermill
 import yaml
 
-from tdsa.ablate import cpu_kind
 from tdsa.book import default_runs_root
+from tdsa.provenance import cpu_kind
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "cpu", "gpu")

@@ -22,6 +22,14 @@ from tdsa.validation import check_choice
 AMP_CHOICES = ("auto", "none", "fp64", "bf16", "fp16")
 
 
+def cpu_hardware_bf16() -> bool:
+    """True when the CPU has AVX-512 BF16 or AMX, whatever kernels this process may run."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the kernels this process runs compute bf16 in hardware: on x86 the CPU has
     AVX-512 BF16 or AMX (oneDNN's own bf16 check also accepts plain AVX-512, where bf16 is
@@ -34,7 +42,7 @@ def cpu_has_native_bf16() -> bool:
             return False
         onednn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
-            hardware = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+            hardware = cpu_hardware_bf16()
             aten = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
             return bool(hardware and onednn_bf16 and aten)
         return onednn_bf16

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tdsa import book
-from tdsa.ablate import RunResult, cpu_kind, load_grid, write_results
+from tdsa.ablate import RunResult, load_grid, write_results
+from tdsa.provenance import cpu_kind
 
 REPO = Path(__file__).resolve().parents[2]
 

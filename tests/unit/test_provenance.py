@@ -61,3 +61,29 @@ def test_a_copy_outside_git_is_named_by_the_package_version(tmp_path: Path) -> N
     from tdsa import __version__
 
     assert _version_in(root) == f"tdsa {__version__} (not a git checkout)"
+
+
+def _kind_with(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", "from tdsa.provenance import cpu_kind; print(cpu_kind())"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env}, capture_output=True,
+        text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_cpu_kind_names_the_cpu_and_how_it_computes_bf16() -> None:
+    from tdsa.engine.precision import cpu_hardware_bf16, cpu_has_native_bf16
+    from tdsa.provenance import cpu_kind, cpu_name
+
+    kind = cpu_kind()
+    assert kind.startswith(cpu_name() + " (")
+    if cpu_has_native_bf16():
+        assert kind.endswith("(native bf16)")
+    elif not cpu_hardware_bf16():
+        assert kind.endswith("(no native bf16: fp32)")
+    capped = _kind_with({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    if cpu_hardware_bf16():  # a CPU with the instructions, run on its AVX2 kernels
+        assert capped.endswith("(bf16 in hardware, capped to AVX2 kernels by "
+                               "ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA: fp32)")
+    else:
+        assert capped.endswith("(no native bf16: fp32)")
