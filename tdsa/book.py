@@ -612,3 +612,52 @@ def results_provenance(name: str, results_dir: str | Path | None = None) -> str:
             + (" (the last call only: this file was written before the results kept every "
                "command; the comments of the grid file say how its runs were split)"
                if partial else "") + ".")
+
+
+BUDGET_GRID = "budget"
+"""The budget curve of both arms on val (``configs/ablations/budget.yaml``), from which
+:func:`tdsa.experiments.budget.converged_budget` takes the converged budget E."""
+
+
+def budget_summary(results_dir: str | Path | None = None,
+                   compared: str = COMPARISON_GRID) -> str:
+    """Markdown, one paragraph: the converged budget E of the committed budget curve
+    (:data:`BUDGET_GRID`) by its rule, the change of each arm's mean final val top-1 over the
+    doubling that decided it, and how many epochs the committed comparison ``compared`` trained
+    (its resolved configs), then where the numbers come from. Where the results files are
+    missing, a sentence saying so.
+
+    Book: chapter 5, *The budget: how long to train*.
+    """
+    import yaml
+
+    from tdsa.evidence import read_results
+    from tdsa.experiments.budget import TOLERANCE, budget_points, converged_budget
+
+    folder = Path(results_dir) if results_dir is not None else results_path()
+    try:
+        points = budget_points(read_results(folder / f"{BUDGET_GRID}.csv"))
+    except DataError as error:
+        return f"The budget curve's results are not in this copy ({error})."
+    budget = converged_budget(points)
+    changes = ", ".join(f"{arm} {change:+.1f}" for arm, change in sorted(budget.changes.items()))
+    if budget.converged:
+        text = (f"**E = {budget.epochs} epochs**: doubling it to {2 * budget.epochs} changes no "
+                f"arm's mean final val top-1 by more than {TOLERANCE:g} point ({changes}).")
+    else:
+        last = f" (from {budget.epochs // 2} to {budget.epochs} epochs: {changes} points)" \
+            if changes else ""
+        text = (f"**E = {budget.epochs} epochs, not converged**: no doubling measured keeps every "
+                f"arm's mean final val top-1 within {TOLERANCE:g} point{last}, so E is the "
+                "largest budget measured and both arms may still gain beyond it.")
+    epochs = sorted({
+        (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("train", {}).get("epochs")
+        for p in (folder / compared / "configs").glob("*.yaml")} - {None})
+    if epochs:
+        trained = "/".join(map(str, epochs))
+        where = ("at E" if epochs == [budget.epochs] else
+                 "below E: its verdict is that of runs stopped before the budget curve's E"
+                 if max(epochs) < budget.epochs else "above E")
+        text += (f" The committed comparison (`results/{compared}`) trained {trained} epochs, "
+                 f"{where}.")
+    return text + " " + results_provenance(BUDGET_GRID, folder)

@@ -85,3 +85,44 @@ def test_the_curve_draws_val_and_train_per_arm() -> None:
     assert labels == ["ce train", "ce val", "tdsa train", "tdsa val"]
     assert [int(t) for t in ax.get_xticks()] == [16, 32]
     assert not math.isnan(points[0].val_std)
+
+
+def _write_budget(folder, curves, compared_epochs=None) -> None:
+    """A results folder holding a budget grid's CSV and, when given, a comparison whose
+    resolved configs trained ``compared_epochs``."""
+    import csv
+
+    from tdsa.evidence import REQUIRED
+
+    rows = _rows(curves)
+    columns = list(dict.fromkeys([*REQUIRED, "final_val_top1", "final_train_top1"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "budget.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, row["final_val_top1"]) for c in columns})
+    if compared_epochs is not None:
+        (folder / "comparison" / "configs").mkdir(parents=True)
+        for arm in ("ce", "tdsa"):
+            (folder / "comparison" / "configs" / f"{arm}.yaml").write_text(
+                f"train:\n  epochs: {compared_epochs}\n")
+
+
+def test_the_book_says_e_the_deciding_changes_and_where_the_comparison_stands(tmp_path) -> None:
+    from tdsa.book import budget_summary
+
+    rising = {"ce": {16: [78, 80], 32: [84, 86], 64: [90, 92]},
+              "tdsa": {16: [60, 64], 32: [78, 80], 64: [82, 84]}}
+    _write_budget(tmp_path / "a", rising, compared_epochs=16)
+    text = budget_summary(tmp_path / "a")
+    assert text.startswith("**E = 64 epochs, not converged**")
+    assert "(from 32 to 64 epochs: ce +6.0, tdsa +4.0 points)" in text  # by hand from the means
+    assert "trained 16 epochs, below E" in text
+    flat = {"ce": {16: [78], 32: [85], 64: [85.5]}, "tdsa": {16: [60], 32: [80], 64: [79.2]}}
+    _write_budget(tmp_path / "b", flat, compared_epochs=32)
+    text = budget_summary(tmp_path / "b")
+    assert text.startswith("**E = 32 epochs**: doubling it to 64 changes no arm's mean final "
+                           "val top-1 by more than 1 point (ce +0.5, tdsa -0.8)")
+    assert "trained 32 epochs, at E." in text
+    assert budget_summary(tmp_path / "none").startswith("The budget curve's results are not in")
