@@ -119,11 +119,14 @@ _ARMS = ("ce", "tdsa")
 SHORT_EPOCHS = 5
 """Epochs of each of chapter 4's cpu-profile runs where the demonstration is shortened
 (:func:`run_plan` with ``shorten``; ``shorten=None`` shortens where
-:func:`training_is_slow`). On a 2-core CPU without native bf16 (an AMD EPYC with AVX2 only) an
-epoch of the default regime took about 39 s of training plus about 5 s of evaluation in fp32
-(its breakdown: results/bench-cpu-avx2.json), so the configs' two 16-epoch runs alone take
-about 23 of the book's 31 minutes there; two runs of 5 epochs take about 7, which brings the
-book to about 14."""
+:func:`training_is_slow`). Without native bf16 an epoch of the default regime runs in fp32:
+on the 2-core AMD EPYC of the issue that asked for it (AVX2 only) about 39 s of training plus
+5 s of evaluation, so the configs' two 16-epoch runs took 23 of the book's 31 minutes; the
+committed profile (:data:`AVX2_EPOCH_PROFILE`) measured 32 s per epoch on AVX2 kernels and
+``make book`` took under 10 minutes with two runs of 5 epochs (results/book-build-avx2.md)."""
+AVX2_EPOCH_PROFILE = "bench-cpu-avx2.json"
+"""The committed epoch profile without native bf16 (``python -m tdsa bench epoch`` on AVX2
+kernels, under :func:`tdsa.resources.results_path`), which the shortened run's note quotes."""
 _SHOWN_NOTES: set[str] = set()
 
 
@@ -254,14 +257,27 @@ def training_is_slow() -> bool:
     return not torch.cuda.is_available() and not cpu_has_native_bf16()
 
 
+def _fp32_epoch_seconds() -> float | None:
+    """Seconds of one fp32 epoch of the default regime, evaluation included, in the committed
+    profile's first run (:data:`AVX2_EPOCH_PROFILE`); None where it is missing."""
+    try:
+        runs = json.loads((results_path() / AVX2_EPOCH_PROFILE).read_text(encoding="utf-8"))
+        first = next(iter(runs["runs"].values()))
+        return float(first["epoch"]["phases"]["total"]["wall_s"])
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return None
+
+
 def _short_note(arm: str, full: int) -> str:
+    epoch = _fp32_epoch_seconds()
+    cost = (f": an fp32 epoch took {epoch:.0f} s on two cores in the committed profile "
+            f"(results/{AVX2_EPOCH_PROFILE}), so the two {full}-epoch runs would take about "
+            f"{2 * full * epoch / 60:.0f} minutes" if epoch else "")
     return (f"Shortened demonstration ({arm}): {SHORT_EPOCHS} of the config's {full} epochs, "
-            "because this machine trains in fp32 (no native bf16 on its CPU, no GPU): on two "
-            f"cores an epoch takes about 43 s, so the two {full}-epoch runs would take about "
-            f"{2 * full * 43 / 60:.0f} minutes. The numbers of this chapter come from these "
-            f"{SHORT_EPOCHS}-epoch runs, not the configs' {full}-epoch ones; the committed "
-            f"results are unaffected. For the full runs set shorten = False (or epochs = "
-            f"{full}).")
+            f"because this machine trains in fp32 (no native bf16 on its CPU, no GPU){cost}. "
+            f"The numbers of this chapter come from these {SHORT_EPOCHS}-epoch runs, not the "
+            f"configs' {full}-epoch ones; the committed results are unaffected. For the full "
+            f"runs set shorten = False (or epochs = {full}).")
 
 
 def _training_run(profile: str, arm: str, seed: int, dataset: str, root: str | Path | None,

@@ -5,6 +5,7 @@ full runs; elsewhere, and whenever ``epochs`` is given, nothing changes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,10 @@ def test_shortened_cpu_runs_scale_the_schedule_and_have_their_own_folder(arm: st
     full_epochs = load_config(plan.config).train.epochs
     assert f"{n} of the config's {full_epochs} epochs" in plan.note
     assert "shorten = False" in plan.note and f"epochs = {full_epochs}" in plan.note
+    profile = json.loads((book.results_path() / book.AVX2_EPOCH_PROFILE).read_text())
+    epoch = next(iter(profile["runs"].values()))["epoch"]["phases"]["total"]["wall_s"]
+    assert (f"an fp32 epoch took {epoch:.0f} s on two cores in the committed profile" in plan.note
+            and f"would take about {2 * full_epochs * epoch / 60:.0f} minutes" in plan.note)
     assert full.note == ""
     cfg = apply_overrides(load_config(plan.config), plan.overrides)
     assert cfg.train.epochs == n < full_epochs
