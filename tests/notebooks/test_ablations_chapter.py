@@ -90,6 +90,12 @@ def _results(tmp_path: Path, winners: dict[str, str]) -> Path:
     tuning |= {w: [90.0, 92.0] for w in winners.values() if w in tuning_grid.variants}
     write_results(tuning_grid, _runs(tuning), results / "tuning",
                   "python -m tdsa ablate --grid configs/ablations/tuning.yaml")
+    # the budget curve (val): TDSA still gains 6 points from 32 to 64 epochs, so E = 64, not
+    # converged; the comparison's configs train 16 epochs, below it
+    budget = {"ce_e16": [70.0, 72.0], "ce_e32": [80.0, 82.0], "ce_e64": [80.5, 82.5],
+              "tdsa_e16": [60.0, 62.0], "tdsa_e32": [70.0, 72.0], "tdsa_e64": [76.0, 78.0]}
+    write_results(load_grid("ablations/budget"), _runs(budget, final_val_top1=budget),
+                  results / "budget", "python -m tdsa ablate --grid configs/ablations/budget.yaml")
     # TDSA is 10, 11, 9 points above CE on seeds 0, 1, 2: paired difference +10.0 ± 1.0;
     # mc_high -5, -2, -8: -5.0 ± 3.0; no_gate +2, -2, +1: +0.3 ± 2.1.
     final = {"ce": [50.0, 40.0, 60.0], "tdsa": [60.0, 51.0, 69.0], "mc_high": [45.0, 38.0, 52.0],
@@ -127,6 +133,10 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
         "the choice is the third column: " + "\n".join(
             line for line in text.splitlines() if "chosen**" in line))
     assert "`ce_ep32` (95.5 ± 0.7% on val, 2 seed(s))" in text
+    # the budget (val): E by the rule, the doubling that decided it, the comparison's epochs
+    assert ("**E = 64 epochs, not converged**: no doubling measured keeps every arm's mean final "
+            "val top-1 within 1 point (from 32 to 64 epochs: ce +0.5, tdsa +6.0 points)") in text
+    assert "The committed comparison (`results/comparison`) trained 16 epochs, below E" in text
     # the comparison (test), paired by seed, and the band of cross-entropy on test
     assert "tdsa − ce: +10.0 ± 1.0 points over 3 seeds, **higher**" in text
     assert "mc_high − ce: -5.0 ± 3.0 points over 3 seeds, **lower**" in text
@@ -155,7 +165,7 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     assert "results/comparison.csv (test split): 12 runs finished of 20" in streams
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) == 3, "calibration, comparison and previous-default figures"
+    assert len(images) == 4, "calibration, budget, comparison and previous-default figures"
 
 
 @pytest.mark.slow
