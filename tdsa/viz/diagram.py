@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
+from tdsa.validation import DEFAULT_XI
+
 CLASS_COLOURS = ("#4477aa", "#ee6677", "#228833")
 """One colour per drawn class group (three classes are drawn)."""
 
@@ -72,7 +74,7 @@ def svg_metadata() -> dict[str, str | None]:
     return {"Date": None, "Creator": f"tdsa.viz.diagram, matplotlib {matplotlib.__version__}"}
 
 
-def plot_method_diagram(xi: tuple[int, int] = (9, 3)) -> Figure:
+def plot_method_diagram(xi: tuple[int, int] = DEFAULT_XI) -> Figure:
     """The TDSA network and loss as one figure (mid and high taps, class-grouped channels,
     CCMP, the mask, ``L_dis``, ``L_div``, the top-down gate, the classifier).
     """
@@ -153,7 +155,7 @@ def plot_method_diagram(xi: tuple[int, int] = (9, 3)) -> Figure:
     return fig
 
 
-def save_method_diagram(path: str | Path, xi: tuple[int, int] = (9, 3)) -> Path:
+def save_method_diagram(path: str | Path, xi: tuple[int, int] = DEFAULT_XI) -> Path:
     """Draw :func:`plot_method_diagram` into ``path`` (SVG or PNG by suffix); the SVG carries
     no date, so redrawing it with the same matplotlib gives the same file.
     """
