@@ -193,17 +193,11 @@ def test_a_root_with_other_unique_part_is_refused_in_one_line(tmp_path: Path,
         synthetic.generate(plain, unique_part="eye_ring", **TINY)
 
 
-def test_counterfactual_report_runs_on_a_unique_part_dataset(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
+def test_counterfactual_report_runs_on_a_unique_part_dataset(tmp_path: Path,
+                                                              train_tiny_tdsa) -> None:
     root = synthetic.generate(tmp_path / "data", num_classes=4, train_per_class=8,
                               test_per_class=2, image_size=48, seed=0, unique_part="eye_ring")
-    cfg = apply_overrides(Config(), [
-        "data.dataset=synthetic", f"data.root={root}", "data.image_size=32", "data.workers=0",
-        "model.options={width: 0.25}", "optim.name=sgd", "optim.lr=0.05",
-        "schedule.name=constant", "train.epochs=1", "train.batch_size=8", "loss.alpha_mid=0.15",
-        "loss.beta_mid=1.5", "loss.alpha_high=0.15", "loss.beta_high=1.5", "runtime.threads=1",
-        "runtime.progress=false"])
-    train(cfg, tmp_path / "run")
+    train_tiny_tdsa(root, tmp_path / "run")
     report = cf.counterfactual_report(tmp_path / "run", "test", images=[0, 3, 5, 6],
                                       batch_size=4, gradcam=False)
     rings = synthetic.attribute_values(root, "eye_ring")

@@ -14,10 +14,8 @@ from PIL import Image
 
 from tdsa import counterfactual as cf
 from tdsa.cli import main
-from tdsa.config import Config, apply_overrides
 from tdsa.data import build_dataset, build_transforms, synthetic
 from tdsa.engine.checkpoint import load_model
-from tdsa.engine.trainer import train
 from tdsa.errors import DataError
 
 # ------------------------------------------------------------------ pure measures
@@ -148,20 +146,12 @@ def test_meter_rates_and_aggregation() -> None:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, train_tiny_tdsa) -> Path:
     """A compact TDSA run trained for one epoch on 4 synthetic classes (one thread)."""
-    torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("cf")
     root = synthetic.generate(base / "data", num_classes=4, train_per_class=8, test_per_class=3,
                               image_size=48, seed=0)
-    cfg = apply_overrides(Config(), [
-        "data.dataset=synthetic", f"data.root={root}", "data.image_size=32", "data.workers=0",
-        "model.options={width: 0.25}", "optim.name=sgd", "optim.lr=0.05",
-        "schedule.name=constant", "train.epochs=1", "train.batch_size=8", "loss.alpha_mid=0.15",
-        "loss.beta_mid=1.5", "loss.alpha_high=0.15", "loss.beta_high=1.5", "runtime.threads=1",
-        "runtime.progress=false"])
-    train(cfg, base / "run")
-    return base / "run"
+    return train_tiny_tdsa(root, base / "run")
 
 
 def strict_json(path: Path) -> dict:
