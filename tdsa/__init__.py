@@ -4,19 +4,24 @@ Chang et al., "Fine-Grained Visual Classification via Simultaneously Learning of
 Multi-regional Multi-grained Features", arXiv 2102.00367. The names below are imported on
 first use, so ``import tdsa`` stays cheap.
 
-Where things live (``tests/unit/test_layout.py`` checks what can be checked):
+Where things live: the folder says the layer (``tests/unit/test_layout.py`` checks, by folder,
+that no layer imports a layer above it and that no modules of ``tdsa`` import each other in a
+cycle):
 
-- **The library**: ``losses``, ``models/``, ``data/``, ``engine/``, ``metrics``, ``viz/``,
-  ``validation``, ``errors``, ``resources``, ``config``. It imports nothing from the three
-  layers below.
-- **The experiments layer**: ``experiments/`` (``budget``: the budget curve and the
-  converged budget), ``ablate``, ``evidence``, ``calibration``, ``localisation``,
-  ``counterfactual``, ``bench``. The grids are YAML files under ``configs/ablations/``: lever
-  pairs, table columns and part names live in the grid files or the chapter, not the package.
-- **The book layer**: ``tdsa.book``, what the notebooks share.
-- **The commands**: ``tdsa/cli.py`` and ``tdsa/commands/``, one module per command. A command
-  module parses arguments, calls the library and prints; it holds no logic another module
-  needs.
+- **The library**: every module outside ``experiments/``, ``commands/``, ``cli.py`` and
+  ``__main__.py``: ``losses``, ``models/``, ``data/``, ``engine/``, ``metrics``, ``viz/``,
+  ``validation``, ``errors``, ``resources``, ``provenance``, ``config``. It imports nothing
+  from the two layers above.
+- **The experiments**: ``experiments/``, what composes the library into evidence: ``grid``
+  (a grid of variants x seeds, trained and tabulated), ``evidence`` (results files read back,
+  the claim tested seed by seed), ``calibration`` (the synthetic benchmark's calibration map),
+  ``localisation``, ``counterfactual``, ``budget`` (the budget curve), ``bench/`` (the
+  benchmarks, one module per measure) and ``book`` (what the notebooks share). The grids are
+  YAML files under ``configs/ablations/``: lever pairs, table columns and part names live in
+  the grid files or the chapter, not the package. It imports the library, never the commands.
+- **The commands**: ``cli.py``, ``__main__.py`` and ``commands/``, one module per command. A
+  command module parses arguments, calls the library and the experiments and prints; it holds
+  no logic another module needs.
 """
 
 from __future__ import annotations

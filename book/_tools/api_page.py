@@ -45,11 +45,11 @@ MODULES = (
     ("Checkpoints", "tdsa.engine.checkpoint"),
     ("Visualisation", "tdsa.viz"),
     ("Metrics", "tdsa.metrics"),
-    ("Localisation", "tdsa.localisation"),
-    ("Counterfactual evidence", "tdsa.counterfactual"),
-    ("Ablations", "tdsa.ablate"),
-    ("Evidence over seeds", "tdsa.evidence"),
-    ("Book helpers", "tdsa.book"),
+    ("Localisation", "tdsa.experiments.localisation"),
+    ("Counterfactual evidence", "tdsa.experiments.counterfactual"),
+    ("Ablations", "tdsa.experiments.grid"),
+    ("Evidence over seeds", "tdsa.experiments.evidence"),
+    ("Book helpers", "tdsa.experiments.book"),
     ("Shipped resources", "tdsa.resources"),
 )
 """The API page's sections: (title, module); each lists the module's public callables."""
@@ -244,8 +244,9 @@ def mentions(section: Section, name: str, module: str | None = None, *,
     """Whether ``section`` uses a symbol in its code (code cells, fenced blocks, inline code).
 
     A module (``name`` dotted, ``module`` None) is used when its name is written out (not
-    called: ``tdsa.engine.evaluate(...)`` is the function), or, for
-    ``tdsa.X``, when ``X`` is imported from ``tdsa`` and used. A method is used as ``.name``.
+    called: ``tdsa.engine.evaluate(...)`` is the function), or, for ``tdsa.X`` or
+    ``tdsa.P.X``, when ``X`` is imported from ``tdsa`` or ``tdsa.P`` and used
+    (``from tdsa.experiments import book``). A method is used as ``.name``.
     A function or class of ``module`` is used under its name when the page imports it from
     ``tdsa``, as ``part.name`` for a part of its module's path (``book.run_plan``), or named
     in inline code.
@@ -254,7 +255,7 @@ def mentions(section: Section, name: str, module: str | None = None, *,
     bare, attrs = _uses(section.code)
     if module is None:
         parent, _, last = name.rpartition(".")
-        imported = parent == "tdsa" and last in section.imports
+        imported = (parent == "tdsa" or parent.startswith("tdsa.")) and last in section.imports
         written = re.compile(rf"\b{re.escape(name)}(?![\w(])")
         return (bool(written.search(section.code) or written.search(inline))
                 or (imported and any(owner == last for owner, _ in attrs)))

@@ -37,7 +37,7 @@ import nbformat
 import papermill
 import yaml
 
-from tdsa.book import default_runs_root
+from tdsa.experiments.book import default_runs_root
 from tdsa.provenance import cpu_kind
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """``python -m tdsa ablate --grid G --out runs/ablate/X``: train the missing runs of a grid,
-then write its results files (the grid, the runs and the tables are :mod:`tdsa.ablate`).
+then write its results files (the grid, the runs and the tables are :mod:`tdsa.experiments.grid`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from tdsa.ablate import load_grid, recorded_results, run_grid, write_results
 from tdsa.errors import ConfigError, TdsaError
+from tdsa.experiments.grid import load_grid, recorded_results, run_grid, write_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,6 @@
 """``python -m tdsa bench [loss|step|data|memory|precision|epoch|compile ...] [--json P]``: run
 the benchmarks, print each target's figure and write them all to a JSON file (the benchmarks
-and their targets are :mod:`tdsa.bench`).
+and their targets are :mod:`tdsa.experiments.bench`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from tdsa.bench import BENCHES, EPOCH_PHASES, STEP_NETWORKS, TARGETS, run_benchmarks
 from tdsa.errors import ConfigError
+from tdsa.experiments.bench import BENCHES, EPOCH_PHASES, STEP_NETWORKS, TARGETS, run_benchmarks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

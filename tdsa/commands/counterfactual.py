@@ -1,5 +1,5 @@
 """``python -m tdsa counterfactual --run runs/NAME [--split test]``: the counterfactual measures
-of a run on synthetic data (:func:`tdsa.counterfactual.counterfactual_report`).
+of a run on synthetic data (:func:`tdsa.experiments.counterfactual.counterfactual_report`).
 
 Prints one line per part (reliance, class evidence at the high stage, where the evidence is,
 mid-in-high nesting) and writes the full report as JSON (``counterfactual_<split>.json`` in
@@ -42,8 +42,8 @@ def _pct(value: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Compute, print and save the counterfactual measures of one run."""
-    from tdsa.counterfactual import counterfactual_report
     from tdsa.engine.distributed import resolve_device
+    from tdsa.experiments.counterfactual import counterfactual_report
 
     if args.threads is not None:
         if args.threads < 1:

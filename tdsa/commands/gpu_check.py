@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from tdsa.bench import STEP_NETWORKS, run_benchmarks
+from tdsa.experiments.bench import STEP_NETWORKS, run_benchmarks
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests" / "cuda"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tdsa.config import Config
 from tdsa.errors import DataError
-from tdsa.evidence import (
+from tdsa.experiments.evidence import (
     CLAIM_PARTS,
     LeverCheck,
     check_levers,
@@ -43,7 +43,7 @@ from tdsa.resources import config_path, resource_root, results_path
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
-    from tdsa.calibration import Candidate
+    from tdsa.experiments.calibration import Candidate
 
 __all__ = [
     "BOOK_GRIDS",
@@ -408,9 +408,9 @@ on test)."""
 
 def lever_pairs(grids: Sequence[str] = BOOK_GRIDS) -> list[tuple[str, str, str]]:
     """``(lever, baseline arm, method arm)`` as the shipped grid files ``grids`` declare them
-    (:func:`tdsa.ablate.lever_pairs`)."""
-    from tdsa.ablate import lever_pairs as pairs_of
-    from tdsa.ablate import load_grid
+    (:func:`tdsa.experiments.grid.lever_pairs`)."""
+    from tdsa.experiments.grid import lever_pairs as pairs_of
+    from tdsa.experiments.grid import load_grid
 
     return pairs_of([load_grid(f"ablations/{name}") for name in grids])
 
@@ -436,10 +436,10 @@ def claim_summary(checks: Sequence[LeverCheck]) -> str:
                 "levers does the method arm both beat cross-entropy on the same network and put "
                 "its true-class channels on the fine parts more often than a wrong class's "
                 "channels, than chance and than CE's Grad-CAM.")
-    text += (f" Test accuracy against its cross-entropy arm, by tdsa.evidence.verdict: higher "
-             f"in {names(gains)}." if gains
-             else " In no lever does tdsa.evidence.verdict call the method arm's test accuracy "
-             "higher than its CE arm's.")
+    text += (" Test accuracy against its cross-entropy arm, by "
+             f"tdsa.experiments.evidence.verdict: higher in {names(gains)}." if gains
+             else " In no lever does tdsa.experiments.evidence.verdict call the method arm's "
+             "test accuracy higher than its CE arm's.")
     if losses:
         text += f" Lower: {names(losses)}."
     if few:
@@ -449,9 +449,10 @@ def claim_summary(checks: Sequence[LeverCheck]) -> str:
 
 def sweep_summary(parts: Sequence[str] = CLAIM_PARTS) -> str:
     """Markdown: the lever table of the committed sweep (``results/synthetic.csv`` and
-    ``levers.csv``, through :func:`tdsa.evidence.read_sweep`) with the comparisons ``parts``,
-    its :func:`claim_summary` and where the numbers come from (:func:`results_provenance`);
-    where the results files are missing, one sentence saying so (chapter 5 shows them)."""
+    ``levers.csv``, through :func:`tdsa.experiments.evidence.read_sweep`) with the comparisons
+    ``parts``, its :func:`claim_summary` and where the numbers come from
+    (:func:`results_provenance`); where the results files are missing, one sentence saying so
+    (chapter 5 shows them)."""
     try:
         sweep = read_sweep(results_path(), BOOK_GRIDS)
     except DataError as error:
@@ -472,7 +473,7 @@ def comparison_summary(column: str = "final_top1", grid: str = COMPARISON_GRID) 
     (:data:`COMPARISON_GRID` by default; :data:`FRESH_DRAW_GRID` for its replication on a
     fresh draw of the data) against its cross-entropy arm in ``column`` (final test top-1 by
     default): both means ± std and the difference paired by seed, with
-    :func:`~tdsa.evidence.verdict`, then where the numbers come from
+    :func:`~tdsa.experiments.evidence.verdict`, then where the numbers come from
     (:func:`results_provenance`). Where the results file is missing, a sentence saying so.
 
     Book: chapter 4, *Over five seeds*; chapter 5, *The comparison on test*.
@@ -503,13 +504,13 @@ TUNING_SEEDS = (0, 1)
 
 def tuned_choice(arm: str) -> Candidate:
     """The setting that ``arm`` (``"ce"`` or ``"tdsa"``) chose on val: the best eligible
-    :func:`~tdsa.calibration.tuning_candidates` of :data:`TUNING_GRIDS` over
+    :func:`~tdsa.experiments.calibration.tuning_candidates` of :data:`TUNING_GRIDS` over
     :data:`TUNING_SEEDS`, within the default config's number of epochs (the book's time
     budget)."""
-    from tdsa.ablate import load_grid
-    from tdsa.calibration import choose, tuning_candidates
     from tdsa.config import load_config
-    from tdsa.evidence import read_results
+    from tdsa.experiments.calibration import choose, tuning_candidates
+    from tdsa.experiments.evidence import read_results
+    from tdsa.experiments.grid import load_grid
 
     sources = [(load_grid(f"ablations/{name}"), read_results(results_path() / f"{name}.csv"))
                for name in TUNING_GRIDS]
@@ -518,8 +519,8 @@ def tuned_choice(arm: str) -> Candidate:
 
 
 def tuned_overrides(arm: str) -> list[str]:
-    """The settings :func:`tuned_choice` changes (:meth:`tdsa.calibration.Candidate.changes`;
-    ``[]`` for the centre itself).
+    """The settings :func:`tuned_choice` changes
+    (:meth:`tdsa.experiments.calibration.Candidate.changes`; ``[]`` for the centre itself).
 
     Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
     """
@@ -530,12 +531,12 @@ def measured_effect(arm: str, baseline: str, *, column: str = "final_top1", scal
                     grids: Sequence[str] = BOOK_GRIDS) -> str:
     """Markdown, one line: what the committed results measured for ``arm`` minus ``baseline``
     in ``column`` (times ``scale``: 100 for a fraction in points), paired over the seeds both
-    finished (:func:`tdsa.evidence.paired` over :func:`~tdsa.evidence.read_sweep` of
-    ``grids``), with :func:`~tdsa.evidence.verdict` and the seeds the results file has for
-    both, e.g. ``"`tdsa_n80` − `tdsa`, final_top1: +14.7 ± 3.6 over 3 seeds (0, 1, 2):
-    **higher**"``. Where the results files are missing,
-    a sentence saying so; a variant without finished runs in them raises ValueError naming
-    it."""
+    finished (:func:`tdsa.experiments.evidence.paired` over
+    :func:`~tdsa.experiments.evidence.read_sweep` of ``grids``), with
+    :func:`~tdsa.experiments.evidence.verdict` and the seeds the results file has for both,
+    e.g. ``"`tdsa_n80` − `tdsa`, final_top1: +14.7 ± 3.6 over 3 seeds (0, 1, 2):
+    **higher**"``. Where the results files are missing, a sentence saying so; a variant without
+    finished runs in them raises ValueError naming it."""
     try:
         rows = read_sweep(results_path(), grids)
     except DataError as error:
@@ -555,8 +556,9 @@ def measured_effect(arm: str, baseline: str, *, column: str = "final_top1", scal
 
 
 _SESSION_START = __import__("time").time()
-"""When this process imported :mod:`tdsa.book`: a run folder whose ``summary.json`` was written
-after it was trained in this session (this build of the chapter), an older one was loaded."""
+"""When this process imported :mod:`tdsa.experiments.book`: a run folder whose ``summary.json``
+was written after it was trained in this session (this build of the chapter), an older one was
+loaded."""
 
 
 def run_provenance(run_dir: str | Path) -> str:
@@ -597,7 +599,7 @@ def results_provenance(name: str, results_dir: str | Path | None = None) -> str:
     """
     import yaml
 
-    from tdsa.evidence import read_header, read_results
+    from tdsa.experiments.evidence import read_header, read_results
 
     folder = Path(results_dir) if results_dir is not None else results_path()
     try:
@@ -647,8 +649,8 @@ def budget_summary(results_dir: str | Path | None = None,
     """
     import yaml
 
-    from tdsa.evidence import read_results
     from tdsa.experiments.budget import TOLERANCE, budget_points, converged_budget
+    from tdsa.experiments.evidence import read_results
 
     folder = Path(results_dir) if results_dir is not None else results_path()
     try:

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tdsa.ablate import Grid
 from tdsa.config import Config, apply_overrides
 from tdsa.data.synthetic import generate
-from tdsa.evidence import Row, column_stats, paired
+from tdsa.experiments.evidence import Row, column_stats, paired
+from tdsa.experiments.grid import Grid
 
 __all__ = ["KNOBS", "BandCheck", "Candidate", "Cell", "band_check", "centre", "choose",
            "grid_cells", "holds_in", "knob_series", "plot_calibration", "tuned_mismatches",

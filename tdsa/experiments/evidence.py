@@ -94,9 +94,9 @@ def read_results(path: str | Path) -> list[Row]:
 
 def read_header(path: str | Path) -> dict[str, str]:
     """The header of a results page (``Command``, ``Written``, ``Machine``, ``Base config``,
-    ``Numbers``, ``Note``; see :func:`tdsa.ablate.report_header`) from the ``RESULTS.json``
-    that ``python -m tdsa ablate`` writes beside the CSV. A missing or malformed file raises
-    :class:`tdsa.errors.DataError` naming it.
+    ``Numbers``, ``Note``; see :func:`tdsa.experiments.grid.report_header`) from the
+    ``RESULTS.json`` that ``python -m tdsa ablate`` writes beside the CSV. A missing or
+    malformed file raises :class:`tdsa.errors.DataError` naming it.
 
     Book: chapter 5, *The results files*.
     """
@@ -227,7 +227,7 @@ def check_lever(rows: Iterable[Row], lever: str, ce: str, arm: str) -> LeverChec
 def check_levers(rows: Iterable[Row],
                  pairs: Sequence[tuple[str, str, str]]) -> list[LeverCheck]:
     """:func:`check_lever` for every ``(lever, baseline arm, method arm)`` of ``pairs`` (from
-    the grid files: :func:`tdsa.ablate.lever_pairs`) whose two arms have finished runs in
+    the grid files: :func:`tdsa.experiments.grid.lever_pairs`) whose two arms have finished runs in
     ``rows``.
 
     Book: chapter 5, *TDSA against cross-entropy, lever by lever (previous default)*.

@@ -17,8 +17,8 @@ variants, each with its own overrides::
 
 Each ``(variant, seed)`` trains with :func:`tdsa.engine.train` into ``OUT/<variant>/seed<k>``
 (``runtime.seed=k``), then the final-epoch weights (``last.pt``) are scored with
-:func:`tdsa.localisation.evaluate_localisation` on the grid's ``split`` (test unless the grid
-says ``split: val``: tuning and calibration grids read val only; their runs set
+:func:`tdsa.experiments.localisation.evaluate_localisation` on the grid's ``split`` (test
+unless the grid says ``split: val``: tuning and calibration grids read val only; their runs set
 ``data.val_split`` and, to leave test unread, ``train.eval_test=never``). A run whose
 ``summary.json`` (complete) and ``localisation.json`` exist is not redone, so a killed sweep
 continues where it stopped; a run that fails (e.g. a NaN loss) is recorded as failed
@@ -27,8 +27,8 @@ continues where it stopped; a run that fails (e.g. a NaN loss) is recorded as fa
 ``RESULTS/configs/<variant>.yaml`` (the resolved config of each variant); they cover every
 finished run of the grid under ``OUT``, whatever ``--only``/``--seeds`` selected to run. Delete a
 run's ``failed.json`` to try it again. With ``counterfactual: true`` every run is also scored by
-:func:`tdsa.counterfactual.counterfactual_report` on the same split (``counterfactual.json``;
-columns ``cf/<all|fine|coarse>/<measure>``).
+:func:`tdsa.experiments.counterfactual.counterfactual_report` on the same split
+(``counterfactual.json``; columns ``cf/<all|fine|coarse>/<measure>``).
 
 The results CSV is also the record of the runs: a run whose folder is gone (a fresh clone)
 but whose row is in ``RESULTS.csv``, under a variant whose resolved config still equals
@@ -226,8 +226,8 @@ def _grid_variants(path: Path, variants_raw: Any) -> dict[str, Variant]:
 
 def lever_pairs(grids: Sequence[Grid]) -> list[tuple[str, str, str]]:
     """``(lever, baseline arm, method arm)`` of every variant of ``grids`` that names a
-    baseline, in grid and variant order (the pairs :func:`tdsa.evidence.check_levers` tests).
-    A baseline found in none of the grids raises ConfigError."""
+    baseline, in grid and variant order (the pairs :func:`tdsa.experiments.evidence.check_levers`
+    tests). A baseline found in none of the grids raises ConfigError."""
     known = {name for g in grids for name in g.variants}
     pairs = []
     for grid in grids:
@@ -298,7 +298,7 @@ def _split_name(data: Any, split: str) -> str:
 def _localise(run_dir: Path, split: str, batch_size: int, gradcam: bool) -> dict[str, float]:
     from tdsa.data import from_config
     from tdsa.engine.checkpoint import load_model
-    from tdsa.localisation import evaluate_localisation
+    from tdsa.experiments.localisation import evaluate_localisation
 
     model, cfg = load_model(run_dir / "last.pt")
     if cfg.runtime.threads:
@@ -312,8 +312,8 @@ def _localise(run_dir: Path, split: str, batch_size: int, gradcam: bool) -> dict
 def _counterfactual(run_dir: Path, split: str, gradcam: bool) -> dict[str, float]:
     """The counterfactual measures of ``last.pt`` on ``split``, flattened to
     ``cf/<all|granularity>/<measure>`` (written in full to ``counterfactual.json``)."""
-    from tdsa.counterfactual import counterfactual_report
     from tdsa.engine.checkpoint import checkpoint_config, load_checkpoint
+    from tdsa.experiments.counterfactual import counterfactual_report
 
     path = run_dir / "last.pt"
     data = checkpoint_config(load_checkpoint(path), path).data
@@ -549,12 +549,12 @@ def _counterfactual_tables(keys: Sequence[str]
                ("mid in high", "nesting/mid_in_high"), ("nesting chance", "nesting/chance"))
     return [(f"Counterfactual twins, {group} parts",
              "Each image against its twins (one part's attribute changed; "
-             "`tdsa.counterfactual`), in %. reliance = correct predictions that change; "
-             "evidence = relative drop of the true class's high-stage group response when its "
-             "own attribute is swapped (true) or an attribute it does not use (unused); where = "
-             "peaks of the true class's response difference on the swapped part, beside a "
-             "control class's and chance; mid in high "
-             "= mid difference peaks inside their gating high region.",
+             "`tdsa.experiments.counterfactual`), in %. reliance = correct predictions that "
+             "change; evidence = relative drop of the true class's high-stage group response "
+             "when its own attribute is swapped (true) or an attribute it does not use "
+             "(unused); where = peaks of the true class's response difference on the swapped "
+             "part, beside a control class's and chance; mid in high = mid difference peaks "
+             "inside their gating high region.",
              [(label, f"cf/{group}/{key}", _PCT) for label, key in columns])
             for group in ("fine", "coarse") if f"cf/{group}/reliance" in keys]
 
@@ -632,7 +632,7 @@ def report_header(grid: Grid, results: Sequence[RunResult], command: str | Seque
     (:func:`tdsa.provenance.code_version` of the runs and of the page), ``Precision`` (what
     each variant's config resolves to here), ``Base config`` (with the grid's overrides),
     ``Numbers``, ``Split`` and, when the grid has one, ``Note``. ``write_results`` also saves
-    them as ``RESULTS.json`` (read back by :func:`tdsa.evidence.read_header`).
+    them as ``RESULTS.json`` (read back by :func:`tdsa.experiments.evidence.read_header`).
     """
     import torch
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from tdsa import counterfactual as cf
 from tdsa.config import Config, apply_overrides
 from tdsa.data import build_dataset, synthetic
 from tdsa.engine.build import ensure_synthetic
 from tdsa.engine.distributed import DistInfo
 from tdsa.engine.trainer import train
 from tdsa.errors import ConfigError, DataError
+from tdsa.experiments import counterfactual as cf
 
 TINY = {"num_classes": 5, "train_per_class": 2, "test_per_class": 1, "val_per_class": 1,
         "image_size": 48, "seed": 7}

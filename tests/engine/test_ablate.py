@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tdsa import ablate
 from tdsa.cli import main
 from tdsa.config import dump_config, load_config
 from tdsa.engine.trainer import NonFiniteLossError
 from tdsa.errors import ConfigError
+from tdsa.experiments.grid import RunResult, load_grid, markdown_report
 
 from .conftest import tiny_config
 
@@ -175,7 +175,7 @@ def test_bad_grid_is_one_clear_error(tmp_path, grid, message):
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump(grid))
     with pytest.raises(ConfigError, match=message):
-        ablate.load_grid(path)
+        load_grid(path)
 
 
 def test_a_variant_config_replaces_the_base_for_that_arm_only(tmp_path):
@@ -184,11 +184,11 @@ def test_a_variant_config_replaces_the_base_for_that_arm_only(tmp_path):
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump({"base": "base.yaml", "overrides": ["train.epochs=3"],
                                     "variants": {"a": {}, "b": {"config": "other.yaml"}}}))
-    grid = ablate.load_grid(path)
+    grid = load_grid(path)
     a, b = grid.config("a", 0), grid.config("b", 0)
     assert (a.optim.lr, b.optim.lr) == (0.001, 0.002)
     assert a.train.epochs == b.train.epochs == 3  # the grid's overrides apply to both
-    page = ablate.markdown_report(grid, [ablate.RunResult("b", 0, "ok", {"final_top1": 1.0})],
+    page = markdown_report(grid, [RunResult("b", 0, "ok", {"final_top1": 1.0})],
                                   "cmd")
     assert f"config `{tmp_path / 'other.yaml'}`" in page
 
@@ -208,13 +208,13 @@ def test_a_test_grid_of_runs_selected_on_val_labels_the_fields_number(tmp_path):
     (tmp_path / "base.yaml").write_text("train: {epochs: 1}\n")
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump({"base": "base.yaml", "variants": {"a": {}}}))
-    grid = ablate.load_grid(path)
+    grid = load_grid(path)
     values = {"final_top1": 61.0, "best_top1": 70.0, "best_epoch": 9.0, "final_val_top1": 66.0,
               "test_top1_at_best": 62.5, "test_best_top1": 64.0, "seconds": 10.0}
-    page = ablate.markdown_report(grid, [ablate.RunResult("a", 0, "ok", values)], "cmd")
+    page = markdown_report(grid, [RunResult("a", 0, "ok", values)], "cmd")
     header = ("| variant | n | final test top-1 | final val top-1 | best epoch (val) | "
               "test at best | best on test (field) | seconds/run |")
     assert header in page and "| a | 1 | 61.0 | 66.0 | 9.0 | 62.5 | 64.0 | 10.0 |" in page
-    plain = ablate.markdown_report(grid, [ablate.RunResult("a", 0, "ok", {
+    plain = markdown_report(grid, [RunResult("a", 0, "ok", {
         "final_top1": 61.0, "best_top1": 64.0, "best_epoch": 3.0, "seconds": 10.0})], "cmd")
     assert "*best* is selected on the test set" in plain and "final val top-1" not in plain

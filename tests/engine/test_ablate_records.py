@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 import tdsa.engine
-from tdsa import ablate
 from tdsa.cli import main
 from tdsa.config import dump_config
 from tdsa.data.synthetic import generate
+from tdsa.experiments.grid import load_grid, recorded_results
 
 from .conftest import SYNTH, tiny_config
 
@@ -68,9 +68,9 @@ def test_a_recorded_run_is_not_trained_again_and_a_changed_variant_is(
 
     (tmp_path / "changed").mkdir()
     changed = _grid(tmp_path / "changed", val_root, lr="0.02")
-    grid_obj = ablate.load_grid(changed)
-    assert ablate.recorded_results(grid_obj, results) == {}, "the variant's config changed"
-    assert ablate.recorded_results(ablate.load_grid(grid), results)[("tdsa", 0)].values[
+    grid_obj = load_grid(changed)
+    assert recorded_results(grid_obj, results) == {}, "the variant's config changed"
+    assert recorded_results(load_grid(grid), results)[("tdsa", 0)].values[
         "final_top1"] == float(first[0]["final_top1"])
     with pytest.raises(AssertionError, match="trained again"):
         main(["ablate", "--grid", str(changed), "--out", str(out), "--results", str(results)])
@@ -99,4 +99,4 @@ def test_counterfactual_must_be_a_boolean(val_root: Path, tmp_path: Path) -> Non
     from tdsa.errors import ConfigError
 
     with pytest.raises(ConfigError, match="'counterfactual' must be true or false, got 'yes'"):
-        ablate.load_grid(_grid(tmp_path, val_root, counterfactual="yes"))
+        load_grid(_grid(tmp_path, val_root, counterfactual="yes"))

@@ -139,7 +139,7 @@ def test_the_comparison_grids_arms_are_the_shipped_book_configs() -> None:
     """configs/ablations/comparison.yaml trains each arm as the shipped config of that name
     (up to the grid's run-time overrides): chapter 4 trains the same CE and TDSA, and
     synthetic_mc_high is the grid's MC-Loss arm."""
-    from tdsa.ablate import load_grid
+    from tdsa.experiments.grid import load_grid
 
     grid = load_grid("ablations/comparison")
     for variant, name in (("ce", "synthetic_ce"), ("tdsa", "synthetic_tdsa"),

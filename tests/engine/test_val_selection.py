@@ -13,12 +13,12 @@ import pytest
 import torch
 import yaml
 
-from tdsa import ablate
 from tdsa.config import Config, apply_overrides, dump_config
 from tdsa.data.synthetic import generate
 from tdsa.engine.logging import format_epoch_line
 from tdsa.engine.trainer import train
 from tdsa.errors import ConfigError
+from tdsa.experiments.grid import load_grid, run_one, write_results
 
 from .conftest import SYNTH, tiny_config
 
@@ -124,7 +124,7 @@ def _val_grid(tmp: Path, root: Path, split: str = "val", extra: tuple[str, ...] 
 
 def test_a_val_grid_localises_on_val_and_labels_every_number(val_root: Path, tmp_path: Path,
                                                              monkeypatch) -> None:
-    import tdsa.localisation
+    import tdsa.experiments.localisation
 
     seen: list[tuple[str, int]] = []
 
@@ -132,15 +132,15 @@ def test_a_val_grid_localises_on_val_and_labels_every_number(val_root: Path, tmp
         seen.append((dataset.split, len(dataset)))
         return {"hit_rate/high/granularity:fine": 0.5}
 
-    monkeypatch.setattr(tdsa.localisation, "evaluate_localisation", fake_localisation)
-    grid = ablate.load_grid(_val_grid(tmp_path, val_root))
+    monkeypatch.setattr(tdsa.experiments.localisation, "evaluate_localisation", fake_localisation)
+    grid = load_grid(_val_grid(tmp_path, val_root))
     assert grid.split == "val"
-    res = ablate.run_one(grid, "tdsa", 0, tmp_path / "runs")
+    res = run_one(grid, "tdsa", 0, tmp_path / "runs")
     assert seen == [("val", 4 * 3)]
     summary = json.loads((tmp_path / "runs/tdsa/seed0/summary.json").read_text())
     assert res.status == "ok" and res.values["final_top1"] == summary["final_val_top1"]
     assert res.values["final_train_top1"] == summary["final_train_top1"]
-    csv_path, md_path = ablate.write_results(grid, [res], tmp_path / "results/g", "cmd")
+    csv_path, md_path = write_results(grid, [res], tmp_path / "results/g", "cmd")
     page = md_path.read_text()
     assert "## Validation accuracy" in page and "## Test accuracy" not in page
     assert "every val image" in page
@@ -158,6 +158,6 @@ def test_a_val_grid_needs_val_split_in_its_runs(val_root: Path, tmp_path: Path) 
     path.write_text(yaml.safe_dump({"base": str(base), "split": "val", "variants": {
         "a": {"description": "", "overrides": []}}}), encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape("'split: val' needs data.val_split")):
-        ablate.load_grid(path)
+        load_grid(path)
     with pytest.raises(ConfigError, match="'split' must be one of test, val, got 'train'"):
-        ablate.load_grid(_val_grid(tmp_path, val_root, split="train"))
+        load_grid(_val_grid(tmp_path, val_root, split="train"))

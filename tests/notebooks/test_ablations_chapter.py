@@ -1,7 +1,7 @@
 """Chapter 5 reads the results files that ``python -m tdsa ablate`` writes.
 
 The chapter is run with papermill on results of the shipped grids written by the package's own
-``tdsa.ablate.write_results`` (so a change of the results format breaks this test, not the
+``tdsa.experiments.grid.write_results`` (so a change of the results format breaks this test, not the
 published book), with numbers chosen so that its prose has one right answer (the previous
 default's sweep is the committed one), and on an empty folder, where it must stop with one
 clear error naming the command to run.
@@ -18,11 +18,11 @@ import papermill
 import pytest
 from book_helpers import BOOK, REPO
 
-from tdsa import book
-from tdsa.ablate import RunResult, load_grid, write_results
-from tdsa.calibration import tuned_mismatches, tuning_candidates
 from tdsa.config import load_config
-from tdsa.evidence import check_levers, read_sweep
+from tdsa.experiments import book
+from tdsa.experiments.calibration import tuned_mismatches, tuning_candidates
+from tdsa.experiments.evidence import check_levers, read_sweep
+from tdsa.experiments.grid import RunResult, load_grid, write_results
 
 CHAPTER = BOOK / "05_ablations.ipynb"
 

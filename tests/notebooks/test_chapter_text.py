@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from book_helpers import BOOK, STAGED
 
-import tdsa.book
+from tdsa.experiments import book
 
 CHAPTERS = ["01_data", "02_channel_constraint", "03_top_down_attention", "04_training",
             "05_ablations", "06_attention_metrics",
@@ -110,25 +110,25 @@ def test_measured_effect_pairs_by_seed_over_the_grids(tmp_path: Path,
     arm = {0: 13.0, 1: 15.0, 3: 40.0}  # seed 3 has no partner and must be left out
     _write_grid(tmp_path / "synthetic.csv", [("ce", s, v) for s, v in base.items()])
     _write_grid(tmp_path / "levers.csv", [("ce_n80", s, v) for s, v in arm.items()])
-    monkeypatch.setattr(tdsa.book, "results_path", lambda: tmp_path)
+    monkeypatch.setattr(book, "results_path", lambda: tmp_path)
     diffs = [arm[s] - base[s] for s in (0, 1)]
     mean, std = statistics.fmean(diffs), statistics.stdev(diffs)
     assert (mean, round(std, 4)) == (2.0, 1.4142)
-    text = tdsa.book.measured_effect("ce_n80", "ce")
+    text = book.measured_effect("ce_n80", "ce")
     assert text == (f"`ce_n80` − `ce`, final_top1: +{mean:.1f} ± {std:.1f} over 2 seeds (0, 1): "
                     "**higher**")
-    scaled = tdsa.book.measured_effect("ce_n80", "ce", column="score", scale=100.0)
+    scaled = book.measured_effect("ce_n80", "ce", column="score", scale=100.0)
     assert scaled.startswith("`ce_n80` − `ce`, score: +2.0 ± 1.4 over 2 seeds (0, 1)")
-    assert tdsa.book.measured_effect("ce", "ce_n80").endswith("**lower**")
+    assert book.measured_effect("ce", "ce_n80").endswith("**lower**")
     _write_grid(tmp_path / "levers.csv", [("ce_n80", 0, 30.0), ("ce_n80", 1, 10.0)])
-    assert tdsa.book.measured_effect("ce_n80", "ce").endswith("**no clear difference**")
+    assert book.measured_effect("ce_n80", "ce").endswith("**no clear difference**")
     with pytest.raises(ValueError, match="tdsa_gap"):
-        tdsa.book.measured_effect("tdsa_gap", "ce")
+        book.measured_effect("tdsa_gap", "ce")
 
 
 def test_measured_effect_without_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tdsa.book, "results_path", lambda: tmp_path)
-    assert tdsa.book.measured_effect("ce_n80", "ce").startswith("not measured in this copy")
+    monkeypatch.setattr(book, "results_path", lambda: tmp_path)
+    assert book.measured_effect("ce_n80", "ce").startswith("not measured in this copy")
 
 
 def test_comparison_summary_pairs_each_method_arm_with_its_ce(
@@ -139,23 +139,23 @@ def test_comparison_summary_pairs_each_method_arm_with_its_ce(
     rows += [("mc_high", s, v - 1.0) for s, v in ce.items()]
     rows += [("no_gate", 0, 60.0), ("no_gate", 1, 90.0)]
     _write_grid(tmp_path / "comparison.csv", rows)
-    monkeypatch.setattr(tdsa.book, "results_path", lambda: tmp_path)
-    text = tdsa.book.comparison_summary()
+    monkeypatch.setattr(book, "results_path", lambda: tmp_path)
+    text = book.comparison_summary()
     assert "`tdsa` (TDSA-Loss at the default regime) 76.0 ± 3.0% against `ce` 72.0 ± 2.0%" in text
     assert "paired difference +4.0 ± 1.0 points over 3 seeds: **higher**" in text
     assert "`mc_high` (MC-Loss on the high stage only) 71.0 ± 2.0%" in text
     assert "-1.0 ± 0.0 points over 3 seeds: **lower**" in text
     assert "+3.0 ± 18.4 points over 2 seeds: **no clear difference**" in text
     (tmp_path / "comparison.csv").unlink()
-    assert tdsa.book.comparison_summary().startswith("The comparison's results are not in")
+    assert book.comparison_summary().startswith("The comparison's results are not in")
 
 
 def test_measured_effect_on_the_committed_results() -> None:
-    text = tdsa.book.measured_effect("ce_n80", "ce")
+    text = book.measured_effect("ce_n80", "ce")
     assert re.fullmatch(r"`ce_n80` − `ce`, final_top1: [+-]\d+\.\d ± \d+\.\d over 3 seeds "
                         r"\(0, 1, 2\): \*\*(higher|lower|(borderline )?(higher|lower)|"
                         r"no clear difference)\*\*", text), text
-    one = tdsa.book.measured_effect("ce_ep32", "ce_centre", grids=("tuning", "calibration"))
+    one = book.measured_effect("ce_ep32", "ce_centre", grids=("tuning", "calibration"))
     assert " over 1 seed (0): " in one, "a one-seed point says so"
     assert not math.isnan(float(text.split(": ")[1].split(" ")[0]))
 
@@ -185,21 +185,21 @@ def test_first_test_images_are_the_test_split_through_the_test_transform(tmp_pat
                     image_size=48)
     cfg = apply_overrides(load_config("smoke"), ["data.dataset=synthetic", f"data.root={root}",
                                                  "data.image_size=32"])
-    images, labels = tdsa.book.first_test_images(cfg, limit=4)
+    images, labels = book.first_test_images(cfg, limit=4)
     reference = build_dataset("synthetic", root, "test",
                               transform=build_transforms("scratch", 32, train=False))
     assert images.shape == (4, 3, 32, 32) and labels.tolist() == reference.targets[:4]
     for i in range(4):
         assert (images[i] == reference[i][0]).all(), f"test image {i} differs"
-    everything, _ = tdsa.book.first_test_images(cfg)
+    everything, _ = book.first_test_images(cfg)
     assert len(everything) == len(reference) == 6, "the limit only cuts, never pads"
 
 
 # Words that state a measured difference. In the chapters they may only come from computed output
-# (tdsa.evidence.verdict / format_difference printed by a code cell), never from Markdown written
-# by hand; Markdown may still quote the verdict's words as code (`higher`) when it explains the
-# rule. Words that describe a setting ("larger fine parts") or the rule ("exceeds its standard
-# deviation") are not in the list.
+# (tdsa.experiments.evidence.verdict / format_difference printed by a code cell), never from
+# Markdown written by hand; Markdown may still quote the verdict's words as code (`higher`) when it
+# explains the rule. Words that describe a setting ("larger fine parts") or the rule ("exceeds its
+# standard deviation") are not in the list.
 COMPARATIVE = re.compile(
     r"\b(clearly|significant(ly)?|higher|lower|better|worse|outperform\w*|underperform\w*|"
     r"beats?|improv(e|es|ed|ement|ing)|no clear difference|borderline|more often|less often|"
@@ -225,11 +225,11 @@ def test_comparative_words_pattern() -> None:
 
 @pytest.mark.parametrize("page", [*CHAPTERS, *sorted(p.stem for p in BOOK.glob("*.md"))])
 def test_no_handwritten_comparative_word_about_a_measured_difference(page: str) -> None:
-    """Issue 23: every qualitative word about a difference comes from tdsa.evidence's rule, in
-    computed output; hand-written Markdown states no comparison."""
+    """Issue 23: every qualitative word about a difference comes from tdsa.experiments.evidence's
+    rule, in computed output; hand-written Markdown states no comparison."""
     path = BOOK / f"{page}.md"
     sources = ([path.read_text(encoding="utf-8")] if path.exists()
                else [c.source for c in _cells(page) if c.cell_type == "markdown"])
     found = [(word, source[:60]) for source in sources for word in comparative_words(source)]
     assert not found, (f"{page}: hand-written comparative words {found}: print them from "
-                       "tdsa.evidence.verdict in a code cell, or state no comparison")
+                       "tdsa.experiments.evidence.verdict in a code cell, or state no comparison")

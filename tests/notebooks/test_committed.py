@@ -189,14 +189,14 @@ def test_chapters_that_train_take_a_runs_root(path: Path) -> None:
     values = _parameters(nbformat.read(path, as_version=4), path.name)
     assert ("runs_root" in values) == trains, f"{path.name}: runs_root iff the chapter trains"
     if trains:
-        assert values["runs_root"] is None, "default: tdsa.book.default_runs_root()"
+        assert values["runs_root"] is None, "default: tdsa.experiments.book.default_runs_root()"
 
 
 def test_no_helper_is_defined_twice_or_by_the_package() -> None:
     """Notebooks explain and call: a function two chapters need, or one the package has,
-    lives in the package (tdsa.book for the notebooks' own needs)."""
-    import tdsa.book
+    lives in the package (tdsa.experiments.book for the notebooks' own needs)."""
     import tdsa.viz
+    from tdsa.experiments import book
 
     owners: dict[str, str] = {}
     for path in NOTEBOOKS:
@@ -205,8 +205,8 @@ def test_no_helper_is_defined_twice_or_by_the_package() -> None:
             if isinstance(node, ast.FunctionDef):
                 assert node.name not in owners, (
                     f"{node.name} is defined in {owners[node.name]} and {path.name}: move it "
-                    "into tdsa.book")
-                assert not hasattr(tdsa.book, node.name) and not hasattr(tdsa.viz, node.name), (
+                    "into tdsa.experiments.book")
+                assert not hasattr(book, node.name) and not hasattr(tdsa.viz, node.name), (
                     f"{path.name} defines {node.name}, which the package has: call it")
                 owners[node.name] = path.name
 

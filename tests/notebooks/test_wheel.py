@@ -84,8 +84,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 
 def test_tdsa_is_the_installed_wheel_not_the_repository(installed: Installed) -> None:
-    probe = ("import sys, tdsa, tdsa.book, tdsa.resources; print(tdsa.__file__); "
-             "print(tdsa.resources.resource_root()); print(tdsa.book.repo_root()); "
+    probe = ("import sys, tdsa, tdsa.experiments.book, tdsa.resources; print(tdsa.__file__); "
+             "print(tdsa.resources.resource_root()); print(tdsa.experiments.book.repo_root()); "
              "print(any('__editable__' in str(m) for m in sys.meta_path))")
     out = _run([installed.python, "-c", probe], installed.env, installed.work).stdout.split("\n")
     venv = installed.python.parents[1]

@@ -8,14 +8,14 @@ import json
 import pytest
 
 from tdsa import cli
-from tdsa.bench import (
+from tdsa.engine.precision import resolve_precision
+from tdsa.experiments.bench import (
     TARGETS,
     paired_ratio_quartiles,
     peak_allocated_bytes,
     run_benchmarks,
     time_interleaved,
 )
-from tdsa.engine.precision import resolve_precision
 
 
 def test_time_interleaved_alternates_which_arm_goes_first():
@@ -214,8 +214,8 @@ def test_unknown_benchmark_is_a_one_line_error(capsys):
 
 
 def test_extra_time_note_splits_the_difference_and_names_an_arithmetic_floor():
-    from tdsa.bench import _extra_time_note
     from tdsa.engine.precision import Precision
+    from tdsa.experiments.bench.step import extra_time_note
 
     def row(ce, ce_mid, tdsa, flop_ratio):
         times = {"ce_ms": ce, "ce_mid_ms": ce_mid, "tdsa_ms": tdsa}
@@ -226,7 +226,7 @@ def test_extra_time_note_splits_the_difference_and_names_an_arithmetic_floor():
             "tdsa_resnet50": row(500.0, 540.0, 550.0, 1.057),
             "tdsa_resnet50_widen": row(400.0, 402.0, 412.0, 1.0)}
     loss = {"head_ms": 30.0, "head_profile_ms": {"aten::_softmax": 9.0}}
-    note = _extra_time_note(step, loss, Precision("bf16", True))
+    note = extra_time_note(step, loss, Precision("bf16", True))
     assert "CPU time" in note
     assert "TDSA - CE = 40 ms of a 1000 ms CE step (ratio 1.040)" in note
     assert "mid tap's backward 10 ms (1.0% of the CE step) and the loss head 30 ms" in note
@@ -242,7 +242,7 @@ def test_phase_clock_sums_wall_and_cpu_per_phase_and_times_a_loader():
     loader counts its batches (and its start) as the data phase and yields them unchanged."""
     import time
 
-    from tdsa.bench import PhaseClock, _TimedBatches
+    from tdsa.experiments.bench.phases import PhaseClock, TimedBatches
 
     def spin() -> None:  # 20 ms of this process's CPU time, however busy the machine is
         end = time.process_time() + 0.02
@@ -258,7 +258,7 @@ def test_phase_clock_sums_wall_and_cpu_per_phase_and_times_a_loader():
     assert 0.04 <= cpu <= wall + 0.005
     wall, cpu = clock.get("sleep")
     assert wall >= 0.019 and cpu < 0.01
-    assert list(_TimedBatches([1, 2, 3], clock)) == [1, 2, 3]
+    assert list(TimedBatches([1, 2, 3], clock)) == [1, 2, 3]
     assert clock.get("data")[0] > 0
 
 
@@ -267,7 +267,7 @@ def test_epoch_phases_add_up_to_the_epoch_and_follow_the_options(tmp_path):
     """The breakdown in fp32 without workers: every phase measured, the phases sum to the
     epoch (backward, train_other and other are the remainders), the trainer's rows kept, and
     chapter 4's projection is two runs of the config's 16 epochs."""
-    from tdsa.bench import EPOCH_PHASES
+    from tdsa.experiments.bench import EPOCH_PHASES
 
     result = run_benchmarks(("epoch",), quick=True, amp="none", workers=0,
                             data_root=tmp_path / "synthetic")

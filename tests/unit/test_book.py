@@ -1,4 +1,4 @@
-"""tdsa.book and tdsa.resources: the folders the notebooks use and the runs they share.
+"""tdsa.experiments.book and tdsa.resources: the folders the notebooks use and the runs they share.
 
 The expected overrides are those the chapters computed in their own cells before the cells
 moved into the package (chapters 2/3 and 4/6, less ``runtime.progress=false``): a run folder
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tdsa import book
 from tdsa.config import load_config
 from tdsa.errors import ConfigError, DataError
+from tdsa.experiments import book
 from tdsa.resources import (
     config_path,
     resolve_config,
@@ -192,7 +192,7 @@ def test_load_config_by_name_and_by_path(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_ablate_grid_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from tdsa.ablate import load_grid
+    from tdsa.experiments.grid import load_grid
 
     monkeypatch.chdir(tmp_path)
     grid = load_grid("ablations/synthetic")

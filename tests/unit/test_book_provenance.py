@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tdsa import book
-from tdsa.ablate import RunResult, load_grid, write_results
+from tdsa.experiments import book
+from tdsa.experiments.grid import RunResult, load_grid, write_results
 from tdsa.provenance import cpu_kind
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,7 +1,8 @@
-"""The shortened demonstration of chapters 4 and 6 (``tdsa.book.run_plan(..., shorten=...)``):
-where training runs in fp32 on a CPU without native bf16, the cpu profile's two runs train
-``SHORT_EPOCHS`` epochs into their own folders, with a note that says so and how to train the
-full runs; elsewhere, and whenever ``epochs`` is given, nothing changes."""
+"""The shortened demonstration of chapters 4 and 6
+(``tdsa.experiments.book.run_plan(..., shorten=...)``): where training runs in fp32 on a CPU
+without native bf16, the cpu profile's two runs train ``SHORT_EPOCHS`` epochs into their own
+folders, with a note that says so and how to train the full runs; elsewhere, and whenever
+``epochs`` is given, nothing changes."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tdsa import book
 from tdsa.config import apply_overrides, load_config
+from tdsa.experiments import book
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,7 @@ def test_shorten_none_asks_whether_training_is_slow(monkeypatch: pytest.MonkeyPa
 def test_training_is_slow_under_the_avx2_kernel_caps() -> None:
     """The two variables that make a CPU with AVX-512/AMX run its AVX2 kernels make training
     fp32, so the demonstration is shortened (unless a GPU trains it)."""
-    code = "from tdsa.book import training_is_slow; print(training_is_slow())"
+    code = "from tdsa.experiments.book import training_is_slow; print(training_is_slow())"
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()

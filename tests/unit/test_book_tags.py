@@ -125,17 +125,17 @@ def _section(code: str = "", markdown: str = "", imports: tuple[str, ...] = ()) 
 
 def test_mentions_needs_the_symbol_itself_not_its_name() -> None:
     mentions = api_page.mentions
-    assert not mentions(_section("subprocess.run(cmd)"), "run", "tdsa.ablate")
-    assert mentions(_section("run(args)", imports=("run",)), "run", "tdsa.ablate")
+    assert not mentions(_section("subprocess.run(cmd)"), "run", "tdsa.experiments.grid")
+    assert mentions(_section("run(args)", imports=("run",)), "run", "tdsa.experiments.grid")
     assert not mentions(_section('build_dataset(name, root, "train")'), "train", "tdsa.engine")
-    assert mentions(_section("plan = book.run_plan(profile)"), "run_plan", "tdsa.book")
+    assert mentions(_section("plan = book.run_plan(profile)"), "run_plan", "tdsa.experiments.book")
     assert mentions(_section(markdown="Call `ccmp(x, xi)` here."), "ccmp", "tdsa.losses")
     assert not mentions(_section(markdown="ccmp pools channels."), "ccmp", "tdsa.losses")
     assert mentions(_section("model.forward_features(x)"), "forward_features", method=True,
                     module="tdsa.models.base")
-    assert not mentions(_section(markdown="see `tdsa.config`"), "config", "tdsa.ablate",
+    assert not mentions(_section(markdown="see `tdsa.config`"), "config", "tdsa.experiments.grid",
                         method=True)
-    assert mentions(_section("book.setup()", imports=("book",)), "tdsa.book")
+    assert mentions(_section("book.setup()", imports=("book",)), "tdsa.experiments.book")
     assert not mentions(_section(markdown="`tdsa.engine.evaluate(model)`"), "tdsa.engine.evaluate")
     assert mentions(_section("from tdsa.engine.checkpoint import load_model"),
                     "tdsa.engine.checkpoint")

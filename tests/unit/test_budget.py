@@ -92,7 +92,7 @@ def _write_budget(folder, curves, compared_epochs=None) -> None:
     resolved configs trained ``compared_epochs``."""
     import csv
 
-    from tdsa.evidence import REQUIRED
+    from tdsa.experiments.evidence import REQUIRED
 
     rows = _rows(curves)
     columns = list(dict.fromkeys([*REQUIRED, "final_val_top1", "final_train_top1"]))
@@ -110,7 +110,7 @@ def _write_budget(folder, curves, compared_epochs=None) -> None:
 
 
 def test_the_book_says_e_the_deciding_changes_and_where_the_comparison_stands(tmp_path) -> None:
-    from tdsa.book import budget_summary
+    from tdsa.experiments.book import budget_summary
 
     rising = {"ce": {16: [78, 80], 32: [84, 86], 64: [90, 92]},
               "tdsa": {16: [60, 64], 32: [78, 80], 64: [82, 84]}}

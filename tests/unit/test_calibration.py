@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 
 import pytest
 
-from tdsa.ablate import Grid, Variant
-from tdsa.calibration import (
+from tdsa.config import Config, apply_overrides, dump_config
+from tdsa.experiments.calibration import (
     band_check,
     centre,
     choose,
@@ -24,7 +24,7 @@ from tdsa.calibration import (
     tuned_mismatches,
     tuning_candidates,
 )
-from tdsa.config import Config, apply_overrides, dump_config
+from tdsa.experiments.grid import Grid, Variant
 
 CE = ["loss.alpha_mid=0", "loss.beta_mid=0", "loss.alpha_high=0", "loss.beta_high=0"]
 

@@ -1,5 +1,5 @@
-"""The counterfactual measures (tdsa.counterfactual): hand-made maps and logits with known
-answers, then the driver end to end on a run trained for one epoch."""
+"""The counterfactual measures (tdsa.experiments.counterfactual): hand-made maps and logits with
+known answers, then the driver end to end on a run trained for one epoch."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tdsa import counterfactual as cf
 from tdsa.cli import main
 from tdsa.data import build_dataset, build_transforms, synthetic
 from tdsa.engine.checkpoint import load_model
 from tdsa.errors import DataError
+from tdsa.experiments import counterfactual as cf
 
 # ------------------------------------------------------------------ pure measures
 

@@ -1,6 +1,7 @@
 """One root, one set of arguments: every generated dataset the book's chapters ask for comes
-from :data:`tdsa.book.SYNTHETIC_SETS` through :func:`tdsa.book.synthetic_data`, so building the
-book in one profile and then in another on the same checkout never asks a root for other data.
+from :data:`tdsa.experiments.book.SYNTHETIC_SETS` through
+:func:`tdsa.experiments.book.synthetic_data`, so building the book in one profile and then in
+another on the same checkout never asks a root for other data.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tdsa import book
 from tdsa.config import apply_overrides, load_config
 from tdsa.engine.build import ensure_synthetic
 from tdsa.engine.distributed import DistInfo
 from tdsa.errors import ConfigError
+from tdsa.experiments import book
 
 REPO = Path(__file__).resolve().parents[2]
 

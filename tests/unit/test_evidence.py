@@ -1,4 +1,5 @@
-"""tdsa.evidence: results files read back, paired differences and the claim per lever."""
+"""tdsa.experiments.evidence: results files read back, paired differences and the claim per
+lever."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tdsa.ablate import RunResult, load_grid, write_results
-from tdsa.ablate import lever_pairs as ablate_lever_pairs
-from tdsa.book import BOOK_GRIDS, claim_summary, lever_pairs
 from tdsa.config import Config, dump_config
 from tdsa.errors import ConfigError, DataError
-from tdsa.evidence import (
+from tdsa.experiments.book import BOOK_GRIDS, claim_summary, lever_pairs
+from tdsa.experiments.evidence import (
     BORDERLINE,
     CLAIM_PARTS,
     VERDICTS,
@@ -28,6 +27,8 @@ from tdsa.evidence import (
     read_sweep,
     verdict,
 )
+from tdsa.experiments.grid import RunResult, load_grid, write_results
+from tdsa.experiments.grid import lever_pairs as ablate_lever_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -226,7 +227,7 @@ def test_read_sweep_joins_grids_and_refuses_a_variant_in_two(tmp_path: Path) -> 
 
 
 def test_read_header_is_the_header_of_the_markdown_page(tmp_path: Path) -> None:
-    from tdsa.evidence import read_header
+    from tdsa.experiments.evidence import read_header
 
     grid_path = tmp_path / "g.yaml"
     grid_path.write_text(yaml.safe_dump({
@@ -257,8 +258,8 @@ def test_read_header_is_the_header_of_the_markdown_page(tmp_path: Path) -> None:
 
 
 def test_a_resumed_grid_keeps_every_command_that_made_it(tmp_path: Path) -> None:
-    from tdsa.ablate import recorded_commands
-    from tdsa.evidence import read_header
+    from tdsa.experiments.evidence import read_header
+    from tdsa.experiments.grid import recorded_commands
 
     grid_path = tmp_path / "g.yaml"
     grid_path.write_text(yaml.safe_dump({
@@ -284,7 +285,7 @@ def test_a_resumed_grid_keeps_every_command_that_made_it(tmp_path: Path) -> None
 
 
 def test_committed_results_have_their_header_as_data() -> None:
-    from tdsa.evidence import read_header
+    from tdsa.experiments.evidence import read_header
 
     for name in ("synthetic", "levers"):
         header = read_header(REPO / "results" / f"{name}.json")

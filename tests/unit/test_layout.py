@@ -1,28 +1,31 @@
-"""The layout rule of ``tdsa/__init__.py``: library, experiments, book and commands layers."""
+"""The layout rule of ``tdsa/__init__.py``, checked by folder: the library, ``experiments/`` and
+the commands (``commands/``, ``cli.py``, ``__main__.py``) import only their own layer or the
+ones below it; no modules of ``tdsa`` import each other in a cycle; one module per command."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+from collections.abc import Mapping, Set
 from pathlib import Path
 
 from tdsa import cli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tdsa"
-LIBRARY = ("losses", "models", "data", "engine", "metrics", "viz", "validation", "errors",
-           "resources", "config", "provenance")
-UPPER_LAYERS = ("tdsa.experiments", "tdsa.ablate", "tdsa.evidence", "tdsa.calibration",
-                "tdsa.localisation", "tdsa.counterfactual", "tdsa.bench", "tdsa.book",
-                "tdsa.commands", "tdsa.cli")
+LAYERS = ("the library", "tdsa.experiments", "the commands")
+"""The layers from the bottom up: a module may import its own layer and the ones before it."""
 SCRIPTS = {"__init__", "gpu_check"}  # tdsa/commands/ modules that are not a `tdsa` command
-# Library imports of an upper layer not yet removed: tdsa.viz.twins takes encode_as_saved (the
-# generator's JPEG round trip, which belongs in tdsa.data.synthetic) from tdsa.counterfactual.
-KNOWN_UPWARD_IMPORTS: set[str] = set()
 
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_sources() -> dict[str, tuple[str, bool]]:
+    """Every module of ``tdsa/`` (its dotted name): its source and whether it is a package."""
+    return {_module_name(path): (path.read_text(encoding="utf-8"), path.stem == "__init__")
+            for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
@@ -43,6 +46,46 @@ def imported_modules(source: str, module: str, is_package: bool = False) -> set[
     return names
 
 
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of the layer that the folder of ``module`` (a dotted name
+    under ``tdsa``) puts it in."""
+    top = module.split(".")[1] if module.count(".") else ""
+    if top == "experiments":
+        return 1
+    if top in ("commands", "cli", "__main__"):
+        return 2
+    return 0
+
+
+def import_graph(sources: Mapping[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """Module -> the modules of ``sources`` it imports anywhere in its file (function-local
+    imports too): the modules an import statement names, not the packages above them."""
+    return {module: (imported_modules(source, module, is_package) & set(sources)) - {module}
+            for module, (source, is_package) in sources.items()}
+
+
+def _reachable(graph: Mapping[str, Set[str]], start: str) -> set[str]:
+    """The nodes of ``graph`` reached from ``start`` along one edge or more."""
+    seen: set[str] = set()
+    todo = list(graph.get(start, ()))
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    return seen
+
+
+def import_cycles(graph: Mapping[str, Set[str]]) -> list[list[str]]:
+    """The modules of each import cycle of ``graph``: every strongly connected component of more
+    than one module (the modules that reach each other), each sorted, in sorted order."""
+    nodes = set(graph).union(*graph.values())
+    reach = {node: _reachable(graph, node) for node in nodes}
+    components = {tuple(sorted(m for m in reach[node] if node in reach[m]))
+                  for node in nodes if node in reach[node]}
+    return sorted(list(c) for c in components if len(c) > 1)
+
+
 def _defines_command(tree: ast.Module) -> set[str]:
     found = set()
     for node in tree.body:
@@ -54,12 +97,39 @@ def _defines_command(tree: ast.Module) -> set[str]:
 
 
 def test_imported_modules_reads_nested_relative_and_from_imports() -> None:
-    source = ("import os\nfrom tdsa import book\n\ndef f():\n    from ..ablate import Grid\n"
-              "    from . import plots\n")
+    source = ("import os\nfrom tdsa.experiments import book\n\ndef f():\n"
+              "    from ..experiments.grid import Grid\n    from . import plots\n")
     names = imported_modules(source, "tdsa.viz.maps")
-    assert {"os", "tdsa", "tdsa.book", "tdsa.ablate", "tdsa.ablate.Grid", "tdsa.viz",
-            "tdsa.viz.plots"} <= names
+    assert {"os", "tdsa.experiments", "tdsa.experiments.book", "tdsa.experiments.grid",
+            "tdsa.experiments.grid.Grid", "tdsa.viz", "tdsa.viz.plots"} <= names
     assert "tdsa.viz" in imported_modules("from . import maps\n", "tdsa.viz", is_package=True)
+
+
+def test_the_folder_gives_the_layer() -> None:
+    assert [layer_of(m) for m in ("tdsa", "tdsa.losses", "tdsa.engine.loop", "tdsa.viz")] == [0] * 4
+    assert layer_of("tdsa.experiments") == layer_of("tdsa.experiments.bench.step") == 1
+    assert [layer_of(m) for m in ("tdsa.cli", "tdsa.__main__", "tdsa.commands.bench")] == [2] * 3
+
+
+def test_import_cycles_finds_every_cycle_of_a_hand_made_graph() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"f", "a"}, "f": {"e"},
+             "g": {"a", "d"}}
+    assert import_cycles(graph) == [["a", "b", "c"], ["e", "f"]]
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a", "c"}}) == []
+    assert import_cycles({"x": {"y"}, "y": {"x"}, "z": {"y"}}) == [["x", "y"]]
+
+
+def test_import_graph_follows_function_local_and_relative_imports() -> None:
+    sources = {
+        "tdsa.p": ("from tdsa.p.a import f\n", True),
+        "tdsa.p.a": ("import os\n\ndef f():\n    from . import b\n", False),
+        "tdsa.p.b": ("from tdsa.p.a import f as g\n", False),
+        "tdsa.q": ("from tdsa.p import f\n", False),
+    }
+    graph = import_graph(sources)
+    assert graph == {"tdsa.p": {"tdsa.p.a"}, "tdsa.p.a": {"tdsa.p", "tdsa.p.b"},
+                     "tdsa.p.b": {"tdsa.p.a"}, "tdsa.q": {"tdsa.p"}}
+    assert import_cycles(graph) == [["tdsa.p", "tdsa.p.a", "tdsa.p.b"]]
 
 
 def test_every_command_lives_in_tdsa_commands() -> None:
@@ -83,18 +153,22 @@ def test_only_the_commands_define_add_arguments_and_run() -> None:
     assert not offenders, f"command functions outside tdsa/commands/: {offenders}"
 
 
-def test_the_library_imports_no_upper_layer() -> None:
-    paths = [p for name in LIBRARY
-             for p in ((PACKAGE / name).rglob("*.py") if (PACKAGE / name).is_dir()
-                       else [PACKAGE / f"{name}.py"])]
-    assert len(paths) > len(LIBRARY)
-    bad = []
-    for path in paths:
-        module = _module_name(path)
-        names = imported_modules(path.read_text(encoding="utf-8"), module,
-                                 is_package=path.stem == "__init__")
-        bad += [f"{module} imports {n}" for n in sorted(names)
-                if any(n == up or n.startswith(up + ".") for up in UPPER_LAYERS)]
-    assert set(bad) == KNOWN_UPWARD_IMPORTS, (
-        f"{sorted(set(bad) - KNOWN_UPWARD_IMPORTS)} (a fixed known import leaves "
-        f"KNOWN_UPWARD_IMPORTS: {sorted(KNOWN_UPWARD_IMPORTS - set(bad))})")
+def test_no_layer_imports_a_layer_above_it() -> None:
+    sources = package_sources()
+    assert {layer_of(m) for m in sources} == {0, 1, 2}, "every layer has modules"
+    bad = sorted(
+        f"{module} ({LAYERS[layer_of(module)]}) imports {name} ({LAYERS[layer_of(name)]})"
+        for module, (source, is_package) in sources.items()
+        for name in imported_modules(source, module, is_package)
+        if name.startswith("tdsa.") and layer_of(name) > layer_of(module))
+    assert not bad, "imports from a lower layer into a higher one:\n" + "\n".join(bad)
+
+
+def test_no_import_cycle_between_modules_of_tdsa() -> None:
+    graph = import_graph(package_sources())
+    assert sum(map(len, graph.values())) > len(graph), "the graph has the package's imports"
+    cycles = import_cycles(graph)
+    assert not cycles, "modules of tdsa that import each other in a cycle:\n" + "\n".join(
+        " <-> ".join(cycle) + " (" + "; ".join(
+            f"{m} imports {', '.join(sorted(graph[m] & set(cycle)))}" for m in cycle) + ")"
+        for cycle in cycles)

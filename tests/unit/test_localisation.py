@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tdsa.localisation import dataset_parts, evaluate_localisation, wrong_classes
+from tdsa.experiments.localisation import dataset_parts, evaluate_localisation, wrong_classes
 
 NAMES = ["beak", "eye", "wing", "tail", "breast"]
 GRAN = {"beak": "fine", "eye": "fine", "wing": "coarse", "tail": "coarse"}
