@@ -76,6 +76,8 @@ SUMMARY_KEYS = ("final_top1", "final_train_top1", "best_top1", "best_epoch", "ep
 is of the grid's split, ``best_top1`` of the split that selected the best epoch; the last four,
 NaN for a run without a val split, are the val numbers beside test and the field's
 best-on-test)."""
+PROVENANCE_KEYS = ("code", "cpu", "precision")
+"""The text columns of the results CSV that say what ran each run (:class:`RunResult`)."""
 SPLITS = ("test", "val")
 GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
 VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config")
@@ -134,9 +136,11 @@ class Grid:
 class RunResult:
     """The outcome of one ``(variant, seed)``: ``status`` is ``ok`` or ``failed`` (``error``
     says why); ``values`` holds the training summary numbers, ``seconds`` (training wall
-    time), ``loc_seconds`` and every localisation key; ``code`` the code that trained it, as
-    its ``summary.json`` records it (:func:`tdsa.provenance.code_version`; empty for runs
-    trained before runs recorded it, and for runs read back from a results file).
+    time), ``loc_seconds`` and every localisation key. ``code`` (the commit,
+    :func:`tdsa.provenance.code_version`), ``cpu`` (:func:`tdsa.provenance.cpu_kind`) and
+    ``precision`` (the resolved label) are what the run's ``summary.json`` records, kept in the
+    results CSV so a page rewritten elsewhere still names them; empty for runs trained before
+    runs recorded them.
     """
 
     variant: str
@@ -145,6 +149,8 @@ class RunResult:
     values: dict[str, float] = field(default_factory=dict)
     error: str = ""
     code: str = ""
+    cpu: str = ""
+    precision: str = ""
 
 
 def _string_list(value: Any, where: str) -> list[str]:
@@ -397,7 +403,8 @@ def _result(grid: Grid, variant: str, seed: int, summary: Mapping[str, Any],
     values.update({k: float(v) for k, v in loc.items()})
     if not all(math.isfinite(values[k]) for k in ("final_top1", "best_top1")):
         return RunResult(variant, seed, "failed", values, f"non-finite {grid.split} accuracy")
-    return RunResult(variant, seed, "ok", values, code=str(summary.get("code", "")))
+    return RunResult(variant, seed, "ok", values, code=str(summary.get("code", "")),
+                     cpu=str(summary.get("cpu", "")), precision=str(summary.get("precision", "")))
 
 
 def _config_text(text: str) -> str:
@@ -426,9 +433,11 @@ def recorded_results(grid: Grid, results_path: str | Path) -> dict[tuple[str, in
             if row.get("variant") not in current:
                 continue
             values = {k: float(v) for k, v in row.items()
-                      if k not in ("variant", "seed", "status", "error") and v not in ("", None)}
+                      if k not in ("variant", "seed", "status", "error", *PROVENANCE_KEYS)
+                      and v not in ("", None)}
             res = RunResult(row["variant"], int(row["seed"]), row["status"], values,
-                            row.get("error") or "")
+                            row.get("error") or "",
+                            **{k: row.get(k) or "" for k in PROVENANCE_KEYS})
             out[(res.variant, res.seed)] = res
     return out
 
@@ -584,24 +593,46 @@ def _table(results: Sequence[RunResult], variants: Sequence[str],
     return lines
 
 
-def _precisions(grid: Grid, variants: Sequence[str]) -> str:
-    """The precision each variant's config resolves to on this machine (its ``train.amp`` and
-    ``train.channels_last``, as the trainer resolves them)."""
+def _precisions(grid: Grid, results: Sequence[RunResult], variants: Sequence[str]) -> str:
+    """The precision of each variant's runs: what they recorded (:attr:`RunResult.precision`),
+    else what the variant's config resolves to on this machine (its ``train.amp`` and
+    ``train.channels_last``, as the trainer resolves them), said so."""
     import torch
 
     from tdsa.engine.precision import resolve_precision
 
     labels: dict[str, list[str]] = {}
     for v in variants:
+        runs = [r for r in results if r.variant == v]
         cfg = grid.config(v, grid.seeds[0])
-        device = cfg.runtime.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        label = resolve_precision(device, cfg.train.amp, cfg.train.channels_last).label
-        labels.setdefault(f"{label} (train.amp={cfg.train.amp}, on {device})", []).append(v)
+        if runs and all(r.precision for r in runs):
+            label = " / ".join(sorted({r.precision for r in runs}))
+            label += f" (train.amp={cfg.train.amp}; as the runs recorded)"
+        else:
+            device = cfg.runtime.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            label = (f"{resolve_precision(device, cfg.train.amp, cfg.train.channels_last).label}"
+                     f" (train.amp={cfg.train.amp}, on {device}; resolved on the machine that "
+                     "wrote this page)")
+        labels.setdefault(label, []).append(v)
     if len(labels) == 1:
         return next(iter(labels))
     return "; ".join(f"{label}: {', '.join(vs)}" for label, vs in labels.items())
+
+
+def _cpu_text(results: Sequence[RunResult]) -> str:
+    """The CPUs the runs recorded (:attr:`RunResult.cpu`) and, where some recorded none, the
+    one that wrote the page."""
+    recorded = sorted({r.cpu for r in results if r.cpu})
+    missing = len([r for r in results if not r.cpu])
+    if not recorded:
+        return f"{cpu_kind()} (the machine that wrote this page; the runs recorded none)"
+    text = "; ".join(recorded)
+    if missing:
+        text += (f" ({missing} of {len(results)} runs recorded none; this page was written "
+                 f"on {cpu_kind()})")
+    return text
 
 
 def _code_text(results: Sequence[RunResult]) -> str:
@@ -628,9 +659,9 @@ def report_header(grid: Grid, results: Sequence[RunResult], command: str | Seque
     """The facts at the top of the results page, label -> Markdown text: ``Command`` (every
     command that made the grid's runs, first to last, when ``command`` is a list: a grid
     resumed with ``--only`` or ``--seeds`` keeps the calls before), ``Written`` (date, runs,
-    seeds), ``Machine``, ``CPU`` (:func:`tdsa.provenance.cpu_kind`), ``Code``
-    (:func:`tdsa.provenance.code_version` of the runs and of the page), ``Precision`` (what
-    each variant's config resolves to here), ``Base config`` (with the grid's overrides),
+    seeds), ``Machine`` (that wrote the page), ``CPU`` (:func:`tdsa.provenance.cpu_kind` of
+    the runs), ``Code`` (:func:`tdsa.provenance.code_version` of the runs and of the page),
+    ``Precision`` (of each variant's runs), ``Base config`` (with the grid's overrides),
     ``Numbers``, ``Split`` and, when the grid has one, ``Note``. ``write_results`` also saves
     them as ``RESULTS.json`` (read back by :func:`tdsa.evidence.read_header`).
     """
@@ -648,9 +679,9 @@ def report_header(grid: Grid, results: Sequence[RunResult], command: str | Seque
         "Machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
         f"runtime.threads={'/'.join(threads)}, Python {platform.python_version()}, "
         f"torch {torch.__version__}",
-        "CPU": cpu_kind(),
+        "CPU": _cpu_text(results),
         "Code": _code_text(results),
-        "Precision": _precisions(grid, variants) if variants else "n/a",
+        "Precision": _precisions(grid, results, variants) if variants else "n/a",
         "Base config": f"`{grid.base}`; overrides for every run: "
         + (", ".join(f"`{o}`" for o in grid.overrides) or "none"),
         "Numbers": "mean ± sample standard deviation over seeds; localisation on the final-epoch "
@@ -734,15 +765,15 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
     for r in results:
         extra += [k for k in r.values if k not in extra and k not in SUMMARY_KEYS
                   and k != "seconds"]
-    header = ["variant", "seed", "status", *SUMMARY_KEYS, "seconds", *extra, "error"]
+    numbers = [*SUMMARY_KEYS, "seconds", *extra]
     csv_path = base.with_suffix(".csv")
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(header)
+        writer.writerow(["variant", "seed", "status", *numbers, *PROVENANCE_KEYS, "error"])
         for r in results:
             row: list[Any] = [r.variant, r.seed, r.status]
-            row += [r.values.get(k, "") for k in header[3:-1]]
-            writer.writerow([*row, r.error])
+            row += [r.values.get(k, "") for k in numbers]
+            writer.writerow([*row, r.code, r.cpu, r.precision, r.error])
     commands = recorded_commands(base)
     if command not in commands:
         commands.append(command)

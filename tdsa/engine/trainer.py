@@ -56,7 +56,7 @@ from tdsa.engine.precision import resolve_precision
 from tdsa.engine.resume import Progress, find_resume, restore, snapshot
 from tdsa.engine.step import TERMS, FiniteGuard, NonFiniteLossError
 from tdsa.errors import ConfigError
-from tdsa.provenance import code_version
+from tdsa.provenance import code_version, cpu_kind
 
 __all__ = ["TERMS", "TIME_KEYS", "NonFiniteLossError", "SeededAugment", "Trainer",
            "seed_everything", "train"]
@@ -256,6 +256,7 @@ class Trainer:
             "seconds": seconds,
             "precision": self.precision.label,
             "code": code_version(),
+            "cpu": cpu_kind(),
             "metrics": list(p.metrics),
         }
         if self.info.is_main and write:

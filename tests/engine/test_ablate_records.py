@@ -15,6 +15,7 @@ from tdsa import ablate
 from tdsa.cli import main
 from tdsa.config import dump_config
 from tdsa.data.synthetic import generate
+from tdsa.provenance import cpu_kind
 
 from .conftest import SYNTH, tiny_config
 
@@ -52,6 +53,10 @@ def test_a_recorded_run_is_not_trained_again_and_a_changed_variant_is(
     assert main(args) == 0
     first = _rows(results.with_suffix(".csv"))
     assert [r["status"] for r in first] == ["ok"]
+    summary = json.loads((out / "tdsa" / "seed0" / "summary.json").read_text())
+    assert summary["cpu"] == cpu_kind()
+    assert [first[0][k] for k in ("code", "cpu", "precision")] == [
+        summary["code"], summary["cpu"], summary["precision"]], "the row says what ran it"
     shutil.rmtree(out)  # a fresh clone: the run folders are gone, the results are committed
 
     calls: list[str] = []
@@ -63,8 +68,15 @@ def test_a_recorded_run_is_not_trained_again_and_a_changed_variant_is(
     monkeypatch.setattr(tdsa.engine, "train", no_training)
     assert main(args) == 0
     assert calls == [] and _rows(results.with_suffix(".csv")) == first
+    # the page is rewritten on another kind of machine: its header still names the runs' CPU
+    # and precision, read from the rows, not this machine's
+    monkeypatch.setattr(ablate, "cpu_kind", lambda: "Elsewhere CPU (no native bf16: fp32)")
     assert main([*args, "--report-only"]) == 0
     assert _rows(results.with_suffix(".csv")) == first
+    header = json.loads(results.with_suffix(".json").read_text())["header"]
+    assert header["CPU"] == summary["cpu"]
+    assert header["Precision"].startswith(f"{summary['precision']} (train.amp=auto; as the runs")
+    assert header["Code"].startswith(f"runs trained at `{summary['code']}`")
 
     (tmp_path / "changed").mkdir()
     changed = _grid(tmp_path / "changed", val_root, lr="0.02")
