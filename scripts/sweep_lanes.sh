@@ -2,7 +2,7 @@
 # Run an ablation grid in the background as two lanes (one thread each, the machine's two cores)
 # from a git worktree pinned at this checkout's HEAD, so that editing this checkout never changes
 # the code a running grid imports. Finished runs stay in the worktree's run folders; `--report`
-# writes them as rows of this checkout's results/<grid>.{csv,md,json}, and a later session (a
+# (the most recently written worktree) writes them as rows of this checkout's results/<grid>.{csv,md,json}, and a later session (a
 # fresh clone without those folders) trains only the runs those rows do not hold.
 #
 #   scripts/sweep_lanes.sh GRID "PATTERNS OF LANE A" "PATTERNS OF LANE B"   start both lanes
@@ -18,7 +18,7 @@ py="$repo/.venv/bin/python"
 if [ "${1:-}" = "--report" ]; then
   grid=$2
   name=$(basename "$grid" .yaml)
-  tree=$(ls -d "$repo"/../sweep-*/runs/ablate/"$name" 2>/dev/null | tail -n 1 | sed 's#/runs/ablate/.*##')
+  tree=$( (ls -dt "$repo"/../sweep-*/runs/ablate/"$name" 2>/dev/null || true) | head -n 1 | sed 's#/runs/ablate/.*##')
   [ -n "$tree" ] || { echo "sweep_lanes: no worktree ../sweep-*/ holds runs/ablate/$name" >&2; exit 1; }
   cd "$tree"
   exec env PYTHONPATH="$tree" "$py" -m tdsa ablate --grid "$grid" --out "runs/ablate/$name" \
