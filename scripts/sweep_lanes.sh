@@ -2,8 +2,9 @@
 # Run an ablation grid in the background as two lanes (one thread each, the machine's two cores)
 # from a git worktree pinned at this checkout's HEAD, so that editing this checkout never changes
 # the code a running grid imports. Finished runs stay in the worktree's run folders; `--report`
-# (the most recently written worktree) writes them as rows of this checkout's results/<grid>.{csv,md,json}, and a later session (a
-# fresh clone without those folders) trains only the runs those rows do not hold.
+# writes those of the most recently written worktree as rows of this checkout's
+# results/<grid>.{csv,md,json}, and a later session (a fresh clone without those folders) trains
+# only the runs those rows do not hold.
 #
 #   scripts/sweep_lanes.sh GRID "PATTERNS OF LANE A" "PATTERNS OF LANE B"   start both lanes
 #   scripts/sweep_lanes.sh --report GRID                                      write the results
