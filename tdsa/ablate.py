@@ -23,8 +23,9 @@ says ``split: val``: tuning and calibration grids read val only; their runs set
 ``summary.json`` (complete) and ``localisation.json`` exist is not redone, so a killed sweep
 continues where it stopped; a run that fails (e.g. a NaN loss) is recorded as failed
 (``failed.json``) and shown in the tables, never dropped. The results are
-``RESULTS.csv`` (one row per run), ``RESULTS.md`` (mean ± std per variant over seeds) and
-``RESULTS/configs/<variant>.yaml`` (the resolved config of each variant); they cover every
+``RESULTS.csv`` (one row per run, with the code, CPU and precision that ran it), ``RESULTS.md``
+(mean ± std per variant over seeds), ``RESULTS/configs/<variant>.yaml`` (the resolved config of
+each variant) and ``RESULTS/curves.csv`` (every run's epoch records); they cover every
 finished run of the grid under ``OUT``, whatever ``--only``/``--seeds`` selected to run. Delete a
 run's ``failed.json`` to try it again. With ``counterfactual: true`` every run is also scored by
 :func:`tdsa.counterfactual.counterfactual_report` on the same split (``counterfactual.json``;
@@ -32,7 +33,8 @@ columns ``cf/<all|fine|coarse>/<measure>``).
 
 The results CSV is also the record of the runs: a run whose folder is gone (a fresh clone)
 but whose row is in ``RESULTS.csv``, under a variant whose resolved config still equals
-``RESULTS/configs/<variant>.yaml``, is taken from that row and not trained again.
+``RESULTS/configs/<variant>.yaml``, is taken from that row (and its curve) and not trained
+again.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ NaN for a run without a val split, are the val numbers beside test and the field
 best-on-test)."""
 PROVENANCE_KEYS = ("code", "cpu", "precision")
 """The text columns of the results CSV that say what ran each run (:class:`RunResult`)."""
+TIMING_KEYS = ("epoch_time", "eval_time", "images_per_s")
+"""Epoch-record fields left out of ``RESULTS/curves.csv``: they measure the machine."""
 SPLITS = ("test", "val")
 GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
 VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config")
@@ -140,7 +144,9 @@ class RunResult:
     :func:`tdsa.provenance.code_version`), ``cpu`` (:func:`tdsa.provenance.cpu_kind`) and
     ``precision`` (the resolved label) are what the run's ``summary.json`` records, kept in the
     results CSV so a page rewritten elsewhere still names them; empty for runs trained before
-    runs recorded them.
+    runs recorded them. ``curve`` holds the run's epoch records (``metrics.jsonl`` without
+    its timings: losses per term, gradient norms per stage, train and eval top-1), kept in
+    ``RESULTS/curves.csv`` for the same reason.
     """
 
     variant: str
@@ -151,6 +157,7 @@ class RunResult:
     code: str = ""
     cpu: str = ""
     precision: str = ""
+    curve: list[dict[str, float]] = field(default_factory=list)
 
 
 def _string_list(value: Any, where: str) -> list[str]:
@@ -390,11 +397,22 @@ def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: i
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / "failed.json", {"error": str(exc)})
         return RunResult(variant, seed, "failed", error=str(exc))
-    return _result(grid, variant, seed, summary, timing, loc or {})
+    return _result(grid, variant, seed, summary, timing, loc or {}, _curve(run_dir))
+
+
+def _curve(run_dir: Path) -> list[dict[str, float]]:
+    """The epoch records of ``run_dir/metrics.jsonl``: every number but the timings."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [{k: float(v) for k, v in row.items()
+             if isinstance(v, int | float) and k not in TIMING_KEYS} for row in rows]
 
 
 def _result(grid: Grid, variant: str, seed: int, summary: Mapping[str, Any],
-            timing: Mapping[str, Any], loc: Mapping[str, Any]) -> RunResult:
+            timing: Mapping[str, Any], loc: Mapping[str, Any],
+            curve: list[dict[str, float]]) -> RunResult:
     """The :class:`RunResult` of a finished, scored run."""
     values = {k: float(summary.get(k, math.nan)) for k in SUMMARY_KEYS}
     if grid.split == "val":
@@ -404,7 +422,8 @@ def _result(grid: Grid, variant: str, seed: int, summary: Mapping[str, Any],
     if not all(math.isfinite(values[k]) for k in ("final_top1", "best_top1")):
         return RunResult(variant, seed, "failed", values, f"non-finite {grid.split} accuracy")
     return RunResult(variant, seed, "ok", values, code=str(summary.get("code", "")),
-                     cpu=str(summary.get("cpu", "")), precision=str(summary.get("precision", "")))
+                     cpu=str(summary.get("cpu", "")), precision=str(summary.get("precision", "")),
+                     curve=curve)
 
 
 def _config_text(text: str) -> str:
@@ -427,6 +446,12 @@ def recorded_results(grid: Grid, results_path: str | Path) -> dict[tuple[str, in
         if stored.is_file() and _config_text(stored.read_text(encoding="utf-8")) == \
                 _config_text(dump_config(grid.config(name, grid.seeds[0]))):
             current[name] = True
+    curves: dict[tuple[str, int], list[dict[str, float]]] = {}
+    if (base / "curves.csv").is_file():
+        with (base / "curves.csv").open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                curves.setdefault((row["variant"], int(row["seed"])), []).append(
+                    {k: float(v) for k, v in row.items() if k not in ("variant", "seed") and v})
     out: dict[tuple[str, int], RunResult] = {}
     with csv_path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -437,7 +462,8 @@ def recorded_results(grid: Grid, results_path: str | Path) -> dict[tuple[str, in
                       and v not in ("", None)}
             res = RunResult(row["variant"], int(row["seed"]), row["status"], values,
                             row.get("error") or "",
-                            **{k: row.get(k) or "" for k in PROVENANCE_KEYS})
+                            **{k: row.get(k) or "" for k in PROVENANCE_KEYS},
+                            curve=curves.get((row["variant"], int(row["seed"])), []))
             out[(res.variant, res.seed)] = res
     return out
 
@@ -742,13 +768,24 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str | Seq
     return "\n".join(lines) + "\n"
 
 
+def _write_curves(results: Sequence[RunResult], path: Path) -> None:
+    """``RESULTS/curves.csv``: one row per epoch of every run that has a curve."""
+    keys = list(dict.fromkeys(k for r in results for row in r.curve for k in row))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["variant", "seed", *keys])
+        for r in results:
+            for row in r.curve:
+                writer.writerow([r.variant, r.seed, *(row.get(k, "") for k in keys)])
+
+
 def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | Path,
                   command: str) -> tuple[Path, Path]:
     """Write ``RESULTS.csv``, ``RESULTS.md``, ``RESULTS.json`` (the page's header, as data,
     and ``commands``: every command that wrote these results, the earlier ones read back from
     the previous ``RESULTS.json`` by :func:`recorded_commands`, so a grid resumed with
-    ``--only`` or ``--seeds`` keeps the command that made the rest) and
-    ``RESULTS/configs/<variant>.yaml``.
+    ``--only`` or ``--seeds`` keeps the command that made the rest),
+    ``RESULTS/configs/<variant>.yaml`` and ``RESULTS/curves.csv`` (every run's epoch records).
     """
     base = Path(results_path)
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -774,6 +811,7 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
             row: list[Any] = [r.variant, r.seed, r.status]
             row += [r.values.get(k, "") for k in numbers]
             writer.writerow([*row, r.code, r.cpu, r.precision, r.error])
+    _write_curves(results, cfg_dir.parent / "curves.csv")
     commands = recorded_commands(base)
     if command not in commands:
         commands.append(command)

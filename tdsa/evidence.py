@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tdsa.ablate import PROVENANCE_KEYS
 from tdsa.errors import DataError
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
     "verdict",
 ]
 
-TEXT_COLUMNS = ("variant", "status", "error")
+TEXT_COLUMNS = ("variant", "status", "error", *PROVENANCE_KEYS)
 REQUIRED = ("variant", "seed", "status", "final_top1", "best_top1")
 
 CLAIM_PARTS = ("accuracy", "vs wrong class", "vs chance", "vs CE Grad-CAM")
