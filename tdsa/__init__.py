@@ -6,9 +6,9 @@ first use, so ``import tdsa`` stays cheap.
 
 Where things live (``tests/unit/test_layout.py`` checks what can be checked):
 
-- **The library**: ``losses``, ``models/``, ``data/``, ``engine/``, ``metrics``, ``viz/``,
-  ``validation``, ``errors``, ``resources``, ``config``. It imports nothing from the three
-  layers below.
+- **The library**: ``losses``, ``models/``, ``data/``, ``engine/``, ``metrics``,
+  ``attribution``, ``viz/``, ``runfiles``, ``console``, ``validation``, ``errors``,
+  ``resources``, ``config``. It imports nothing from the three layers below.
 - **The experiments layer**: ``experiments/`` (``budget``: the budget curve and the
   converged budget), ``ablate``, ``evidence``, ``calibration``, ``localisation``,
   ``counterfactual``, ``bench``. The grids are YAML files under ``configs/ablations/``: lever

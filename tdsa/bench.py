@@ -31,9 +31,9 @@ import torch.nn.functional as F
 
 from tdsa.engine.allocator import keep_freed_memory
 from tdsa.engine.build import Taps
-from tdsa.engine.evaluate import autocast
 from tdsa.engine.precision import (
     Precision,
+    autocast,
     cpu_hardware_bf16,
     cpu_has_native_bf16,
     resolve_precision,
@@ -658,8 +658,8 @@ def epoch_phases(cfg: Any, out_dir: Path) -> dict[str, Any]:
     threads only: with ``data.workers > 0`` the decoding in the workers is not in it."""
     import tdsa.engine.loop as loop_mod
     from tdsa.engine.distributed import init_distributed
-    from tdsa.engine.logging import MetricsWriter
     from tdsa.engine.trainer import Trainer
+    from tdsa.runfiles import MetricsWriter
 
     clock = PhaseClock()
     info = init_distributed(cfg.runtime.device)

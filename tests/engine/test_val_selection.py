@@ -16,9 +16,9 @@ import yaml
 from tdsa import ablate
 from tdsa.config import Config, apply_overrides, dump_config
 from tdsa.data.synthetic import generate
-from tdsa.engine.logging import format_epoch_line
 from tdsa.engine.trainer import train
 from tdsa.errors import ConfigError
+from tdsa.runfiles import format_epoch_line
 
 from .conftest import SYNTH, tiny_config
 
