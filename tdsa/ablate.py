@@ -58,6 +58,7 @@ from tdsa.config import Config, apply_overrides, dump_config, load_config
 from tdsa.errors import ConfigError, TdsaError
 from tdsa.provenance import code_version, cpu_kind
 from tdsa.resources import resolve_config
+from tdsa.runfiles import TIME_KEYS
 
 __all__ = [
     "Grid",
@@ -80,8 +81,6 @@ NaN for a run without a val split, are the val numbers beside test and the field
 best-on-test)."""
 PROVENANCE_KEYS = ("code", "cpu", "precision")
 """The text columns of the results CSV that say what ran each run (:class:`RunResult`)."""
-TIMING_KEYS = ("epoch_time", "eval_time", "images_per_s")
-"""Epoch-record fields left out of ``RESULTS/curves.csv``: they measure the machine."""
 SPLITS = ("test", "val")
 GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
 VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config")
@@ -407,7 +406,7 @@ def _curve(run_dir: Path) -> list[dict[str, float]]:
         return []
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     return [{k: float(v) for k, v in row.items()
-             if isinstance(v, int | float) and k not in TIMING_KEYS} for row in rows]
+             if isinstance(v, int | float) and k not in TIME_KEYS} for row in rows]
 
 
 def _result(grid: Grid, variant: str, seed: int, summary: Mapping[str, Any],

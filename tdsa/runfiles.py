@@ -20,7 +20,10 @@ from typing import Any
 
 from tdsa.errors import ConfigError, DataError
 
-__all__ = ["MetricsWriter", "format_epoch_line", "read_metrics", "write_summary"]
+__all__ = ["TIME_KEYS", "MetricsWriter", "format_epoch_line", "read_metrics", "write_summary"]
+
+TIME_KEYS = ("epoch_time", "eval_time", "images_per_s")
+"""The fields of an epoch record that measure the machine, not the run."""
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -57,11 +57,10 @@ from tdsa.errors import ConfigError
 from tdsa.provenance import code_version, cpu_kind
 from tdsa.runfiles import MetricsWriter, format_epoch_line, write_summary
 
-__all__ = ["TERMS", "TIME_KEYS", "NonFiniteLossError", "SeededAugment", "Trainer",
+__all__ = ["TERMS", "NonFiniteLossError", "SeededAugment", "Trainer",
            "seed_everything", "train"]
 
 log = logging.getLogger("tdsa.train")
-TIME_KEYS = ("epoch_time", "eval_time", "images_per_s")
 SELECTION_NOTES = {
     "test": "best = the epoch with the highest test top-1 (model selection on the test set: "
     "these datasets have no validation split, as in the paper); final = the last epoch",
