@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = build_parser(argv).parse_args(argv)
-    from tdsa.engine.logging import configure_logging  # after parsing: `--help` stays fast
+    from tdsa.console import configure_logging  # after parsing: `--help` stays fast
 
     # Per-epoch lines and other facts go to stdout with the command's results (so `| tee`
     # keeps them); errors go to stderr.

@@ -43,6 +43,8 @@ MODULES = (
     ("Configs", "tdsa.config"),
     ("Training and evaluation", "tdsa.engine"),
     ("Checkpoints", "tdsa.engine.checkpoint"),
+    ("Run files", "tdsa.runfiles"),
+    ("Attribution maps", "tdsa.attribution"),
     ("Visualisation", "tdsa.viz"),
     ("Metrics", "tdsa.metrics"),
     ("Localisation", "tdsa.experiments.localisation"),

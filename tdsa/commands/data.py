@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tdsa.console import progress_bar, progress_enabled
 from tdsa.data import build_dataset, list_datasets, verify_image
-from tdsa.engine.logging import progress_bar, progress_enabled
 
 _SYNTH_OPTIONS = ("num_classes", "train_per_class", "test_per_class", "val_per_class",
                   "image_size", "seed")

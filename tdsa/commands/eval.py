@@ -74,14 +74,7 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(dataset, batch_size=bs, shuffle=False, drop_last=False, num_workers=workers)
     precision = resolve_precision(device, tr.amp, tr.channels_last)
     with torch.inference_mode():
-        res = evaluate(
-            model,
-            loader,
-            device,
-            num_classes,
-            amp=precision.amp,
-            channels_last=precision.channels_last,
-        )
+        res = evaluate(model, loader, device, num_classes, precision=precision)
     out.mkdir(parents=True, exist_ok=True)
     classes = list(getattr(dataset, "classes", range(num_classes)))
     stored = _stored_top1(ckpt)

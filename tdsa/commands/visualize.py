@@ -58,12 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
 
+    from tdsa.attribution import gradcam_maps
     from tdsa.data import from_config, resolve_data_config
     from tdsa.engine.checkpoint import load_model
-    from tdsa.engine.evaluate import autocast
-    from tdsa.engine.precision import resolve_precision
+    from tdsa.engine.precision import autocast, resolve_precision
     from tdsa.metrics import class_channels
-    from tdsa.viz.gradcam import gradcam_maps
     from tdsa.viz.maps import unnormalize
     from tdsa.viz.overlay import save_triplet
     from tdsa.viz.plots import draw_parts, plot_class_channels, plot_gate_maps

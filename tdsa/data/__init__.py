@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from tdsa.data.aircraft import FGVCAircraft
 from tdsa.data.base import FGVCDataset, decode_rgb, load_rgb, read_image_size, verify_image
 from tdsa.data.cars import StanfordCars
-from tdsa.data.cub import CUB200, CUBFormatDataset, SyntheticBirds
+from tdsa.data.cub import CUB200, CUBFormatDataset
 from tdsa.data.flowers import Flowers102
 from tdsa.data.imagefolder import ImageFolderDataset
 from tdsa.data.nabirds import NABirds
 from tdsa.data.spec import DataSpec, resolve_data_config
+from tdsa.data.synthetic import SyntheticBirds
 from tdsa.data.transforms import CACHE_LIMIT_BYTES, FastTransform, build_transforms, spec_transforms
 from tdsa.errors import ConfigError, DataError
 

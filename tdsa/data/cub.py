@@ -1,4 +1,5 @@
-"""CUB-200-2011 (and the embedded ``synthetic`` dataset, written in CUB's format).
+"""CUB-200-2011, and the reader of its on-disk format that NABirds and the synthetic birds
+(:class:`tdsa.data.synthetic.SyntheticBirds`) build on.
 
 Official page: https://www.vision.caltech.edu/datasets/cub_200_2011/ (200 classes,
 5,994 train / 5,794 test). Every annotation file is ``<image_id> <fields...>`` with 1-based ids.
@@ -6,9 +7,8 @@ Official page: https://www.vision.caltech.edu/datasets/cub_200_2011/ (200 classe
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,13 +21,9 @@ from tdsa.data.base import (
     Row,
     index_rows,
     read_image_size,
-    read_lines,
     read_table,
 )
 from tdsa.errors import DataError
-
-SYNTHETIC_META = "tdsa_synthetic.json"
-SYNTHETIC_VAL = "val"  # the validation split's own CUB-format tree inside a synthetic root
 
 
 class CUBFormatDataset(FGVCDataset):
@@ -169,75 +165,3 @@ class CUB200(CUBFormatDataset):
             "train_test_split.txt, bounding_boxes.txt, images/<NNN.Name>/*.jpg, "
             "parts/{parts.txt, part_locs.txt}}")
 
-
-class SyntheticBirds(CUBFormatDataset):
-    """The embedded synthetic fine-grained dataset (:mod:`tdsa.data.synthetic`), read with the
-    CUB loader plus its metadata ``tdsa_synthetic.json``.
-
-    ``meta`` is the parsed metadata; ``discriminative_parts`` maps the names of the parts
-    that carry a class attribute to their granularity (``"fine"`` or ``"coarse"``).
-    ``generate=True`` generates the dataset with the generator's defaults if ``root`` has no
-    metadata file yet; a dict of :func:`tdsa.data.synthetic.generate` keyword arguments
-    generates it with those (a no-op if ``root`` already holds exactly that dataset).
-
-    Split ``val`` reads the validation images the generator wrote into ``root/val/`` (with
-    ``val_per_class``); ``train_minus_val`` is ``train`` (no train image is a val image).
-    """
-
-    name = "synthetic"
-    splits = ("train", "test", "val", "train_minus_val")
-    tree = (f"<root>/{{{SYNTHETIC_META}, images.txt, classes.txt, image_class_labels.txt, "
-            "train_test_split.txt, bounding_boxes.txt, images/, parts/, val/ (optional)}} as "
-            "written by `python -m tdsa data synth --root <root> [--val-per-class N]`")
-
-    def __init__(self, root: str | Path, split: str = "train",
-                 transform: Callable[[Any], Any] | None = None, *,
-                 crop_to_bbox: bool = False, skip_corrupt: bool = False,
-                 generate: bool | Mapping[str, Any] = False,
-                 val_fraction: float | None = None, val_seed: int | None = None) -> None:
-        root = Path(root)
-        if isinstance(generate, Mapping) or (generate and not (root / SYNTHETIC_META).is_file()):
-            from tdsa.data.synthetic import generate as generate_dataset
-
-            # With explicit arguments the generator returns at once if root already holds
-            # exactly that dataset, and refuses (clearly) if it holds another one.
-            generate_dataset(root, **(dict(generate) if isinstance(generate, Mapping) else {}))
-        super().__init__(root, split, transform, crop_to_bbox=crop_to_bbox,
-                         skip_corrupt=skip_corrupt, val_fraction=val_fraction,
-                         val_seed=val_seed)
-
-    def _resolve(self) -> Path:
-        if self.split != "val":
-            return super()._resolve()
-        base = self.root / SYNTHETIC_VAL
-        if not self.meta.get("args", {}).get("val_per_class") or \
-                not (base / "images.txt").is_file():
-            raise DataError(
-                f"synthetic: {self.root} has no val split (it was generated without "
-                f"val_per_class, so there is no {base / 'images.txt'}); regenerate it with its "
-                f"arguments plus val_per_class=N and overwrite=True (`python -m tdsa data synth "
-                f"--root {self.root} ... --val-per-class N --overwrite`): its train and test "
-                f"images stay byte-identical"
-            )
-        return base
-
-    def _load(self) -> tuple[list[str], list[tuple[str, int]]]:
-        path = self.root / SYNTHETIC_META
-        if not path.is_file():
-            raise DataError(f"synthetic: {self.root} has no {SYNTHETIC_META} (not a complete "
-                            f"synthetic dataset); generate it with `python -m tdsa data synth "
-                            f"--root {self.root}` or pass generate=True")
-        text = "\n".join(line for _, line in read_lines(path, dataset=self.name))
-        try:
-            self.meta: dict[str, Any] = json.loads(text)
-        except json.JSONDecodeError as exc:
-            got = text.splitlines()[exc.lineno - 1] if text.strip() else ""
-            raise DataError(f"synthetic: {path} line {exc.lineno}: expected JSON ({exc.msg}), "
-                            f"got {got.strip()!r}") from None
-        try:
-            self.discriminative_parts = {p["name"]: p["granularity"] for p in self.meta["parts"]
-                                         if p["granularity"] is not None}
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"synthetic: {path}: expected a 'parts' list of objects with 'name' "
-                            f"and 'granularity', got {type(exc).__name__}: {exc}") from None
-        return super()._load()

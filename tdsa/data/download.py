@@ -245,7 +245,7 @@ def _obtain(name: str, res: Resource, root: Path, *, attempts: int, timeout: flo
 
 def _fetch(name: str, url: str, part: Path, *, attempts: int, timeout: float) -> None:
     """Download ``url`` into ``part``, resuming what ``part`` already holds."""
-    from tdsa.engine.logging import progress_bar, progress_enabled
+    from tdsa.console import progress_bar, progress_enabled
 
     error: Exception | None = None
     for attempt in range(1, max(attempts, 1) + 1):

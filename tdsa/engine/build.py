@@ -26,6 +26,7 @@ from tdsa.engine.ema import ModelEMA
 from tdsa.engine.optim import build_optimizer, build_scheduler
 from tdsa.engine.precision import Precision
 from tdsa.errors import ConfigError, DataError
+from tdsa.models import create_model_from_config
 from tdsa.models.base import TdsaNet
 from tdsa.models.pretrained import load_state_strict
 
@@ -146,13 +147,10 @@ def build_data(cfg: Config, info: DistInfo, root_given: str) -> RunData:
 def check_model_config(cfg: Config) -> None:
     """Build the network on the meta device (no memory, no weights): the model name, its
     options and the image size against the head are checked before any data is read."""
-    from tdsa.models import create_model
-
     m = cfg.model
     try:
         with torch.device("meta"):
-            create_model(m.name, m.num_classes or 1, xi=tuple(m.xi), pretrained=False,
-                         **ckpt_mod.model_kwargs(cfg))
+            create_model_from_config(cfg, m.num_classes or 1)
     except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
         raise ConfigError(f"model (name={m.name!r}, xi={m.xi}, options={m.options}, "
                           f"data.image_size={cfg.data.image_size}): {exc}") from None
@@ -189,14 +187,11 @@ def build_network(cfg: Config, info: DistInfo, precision: Precision, num_classes
                   ckpt: dict[str, Any] | None, where: Path | None) -> TdsaNet:
     """The network of ``cfg`` (the checkpoint's weights when resuming, else its init or
     pretrained weights), on the device, SyncBN under DDP when asked, channels_last when on."""
-    from tdsa.models import create_model
-
     if ckpt is not None:
         assert where is not None, "a checkpoint comes with the path it was read from"
         ckpt_mod.check_compatible(ckpt, cfg, num_classes, where)
-    net = create_model(cfg.model.name, num_classes, xi=tuple(cfg.model.xi),
-                       pretrained=False if ckpt is not None else cfg.model.pretrained,
-                       **ckpt_mod.model_kwargs(cfg))
+    net = create_model_from_config(
+        cfg, num_classes, pretrained=False if ckpt is not None else cfg.model.pretrained)
     if ckpt is not None:
         load_state_strict(net, ckpt["model"], str(where))
     sync_bn = cfg.runtime.sync_bn if cfg.runtime.sync_bn is not None else info.distributed

@@ -25,6 +25,7 @@ from torch import nn
 from tdsa import __version__
 from tdsa.config import Config
 from tdsa.errors import CheckpointError, ConfigError
+from tdsa.models import create_model_from_config
 from tdsa.models.base import TdsaNet
 from tdsa.models.pretrained import load_state_strict, torch_load_error
 
@@ -191,17 +192,6 @@ def check_output_dir(path: str | Path, option: str) -> None:
         raise ConfigError(f"{option} {path}: {where} is not writable: choose another folder")
 
 
-def model_kwargs(cfg: Config) -> dict[str, Any]:
-    """Builder options of :func:`tdsa.models.create_model` (``input_size`` defaults to
-    ``data.image_size``).
-
-    Book: chapter 7, *The reference recipe*.
-    """
-    kw = dict(cfg.model.options)
-    kw.setdefault("input_size", cfg.data.image_size)
-    return kw
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DDP and/or ``torch.compile`` wrappers.
     """
@@ -224,21 +214,13 @@ def load_model(
 
     Book: chapter 6, *The two trained networks*.
     """
-    from tdsa.models import create_model
-
     ckpt = load_checkpoint(path, map_location)
     cfg = checkpoint_config(ckpt, path)
     num_classes = int(ckpt.get("num_classes") or cfg.model.num_classes or 0)
     if num_classes < 1:
         raise CheckpointError(f"{path}: the checkpoint does not record its number of classes")
     cfg.model.num_classes = num_classes
-    model = create_model(
-        cfg.model.name,
-        num_classes,
-        xi=tuple(cfg.model.xi),
-        pretrained=False,
-        **model_kwargs(cfg),
-    )
+    model = create_model_from_config(cfg, num_classes)
     state = ckpt["ema"]["model"] if ckpt.get("ema") else ckpt["model"]
     load_state_strict(model, state, str(path))
     model.to(map_location).eval()

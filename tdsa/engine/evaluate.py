@@ -6,7 +6,6 @@ Book: chapter 7, *The recipe's code path, run*.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -14,18 +13,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from tdsa.engine.precision import resolve_precision
+from tdsa.engine.precision import Precision, autocast, resolve_precision
 from tdsa.metrics import confusion_matrix, per_class_accuracy, topk_correct
-
-
-def autocast(device: torch.device, amp: str) -> Any:
-    """``torch.autocast`` for ``amp`` in {bf16, fp16} on ``device``; a null context for none
-    and fp64.
-    """
-    if amp in ("none", "fp64"):
-        return nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()
@@ -35,8 +24,7 @@ def evaluate(
     device: torch.device | str,
     num_classes: int,
     *,
-    amp: str = "auto",
-    channels_last: bool | str = "auto",
+    precision: Precision | None = None,
     reduce: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every batch of ``loader`` (in eval mode; the mode is restored).
@@ -45,14 +33,16 @@ def evaluate(
     ``per_class`` (list of % per class, NaN for a class without images), ``mean_class``
     (% averaged over classes) and ``confusion`` (``[K, K]`` int64, rows = true class). With
     ``reduce`` the counts are summed over the ranks of the process group (each rank must see
-    a disjoint shard, e.g. :class:`~tdsa.engine.distributed.ShardSampler`). ``amp`` and
-    ``channels_last`` are resolved for ``device`` by
-    :func:`~tdsa.engine.precision.resolve_precision` (auto: bf16 + channels_last where native).
+    a disjoint shard, e.g. :class:`~tdsa.engine.distributed.ShardSampler`). ``precision`` is a
+    resolved :class:`~tdsa.engine.precision.Precision` (a run's); None means what
+    :func:`~tdsa.engine.precision.resolve_precision` picks for ``device`` (bf16 +
+    channels_last where native).
 
     Book: chapter 4, *Evaluating a checkpoint: `tdsa eval`*.
     """
     device = torch.device(device)
-    precision = resolve_precision(device, amp, channels_last)
+    if precision is None:
+        precision = resolve_precision(device)
     was_training = model.training
     model.eval()
     correct = torch.zeros(2, dtype=torch.float64, device=device)

@@ -15,11 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tdsa.config import Config
+from tdsa.console import progress_bar, progress_enabled
 from tdsa.data import FGVCDataset
 from tdsa.engine.build import RunData, RunModel, SeededAugment
 from tdsa.engine.distributed import DistInfo, GlobalBatchSampler, ShardSampler, all_reduce_sum
 from tdsa.engine.evaluate import evaluate
-from tdsa.engine.logging import progress_bar, progress_enabled
 from tdsa.engine.precision import Precision
 from tdsa.engine.step import TERMS, FiniteGuard, RunningSums, TrainStep
 
@@ -151,8 +151,7 @@ class EpochLoop:
         row: dict[str, Any] = {}
         for name, dataset in splits:
             res = evaluate(model, self.loaders.eval(dataset), self.info.device,
-                           self.data.num_classes, amp=self.precision.amp,
-                           channels_last=self.precision.channels_last,
+                           self.data.num_classes, precision=self.precision,
                            reduce=self.info.distributed)
             row |= {f"{name}_top1": res["top1"], f"{name}_top5": res["top5"],
                     f"{name}_loss": res["loss"], f"{name}_images": res["n"]}

@@ -25,8 +25,7 @@ from torch import nn
 from tdsa.config import TrainConfig
 from tdsa.engine.build import RunModel
 from tdsa.engine.distributed import DistInfo, all_reduce_sum
-from tdsa.engine.evaluate import autocast
-from tdsa.engine.precision import Precision
+from tdsa.engine.precision import Precision, autocast
 from tdsa.errors import TdsaError
 from tdsa.models.base import PARAM_STAGES
 

@@ -26,7 +26,6 @@ The pieces: :mod:`tdsa.engine.build` (runtime, data, network, loss, optimiser),
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
@@ -50,19 +49,18 @@ from tdsa.engine.build import (
     seed_everything,
 )
 from tdsa.engine.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
-from tdsa.engine.logging import MetricsWriter, format_epoch_line
 from tdsa.engine.loop import EpochLoop, Loaders
 from tdsa.engine.precision import resolve_precision
 from tdsa.engine.resume import Progress, find_resume, restore, snapshot
 from tdsa.engine.step import TERMS, FiniteGuard, NonFiniteLossError
 from tdsa.errors import ConfigError
-from tdsa.provenance import code_version
+from tdsa.provenance import code_version, cpu_kind
+from tdsa.runfiles import MetricsWriter, format_epoch_line, write_summary
 
-__all__ = ["TERMS", "TIME_KEYS", "NonFiniteLossError", "SeededAugment", "Trainer",
+__all__ = ["TERMS", "NonFiniteLossError", "SeededAugment", "Trainer",
            "seed_everything", "train"]
 
 log = logging.getLogger("tdsa.train")
-TIME_KEYS = ("epoch_time", "eval_time", "images_per_s")
 SELECTION_NOTES = {
     "test": "best = the epoch with the highest test top-1 (model selection on the test set: "
     "these datasets have no validation split, as in the paper); final = the last epoch",
@@ -256,12 +254,11 @@ class Trainer:
             "seconds": seconds,
             "precision": self.precision.label,
             "code": code_version(),
+            "cpu": cpu_kind(),
             "metrics": list(p.metrics),
         }
         if self.info.is_main and write:
-            (self.out / "summary.json").write_text(
-                json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2) + "\n"
-            )
+            write_summary(self.out, summary)
         return summary
 
     def _val_summary(self) -> dict[str, float]:

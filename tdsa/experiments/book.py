@@ -206,7 +206,7 @@ def setup(rc: Mapping[RcKeyType, Any] | None = None) -> None:
     Idempotent."""
     import matplotlib.pyplot as plt
 
-    from tdsa.engine.logging import configure_logging
+    from tdsa.console import configure_logging
 
     configure_logging(stream=sys.stdout)
     plt.rcParams.update({"figure.dpi": 90, **(rc or {})})

@@ -350,7 +350,7 @@ def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
 
 def _forward(model: TdsaNet, images: Tensor, labels: Tensor, batch_size: int,
              gradcam: bool) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
-    from tdsa.viz.gradcam import grad_cam
+    from tdsa.attribution import grad_cam
 
     logits, feats, cams = [], defaultdict(list), []
     for start in range(0, len(images), batch_size):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tdsa.errors import DataError
+from tdsa.experiments.grid import PROVENANCE_KEYS
 
 __all__ = [
     "BORDERLINE",
@@ -43,7 +44,7 @@ __all__ = [
     "verdict",
 ]
 
-TEXT_COLUMNS = ("variant", "status", "error")
+TEXT_COLUMNS = ("variant", "status", "error", *PROVENANCE_KEYS)
 REQUIRED = ("variant", "seed", "status", "final_top1", "best_top1")
 
 CLAIM_PARTS = ("accuracy", "vs wrong class", "vs chance", "vs CE Grad-CAM")

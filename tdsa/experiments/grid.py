@@ -23,8 +23,9 @@ unless the grid says ``split: val``: tuning and calibration grids read val only;
 ``summary.json`` (complete) and ``localisation.json`` exist is not redone, so a killed sweep
 continues where it stopped; a run that fails (e.g. a NaN loss) is recorded as failed
 (``failed.json``) and shown in the tables, never dropped. The results are
-``RESULTS.csv`` (one row per run), ``RESULTS.md`` (mean ± std per variant over seeds) and
-``RESULTS/configs/<variant>.yaml`` (the resolved config of each variant); they cover every
+``RESULTS.csv`` (one row per run, with the code, CPU and precision that ran it), ``RESULTS.md``
+(mean ± std per variant over seeds), ``RESULTS/configs/<variant>.yaml`` (the resolved config of
+each variant) and ``RESULTS/curves.csv`` (every run's epoch records); they cover every
 finished run of the grid under ``OUT``, whatever ``--only``/``--seeds`` selected to run. Delete a
 run's ``failed.json`` to try it again. With ``counterfactual: true`` every run is also scored by
 :func:`tdsa.experiments.counterfactual.counterfactual_report` on the same split
@@ -32,7 +33,8 @@ run's ``failed.json`` to try it again. With ``counterfactual: true`` every run i
 
 The results CSV is also the record of the runs: a run whose folder is gone (a fresh clone)
 but whose row is in ``RESULTS.csv``, under a variant whose resolved config still equals
-``RESULTS/configs/<variant>.yaml``, is taken from that row and not trained again.
+``RESULTS/configs/<variant>.yaml``, is taken from that row (and its curve) and not trained
+again.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from tdsa.config import Config, apply_overrides, dump_config, load_config
 from tdsa.errors import ConfigError, TdsaError
 from tdsa.provenance import code_version, cpu_kind
 from tdsa.resources import resolve_config
+from tdsa.runfiles import TIME_KEYS
 
 __all__ = [
     "Grid",
@@ -76,6 +79,8 @@ SUMMARY_KEYS = ("final_top1", "final_train_top1", "best_top1", "best_epoch", "ep
 is of the grid's split, ``best_top1`` of the split that selected the best epoch; the last four,
 NaN for a run without a val split, are the val numbers beside test and the field's
 best-on-test)."""
+PROVENANCE_KEYS = ("code", "cpu", "precision")
+"""The text columns of the results CSV that say what ran each run (:class:`RunResult`)."""
 SPLITS = ("test", "val")
 GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
 VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config")
@@ -134,9 +139,13 @@ class Grid:
 class RunResult:
     """The outcome of one ``(variant, seed)``: ``status`` is ``ok`` or ``failed`` (``error``
     says why); ``values`` holds the training summary numbers, ``seconds`` (training wall
-    time), ``loc_seconds`` and every localisation key; ``code`` the code that trained it, as
-    its ``summary.json`` records it (:func:`tdsa.provenance.code_version`; empty for runs
-    trained before runs recorded it, and for runs read back from a results file).
+    time), ``loc_seconds`` and every localisation key. ``code`` (the commit,
+    :func:`tdsa.provenance.code_version`), ``cpu`` (:func:`tdsa.provenance.cpu_kind`) and
+    ``precision`` (the resolved label) are what the run's ``summary.json`` records, kept in the
+    results CSV so a page rewritten elsewhere still names them; empty for runs trained before
+    runs recorded them. ``curve`` holds the run's epoch records (``metrics.jsonl`` without
+    its timings: losses per term, gradient norms per stage, train and eval top-1), kept in
+    ``RESULTS/curves.csv`` for the same reason.
     """
 
     variant: str
@@ -145,6 +154,9 @@ class RunResult:
     values: dict[str, float] = field(default_factory=dict)
     error: str = ""
     code: str = ""
+    cpu: str = ""
+    precision: str = ""
+    curve: list[dict[str, float]] = field(default_factory=list)
 
 
 def _string_list(value: Any, where: str) -> list[str]:
@@ -384,11 +396,22 @@ def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: i
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / "failed.json", {"error": str(exc)})
         return RunResult(variant, seed, "failed", error=str(exc))
-    return _result(grid, variant, seed, summary, timing, loc or {})
+    return _result(grid, variant, seed, summary, timing, loc or {}, _curve(run_dir))
+
+
+def _curve(run_dir: Path) -> list[dict[str, float]]:
+    """The epoch records of ``run_dir/metrics.jsonl``: every number but the timings."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [{k: float(v) for k, v in row.items()
+             if isinstance(v, int | float) and k not in TIME_KEYS} for row in rows]
 
 
 def _result(grid: Grid, variant: str, seed: int, summary: Mapping[str, Any],
-            timing: Mapping[str, Any], loc: Mapping[str, Any]) -> RunResult:
+            timing: Mapping[str, Any], loc: Mapping[str, Any],
+            curve: list[dict[str, float]]) -> RunResult:
     """The :class:`RunResult` of a finished, scored run."""
     values = {k: float(summary.get(k, math.nan)) for k in SUMMARY_KEYS}
     if grid.split == "val":
@@ -397,7 +420,9 @@ def _result(grid: Grid, variant: str, seed: int, summary: Mapping[str, Any],
     values.update({k: float(v) for k, v in loc.items()})
     if not all(math.isfinite(values[k]) for k in ("final_top1", "best_top1")):
         return RunResult(variant, seed, "failed", values, f"non-finite {grid.split} accuracy")
-    return RunResult(variant, seed, "ok", values, code=str(summary.get("code", "")))
+    return RunResult(variant, seed, "ok", values, code=str(summary.get("code", "")),
+                     cpu=str(summary.get("cpu", "")), precision=str(summary.get("precision", "")),
+                     curve=curve)
 
 
 def _config_text(text: str) -> str:
@@ -420,15 +445,24 @@ def recorded_results(grid: Grid, results_path: str | Path) -> dict[tuple[str, in
         if stored.is_file() and _config_text(stored.read_text(encoding="utf-8")) == \
                 _config_text(dump_config(grid.config(name, grid.seeds[0]))):
             current[name] = True
+    curves: dict[tuple[str, int], list[dict[str, float]]] = {}
+    if (base / "curves.csv").is_file():
+        with (base / "curves.csv").open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                curves.setdefault((row["variant"], int(row["seed"])), []).append(
+                    {k: float(v) for k, v in row.items() if k not in ("variant", "seed") and v})
     out: dict[tuple[str, int], RunResult] = {}
     with csv_path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             if row.get("variant") not in current:
                 continue
             values = {k: float(v) for k, v in row.items()
-                      if k not in ("variant", "seed", "status", "error") and v not in ("", None)}
+                      if k not in ("variant", "seed", "status", "error", *PROVENANCE_KEYS)
+                      and v not in ("", None)}
             res = RunResult(row["variant"], int(row["seed"]), row["status"], values,
-                            row.get("error") or "")
+                            row.get("error") or "",
+                            **{k: row.get(k) or "" for k in PROVENANCE_KEYS},
+                            curve=curves.get((row["variant"], int(row["seed"])), []))
             out[(res.variant, res.seed)] = res
     return out
 
@@ -584,24 +618,46 @@ def _table(results: Sequence[RunResult], variants: Sequence[str],
     return lines
 
 
-def _precisions(grid: Grid, variants: Sequence[str]) -> str:
-    """The precision each variant's config resolves to on this machine (its ``train.amp`` and
-    ``train.channels_last``, as the trainer resolves them)."""
+def _precisions(grid: Grid, results: Sequence[RunResult], variants: Sequence[str]) -> str:
+    """The precision of each variant's runs: what they recorded (:attr:`RunResult.precision`),
+    else what the variant's config resolves to on this machine (its ``train.amp`` and
+    ``train.channels_last``, as the trainer resolves them), said so."""
     import torch
 
     from tdsa.engine.precision import resolve_precision
 
     labels: dict[str, list[str]] = {}
     for v in variants:
+        runs = [r for r in results if r.variant == v]
         cfg = grid.config(v, grid.seeds[0])
-        device = cfg.runtime.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        label = resolve_precision(device, cfg.train.amp, cfg.train.channels_last).label
-        labels.setdefault(f"{label} (train.amp={cfg.train.amp}, on {device})", []).append(v)
+        if runs and all(r.precision for r in runs):
+            label = " / ".join(sorted({r.precision for r in runs}))
+            label += f" (train.amp={cfg.train.amp}; as the runs recorded)"
+        else:
+            device = cfg.runtime.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            label = (f"{resolve_precision(device, cfg.train.amp, cfg.train.channels_last).label}"
+                     f" (train.amp={cfg.train.amp}, on {device}; resolved on the machine that "
+                     "wrote this page)")
+        labels.setdefault(label, []).append(v)
     if len(labels) == 1:
         return next(iter(labels))
     return "; ".join(f"{label}: {', '.join(vs)}" for label, vs in labels.items())
+
+
+def _cpu_text(results: Sequence[RunResult]) -> str:
+    """The CPUs the runs recorded (:attr:`RunResult.cpu`) and, where some recorded none, the
+    one that wrote the page."""
+    recorded = sorted({r.cpu for r in results if r.cpu})
+    missing = len([r for r in results if not r.cpu])
+    if not recorded:
+        return f"{cpu_kind()} (the machine that wrote this page; the runs recorded none)"
+    text = "; ".join(recorded)
+    if missing:
+        text += (f" ({missing} of {len(results)} runs recorded none; this page was written "
+                 f"on {cpu_kind()})")
+    return text
 
 
 def _code_text(results: Sequence[RunResult]) -> str:
@@ -628,9 +684,9 @@ def report_header(grid: Grid, results: Sequence[RunResult], command: str | Seque
     """The facts at the top of the results page, label -> Markdown text: ``Command`` (every
     command that made the grid's runs, first to last, when ``command`` is a list: a grid
     resumed with ``--only`` or ``--seeds`` keeps the calls before), ``Written`` (date, runs,
-    seeds), ``Machine``, ``CPU`` (:func:`tdsa.provenance.cpu_kind`), ``Code``
-    (:func:`tdsa.provenance.code_version` of the runs and of the page), ``Precision`` (what
-    each variant's config resolves to here), ``Base config`` (with the grid's overrides),
+    seeds), ``Machine`` (that wrote the page), ``CPU`` (:func:`tdsa.provenance.cpu_kind` of
+    the runs), ``Code`` (:func:`tdsa.provenance.code_version` of the runs and of the page),
+    ``Precision`` (of each variant's runs), ``Base config`` (with the grid's overrides),
     ``Numbers``, ``Split`` and, when the grid has one, ``Note``. ``write_results`` also saves
     them as ``RESULTS.json`` (read back by :func:`tdsa.experiments.evidence.read_header`).
     """
@@ -648,9 +704,9 @@ def report_header(grid: Grid, results: Sequence[RunResult], command: str | Seque
         "Machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
         f"runtime.threads={'/'.join(threads)}, Python {platform.python_version()}, "
         f"torch {torch.__version__}",
-        "CPU": cpu_kind(),
+        "CPU": _cpu_text(results),
         "Code": _code_text(results),
-        "Precision": _precisions(grid, variants) if variants else "n/a",
+        "Precision": _precisions(grid, results, variants) if variants else "n/a",
         "Base config": f"`{grid.base}`; overrides for every run: "
         + (", ".join(f"`{o}`" for o in grid.overrides) or "none"),
         "Numbers": "mean ± sample standard deviation over seeds; localisation on the final-epoch "
@@ -711,13 +767,24 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str | Seq
     return "\n".join(lines) + "\n"
 
 
+def _write_curves(results: Sequence[RunResult], path: Path) -> None:
+    """``RESULTS/curves.csv``: one row per epoch of every run that has a curve."""
+    keys = list(dict.fromkeys(k for r in results for row in r.curve for k in row))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["variant", "seed", *keys])
+        for r in results:
+            for row in r.curve:
+                writer.writerow([r.variant, r.seed, *(row.get(k, "") for k in keys)])
+
+
 def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | Path,
                   command: str) -> tuple[Path, Path]:
     """Write ``RESULTS.csv``, ``RESULTS.md``, ``RESULTS.json`` (the page's header, as data,
     and ``commands``: every command that wrote these results, the earlier ones read back from
     the previous ``RESULTS.json`` by :func:`recorded_commands`, so a grid resumed with
-    ``--only`` or ``--seeds`` keeps the command that made the rest) and
-    ``RESULTS/configs/<variant>.yaml``.
+    ``--only`` or ``--seeds`` keeps the command that made the rest),
+    ``RESULTS/configs/<variant>.yaml`` and ``RESULTS/curves.csv`` (every run's epoch records).
     """
     base = Path(results_path)
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -734,15 +801,16 @@ def write_results(grid: Grid, results: Sequence[RunResult], results_path: str | 
     for r in results:
         extra += [k for k in r.values if k not in extra and k not in SUMMARY_KEYS
                   and k != "seconds"]
-    header = ["variant", "seed", "status", *SUMMARY_KEYS, "seconds", *extra, "error"]
+    numbers = [*SUMMARY_KEYS, "seconds", *extra]
     csv_path = base.with_suffix(".csv")
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(header)
+        writer.writerow(["variant", "seed", "status", *numbers, *PROVENANCE_KEYS, "error"])
         for r in results:
             row: list[Any] = [r.variant, r.seed, r.status]
-            row += [r.values.get(k, "") for k in header[3:-1]]
-            writer.writerow([*row, r.error])
+            row += [r.values.get(k, "") for k in numbers]
+            writer.writerow([*row, r.code, r.cpu, r.precision, r.error])
+    _write_curves(results, cfg_dir.parent / "curves.csv")
     commands = recorded_commands(base)
     if command not in commands:
         commands.append(command)

@@ -19,11 +19,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from tdsa.attribution import grad_cam
 from tdsa.errors import ConfigError, DataError
 from tdsa.metrics import LocalisationMeter, box_centres, class_channels, normalise_parts
 from tdsa.models.base import TdsaNet
 from tdsa.validation import check_int, check_positive_int
-from tdsa.viz.gradcam import grad_cam
 
 __all__ = ["dataset_parts", "evaluate_localisation", "wrong_classes"]
 

@@ -6,10 +6,15 @@
 
 from tdsa.models import resnet as resnet
 from tdsa.models import vgg as vgg
-from tdsa.models.base import LoadReport, TdsaNet
+from tdsa.models.base import TdsaNet
 from tdsa.models.heads import FlattenHead, GapHead
-from tdsa.models.pretrained import load_pretrained
-from tdsa.models.registry import create_model, list_models, register_model
+from tdsa.models.pretrained import LoadReport, load_pretrained
+from tdsa.models.registry import (
+    create_model,
+    create_model_from_config,
+    list_models,
+    register_model,
+)
 from tdsa.models.resnet import TdsaResNet
 from tdsa.models.vgg import TdsaVGG, vgg_layer_list
 
@@ -21,6 +26,7 @@ __all__ = [
     "TdsaResNet",
     "TdsaVGG",
     "create_model",
+    "create_model_from_config",
     "list_models",
     "load_pretrained",
     "register_model",

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from tdsa.data.spec import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_MEAN, PUBLISHED_STD
 from tdsa.errors import ConfigError
 from tdsa.validation import check_positive_int, check_positive_ints
 
-__all__ = ["HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "PARAM_STAGES", "PUBLISHED_MEAN",
-           "PUBLISHED_STD", "LoadReport", "TdsaNet", "adapter_1x1", "check_classes_xi",
-           "init_conv_bn", "parse_input_size"]
+__all__ = ["HEADS", "PARAM_STAGES", "TdsaNet", "adapter_1x1", "check_classes_xi", "init_conv_bn",
+           "parse_input_size"]
 
 HEADS = ("flatten", "gap")
 PARAM_STAGES = ("mid", "high", "head")
@@ -60,29 +57,6 @@ def adapter_1x1(in_channels: int, out_channels: int) -> nn.Sequential:
                          nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
-@dataclass
-class LoadReport:
-    """What :func:`load_pretrained` did: ``kind`` is ``"tdsa"`` (strict, whole model) or
-    ``"torchvision"`` (trunk tensors matched by name and shape).
-    """
-
-    source: str
-    kind: str
-    loaded: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    not_loaded: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """One paragraph: counts, then the skipped tensors with the reason."""
-        text = (
-            f"loaded {len(self.loaded)} tensors from {self.source} ({self.kind} format); "
-            f"{len(self.not_loaded)} model tensors keep their initialisation"
-        )
-        if self.skipped:
-            text += "; skipped: " + ", ".join(f"{k} ({why})" for k, why in self.skipped.items())
-        return text
-
-
 class TdsaNet(nn.Module):
     """Base class: ``forward_features(x) -> {"mid", "high"}``, ``forward_head(high)``.
 
@@ -97,7 +71,6 @@ class TdsaNet(nn.Module):
     xi: tuple[int, int]
     default_cfg: dict[str, Any]
     head: nn.Module
-    pretrained_report: LoadReport  # set by tdsa.models.load_pretrained
 
     def feature_hw(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Spatial sizes ``((hm, wm), (hh, wh))`` of the two taps for an input ``height x width``.

@@ -5,17 +5,43 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torchvision
 from torch import nn
 
+from tdsa.data.spec import IMAGENET_MEAN, IMAGENET_STD
 from tdsa.errors import CheckpointError, ConfigError
-from tdsa.models.base import IMAGENET_MEAN, IMAGENET_STD, LoadReport, TdsaNet
+from tdsa.models.base import TdsaNet
 
 log = logging.getLogger("tdsa.models")
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did: ``kind`` is ``"tdsa"`` (strict, whole model) or
+    ``"torchvision"`` (trunk tensors matched by name and shape).
+    """
+
+    source: str
+    kind: str
+    loaded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    not_loaded: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One paragraph: counts, then the skipped tensors with the reason."""
+        text = (
+            f"loaded {len(self.loaded)} tensors from {self.source} ({self.kind} format); "
+            f"{len(self.not_loaded)} model tensors keep their initialisation"
+        )
+        if self.skipped:
+            text += "; skipped: " + ", ".join(f"{k} ({why})" for k, why in self.skipped.items())
+        return text
 
 
 def load_pretrained(model: TdsaNet, source: bool | str | PathLike[str]) -> LoadReport:
@@ -60,7 +86,7 @@ def load_pretrained(model: TdsaNet, source: bool | str | PathLike[str]) -> LoadR
             f"pretrained must be False, True or a path to a state dict, got {source!r}"
         )
     log.info("%s", report.summary())
-    model.pretrained_report = report
+    cast(Any, model).pretrained_report = report  # not declared by TdsaNet: base knows no loading
     return report
 
 

@@ -1,15 +1,20 @@
-"""A timm-style model registry: ``register_model``, ``list_models`` and ``create_model``."""
+"""A timm-style model registry: ``register_model``, ``list_models`` and ``create_model``, and
+``create_model_from_config``: the network a run's config describes."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
 from os import PathLike
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tdsa.errors import ConfigError
 from tdsa.models.base import TdsaNet
+from tdsa.models.pretrained import load_pretrained
 from tdsa.validation import DEFAULT_XI
+
+if TYPE_CHECKING:
+    from tdsa.config import Config
 
 _MODELS: dict[str, Callable[..., TdsaNet]] = {}
 
@@ -68,7 +73,29 @@ def create_model(
         )
     model = builder(num_classes, xi=xi, **kw)
     if pretrained is not False and pretrained is not None:
-        from tdsa.models.pretrained import load_pretrained
-
         load_pretrained(model, pretrained)
     return model
+
+
+def create_model_from_config(
+    cfg: Config,
+    num_classes: int | None = None,
+    *,
+    pretrained: bool | str | PathLike[str] = False,
+) -> TdsaNet:
+    """:func:`create_model` for the network of a run's config: ``model.name``, ``model.xi`` and
+    ``model.options``, whose ``input_size`` defaults to ``data.image_size``.
+
+    ``num_classes`` defaults to ``model.num_classes`` (a ConfigError when both are unset). The
+    weights are initialised unless ``pretrained`` is given (as for :func:`create_model`; a run
+    passes ``model.pretrained``).
+
+    Book: chapter 7, *The reference recipe*.
+    """
+    classes = cfg.model.num_classes if num_classes is None else num_classes
+    if classes is None:
+        raise ConfigError("model.num_classes is not set: pass num_classes (the dataset's)")
+    options = dict(cfg.model.options)
+    options.setdefault("input_size", cfg.data.image_size)
+    return create_model(cfg.model.name, classes, xi=tuple(cfg.model.xi), pretrained=pretrained,
+                        **options)

@@ -8,10 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
+from tdsa.data.spec import IMAGENET_MEAN, IMAGENET_STD
 from tdsa.errors import ConfigError
 from tdsa.models.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     TdsaNet,
     adapter_1x1,
     check_classes_xi,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tdsa.data.spec import PUBLISHED_MEAN, PUBLISHED_STD
 from tdsa.models.base import (
-    PUBLISHED_MEAN,
-    PUBLISHED_STD,
     TdsaNet,
     adapter_1x1,
     check_classes_xi,

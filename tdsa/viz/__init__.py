@@ -1,12 +1,12 @@
-"""Visualisation: channel maps, top-down gates, overlays, Grad-CAM, training and confusion plots.
+"""Visualisation: channel maps, top-down gates, overlays (also of the Grad-CAM maps of
+:mod:`tdsa.attribution`), twin pairs, training and confusion plots.
 
 Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
 """
 
 from __future__ import annotations
 
-from tdsa.viz.gradcam import cam_maps, grad_cam, gradcam_maps
-from tdsa.viz.maps import class_gate_maps, normalize_map, resize_map, to_image, unnormalize
+from tdsa.viz.maps import class_gate_maps, to_image, unnormalize
 from tdsa.viz.overlay import draw_overlay, heat_to_rgb, overlay, save_triplet
 from tdsa.viz.plots import (
     draw_parts,
@@ -15,22 +15,17 @@ from tdsa.viz.plots import (
     plot_confusion_matrix,
     plot_gate_maps,
     plot_training_curves,
-    read_metrics,
 )
 from tdsa.viz.twins import TwinExample, TwinPair, choose_twin_examples, plot_twin, twin_pair
 
 __all__ = [
     "TwinExample",
     "TwinPair",
-    "cam_maps",
     "choose_twin_examples",
     "class_gate_maps",
     "draw_overlay",
     "draw_parts",
-    "grad_cam",
-    "gradcam_maps",
     "heat_to_rgb",
-    "normalize_map",
     "overlay",
     "plot_channel_means",
     "plot_class_channels",
@@ -38,8 +33,6 @@ __all__ = [
     "plot_gate_maps",
     "plot_training_curves",
     "plot_twin",
-    "read_metrics",
-    "resize_map",
     "save_triplet",
     "to_image",
     "twin_pair",

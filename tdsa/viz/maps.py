@@ -1,4 +1,5 @@
-"""Array helpers for display: un-normalising images, rescaling maps, class and gate maps."""
+"""Array helpers for display: un-normalising images, displayable images, class and gate maps
+(normalising and resizing maps: :mod:`tdsa.attribution`)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from tdsa.data.spec import PUBLISHED_MEAN, PUBLISHED_STD
 
-__all__ = ["class_gate_maps", "normalize_map", "resize_map", "to_image", "unnormalize"]
+__all__ = ["class_gate_maps", "to_image", "unnormalize"]
 
 
 def unnormalize(
@@ -55,31 +55,6 @@ def to_image(image: Tensor | np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
     return np.clip(arr.astype(np.float32), 0.0, 1.0)
-
-
-def normalize_map(heat: Tensor) -> Tensor:
-    """Min-max rescale the last two dimensions of ``heat`` to ``[0, 1]`` (a constant map -> 0).
-    """
-    heat = torch.as_tensor(heat).detach().float()
-    lo = heat.amin(dim=(-2, -1), keepdim=True)
-    hi = heat.amax(dim=(-2, -1), keepdim=True)
-    span = hi - lo
-    return torch.where(span > 0, (heat - lo) / span.clamp(min=1e-12), torch.zeros_like(heat))
-
-
-def resize_map(heat: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
-    """Resize maps ``[..., h, w]`` to ``size = (H, W)`` (``"bilinear"`` or ``"nearest"``).
-
-    Book: chapter 2, *A short training run and its per-class channels*.
-    """
-    heat = torch.as_tensor(heat).detach().float()
-    if heat.dim() < 2:
-        raise ValueError(f"heat must be [..., h, w], got shape {list(heat.shape)}")
-    lead = heat.shape[:-2]
-    flat = heat.reshape(-1, 1, *heat.shape[-2:])
-    kw = {"align_corners": False} if mode == "bilinear" else {}
-    out = F.interpolate(flat, size=tuple(size), mode=mode, **kw)
-    return out.reshape(*lead, *size)
 
 
 def class_gate_maps(high_maps: Tensor, mid_maps: Tensor) -> tuple[Tensor, Tensor]:

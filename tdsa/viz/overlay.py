@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tdsa.attribution import normalize_map, resize_map
 from tdsa.validation import check_number
-from tdsa.viz.maps import normalize_map, resize_map, to_image
+from tdsa.viz.maps import to_image
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

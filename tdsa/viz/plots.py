@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tdsa.engine.logging import read_metrics
+from tdsa.runfiles import read_metrics
 from tdsa.viz.maps import class_gate_maps, to_image
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_gate_maps",
     "plot_training_curves",
-    "read_metrics",
 ]
 
 LOSS_KEYS = ("total", "ce", "dis_mid", "div_mid", "dis_high", "div_high")

@@ -99,7 +99,7 @@ def twin_pair(model: TdsaNet, cfg: Config, index: int, part: str, value: str | N
     xi = dict(zip(("mid", "high"), (int(v) for v in model.xi), strict=True))
     maps = {s: tuple(ccmp(feats[s].float(), xi[s])[:, label]) for s in STAGES}
     if gradcam:
-        from tdsa.viz.gradcam import grad_cam
+        from tdsa.attribution import grad_cam
 
         maps["gradcam"] = tuple(grad_cam(model, x, torch.tensor([label, label]), "high"))
     width, height = birds[0].image.size

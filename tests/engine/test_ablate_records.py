@@ -15,6 +15,7 @@ from tdsa.cli import main
 from tdsa.config import dump_config
 from tdsa.data.synthetic import generate
 from tdsa.experiments.grid import load_grid, recorded_results
+from tdsa.provenance import cpu_kind
 
 from .conftest import SYNTH, tiny_config
 
@@ -52,6 +53,23 @@ def test_a_recorded_run_is_not_trained_again_and_a_changed_variant_is(
     assert main(args) == 0
     first = _rows(results.with_suffix(".csv"))
     assert [r["status"] for r in first] == ["ok"]
+    summary = json.loads((out / "tdsa" / "seed0" / "summary.json").read_text())
+    assert summary["cpu"] == cpu_kind()
+    assert [first[0][k] for k in ("code", "cpu", "precision")] == [
+        summary["code"], summary["cpu"], summary["precision"]], "the row says what ran it"
+    epochs = [json.loads(line) for line in
+              (out / "tdsa" / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    curve = _rows(results / "curves.csv")
+    assert [int(float(r["epoch"])) for r in curve] == [e["epoch"] for e in epochs]
+    for row, epoch in zip(curve, epochs, strict=True):
+        assert row["variant"] == "tdsa" and row["seed"] == "0"
+        assert float(row["val_top1"]) == pytest.approx(epoch["val_top1"])
+        assert float(row["grad_norm/total"]) == pytest.approx(epoch["grad_norm/total"])
+        assert "epoch_time" not in row and "precision" not in row
+    first_curve = curve
+    from tdsa.experiments.evidence import read_results
+
+    assert read_results(results.with_suffix(".csv"))[0]["cpu"] == summary["cpu"]
     shutil.rmtree(out)  # a fresh clone: the run folders are gone, the results are committed
 
     calls: list[str] = []
@@ -63,8 +81,17 @@ def test_a_recorded_run_is_not_trained_again_and_a_changed_variant_is(
     monkeypatch.setattr(tdsa.engine, "train", no_training)
     assert main(args) == 0
     assert calls == [] and _rows(results.with_suffix(".csv")) == first
+    # the page is rewritten on another kind of machine: its header still names the runs' CPU
+    # and precision, read from the rows, not this machine's
+    monkeypatch.setattr("tdsa.experiments.grid.cpu_kind",
+                        lambda: "Elsewhere CPU (no native bf16: fp32)")
     assert main([*args, "--report-only"]) == 0
     assert _rows(results.with_suffix(".csv")) == first
+    header = json.loads(results.with_suffix(".json").read_text())["header"]
+    assert header["CPU"] == summary["cpu"]
+    assert header["Precision"].startswith(f"{summary['precision']} (train.amp=auto; as the runs")
+    assert header["Code"].startswith(f"runs trained at `{summary['code']}`")
+    assert _rows(results / "curves.csv") == first_curve, "the curve outlives the run folder"
 
     (tmp_path / "changed").mkdir()
     changed = _grid(tmp_path / "changed", val_root, lr="0.02")

@@ -12,7 +12,8 @@ import torch
 
 from tdsa.config import dump_config
 from tdsa.engine.distributed import GlobalBatchSampler, ShardSampler, epoch_permutation
-from tdsa.engine.trainer import TIME_KEYS, train
+from tdsa.engine.trainer import train
+from tdsa.runfiles import TIME_KEYS
 
 from .conftest import REPO, tiny_config
 

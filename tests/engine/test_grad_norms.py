@@ -12,10 +12,10 @@ import torch
 
 from tdsa.engine import step as step_mod
 from tdsa.engine.distributed import cleanup, init_distributed
-from tdsa.engine.logging import MetricsWriter, read_metrics
 from tdsa.engine.step import GRAD_NORM_KEYS, TERMS, RunningSums
-from tdsa.engine.trainer import TIME_KEYS, Trainer, train
+from tdsa.engine.trainer import Trainer, train
 from tdsa.models import create_model
+from tdsa.runfiles import TIME_KEYS, MetricsWriter, read_metrics
 from tdsa.viz import plot_training_curves
 
 from .conftest import tiny_config

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tdsa import console
 from tdsa.config import Config, apply_overrides
-from tdsa.engine import logging as tlog
 from tdsa.engine.trainer import _aux_terms, train
+from tdsa.runfiles import format_epoch_line
 
 from .conftest import REPO, tiny_config
 
@@ -42,7 +43,7 @@ def restore_tdsa_logger():
 
 
 def test_epoch_line_holds_every_field_formatted():
-    line = tlog.format_epoch_line(ROW, 16)
+    line = format_epoch_line(ROW, 16)
     assert line == (
         "epoch 3/16  loss 2.346 (ce 1.500 dis_mid 0.250 div_mid 0.013 dis_high 0.500 "
         "div_high 0.062)  train 41.2%  test 38.9%  lr 5.00e-02 (head 1.00e-01)  "
@@ -53,7 +54,7 @@ def test_epoch_line_holds_every_field_formatted():
 def test_epoch_line_shows_only_the_terms_asked_for_and_optional_fields_when_present():
     row = {k: v for k, v in ROW.items() if k not in ("precision", "test_top1", "eval_time")}
     row["lr_head"] = row["lr"]
-    line = tlog.format_epoch_line(row, 3, terms=("div_high",))
+    line = format_epoch_line(row, 3, terms=("div_high",))
     assert line == ("epoch 3/3  loss 2.346 (ce 1.500 div_high 0.062)  train 41.2%  "
                     "lr 5.00e-02  12.3 s  812 img/s")
 
@@ -69,18 +70,18 @@ def test_aux_terms_are_those_with_a_nonzero_weight():
 
 def test_configure_logging_is_idempotent_and_quiet_keeps_warnings(restore_tdsa_logger):
     first, second = io.StringIO(), io.StringIO()
-    tlog.configure_logging(stream=first)
-    tlog.configure_logging(stream=second)
+    console.configure_logging(stream=first)
+    console.configure_logging(stream=second)
     child = logging.getLogger("tdsa.models")
     child.info("loaded %d tensors", 7)
     assert first.getvalue() == ""
     assert second.getvalue() == "loaded 7 tensors\n"
     quiet = io.StringIO()
-    tlog.configure_logging(quiet=True, stream=quiet)
+    console.configure_logging(quiet=True, stream=quiet)
     child.info("not shown")
     child.warning("shown")
     assert quiet.getvalue() == "warning: shown\n"
-    assert tlog.is_quiet()
+    assert console.is_quiet()
     marked = [h for h in restore_tdsa_logger.handlers if getattr(h, "_tdsa_handler", False)]
     assert len(marked) == 1
 
@@ -88,7 +89,7 @@ def test_configure_logging_is_idempotent_and_quiet_keeps_warnings(restore_tdsa_l
 def test_a_handler_on_sys_stdout_follows_its_redirection(restore_tdsa_logger):
     import contextlib
 
-    tlog.configure_logging(stream=sys.stdout)
+    console.configure_logging(stream=sys.stdout)
     redirected = io.StringIO()
     with contextlib.redirect_stdout(redirected):
         logging.getLogger("tdsa.train").info("epoch 1/1")
@@ -97,33 +98,33 @@ def test_a_handler_on_sys_stdout_follows_its_redirection(restore_tdsa_logger):
 
 def test_progress_enabled_follows_setting_terminal_notebook_and_quiet(restore_tdsa_logger,
                                                                        monkeypatch):
-    tlog.configure_logging(stream=io.StringIO())
+    console.configure_logging(stream=io.StringIO())
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
-    monkeypatch.setattr(tlog, "in_notebook", lambda: False)
-    assert tlog.progress_enabled(None) is False
-    assert tlog.progress_enabled(True) is True
-    assert tlog.progress_enabled(False) is False
-    monkeypatch.setattr(tlog, "in_notebook", lambda: True)
-    assert tlog.progress_enabled(None) is True
-    assert tlog.progress_enabled(False) is False
-    tlog.configure_logging(quiet=True, stream=io.StringIO())
-    assert tlog.progress_enabled(True) is False
-    assert tlog.progress_enabled(None) is False
+    monkeypatch.setattr(console, "in_notebook", lambda: False)
+    assert console.progress_enabled(None) is False
+    assert console.progress_enabled(True) is True
+    assert console.progress_enabled(False) is False
+    monkeypatch.setattr(console, "in_notebook", lambda: True)
+    assert console.progress_enabled(None) is True
+    assert console.progress_enabled(False) is False
+    console.configure_logging(quiet=True, stream=io.StringIO())
+    assert console.progress_enabled(True) is False
+    assert console.progress_enabled(None) is False
 
 
 def test_in_notebook_is_false_outside_a_kernel():
-    assert tlog.in_notebook() is False
+    assert console.in_notebook() is False
 
 
 def test_trainer_logs_one_line_per_epoch(tiny_root: Path, tmp_path: Path, restore_tdsa_logger):
     stream = io.StringIO()
-    tlog.configure_logging(stream=stream)
+    console.configure_logging(stream=stream)
     summary = train(tiny_config(tiny_root, "train.epochs=2", "loss.alpha_high=0"), tmp_path)
     lines = stream.getvalue().splitlines()
     epoch_lines = [line for line in lines if EPOCH_LINE.match(line)]
     assert len(epoch_lines) == 2
     for line, row in zip(epoch_lines, summary["metrics"], strict=True):
-        assert line == tlog.format_epoch_line(row, 2, ("dis_mid", "div_mid", "div_high"))
+        assert line == format_epoch_line(row, 2, ("dis_mid", "div_mid", "div_high"))
         assert "dis_high" not in line
 
 
@@ -160,7 +161,7 @@ NOTEBOOK_CODE = """\
 import sys
 from tdsa.config import apply_overrides, load_config
 from tdsa.engine import train
-from tdsa.engine.logging import configure_logging
+from tdsa.console import configure_logging
 
 configure_logging(stream=sys.stdout)
 cfg = apply_overrides(load_config(CONFIG), [f"data.root={DATA}", "runtime.threads=1"])
@@ -204,13 +205,13 @@ def test_notebook_shows_epoch_lines_and_a_progress_bar(tmp_path: Path):
 def test_progress_bar_kind_and_leave(monkeypatch):
     from tqdm.std import tqdm as text_tqdm
 
-    bar = tlog.progress_bar(total=3, disable=True)
+    bar = console.progress_bar(total=3, disable=True)
     assert type(bar) is text_tqdm and bar.leave is False  # terminal: erased, the line follows
-    monkeypatch.setattr(tlog, "in_notebook", lambda: True)
-    real_find_spec = tlog.importlib.util.find_spec
-    monkeypatch.setattr(tlog.importlib.util, "find_spec",
+    monkeypatch.setattr(console, "in_notebook", lambda: True)
+    real_find_spec = console.importlib.util.find_spec
+    monkeypatch.setattr(console.importlib.util, "find_spec",
                         lambda name: None if name == "ipywidgets" else real_find_spec(name))
-    bar = tlog.progress_bar(total=3, disable=True)
+    bar = console.progress_bar(total=3, disable=True)
     assert type(bar) is text_tqdm and bar.leave is True  # kernel without ipywidgets
     # (a kernel with ipywidgets gets tqdm.auto's widget: the notebook test above)
 

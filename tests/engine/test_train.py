@@ -15,10 +15,10 @@ import torch
 
 from tdsa.config import dump_config
 from tdsa.engine import checkpoint as ck
-from tdsa.engine.logging import read_metrics
-from tdsa.engine.trainer import TIME_KEYS, train
+from tdsa.engine.trainer import train
 from tdsa.errors import TdsaError
 from tdsa.losses import TDSALoss
+from tdsa.runfiles import TIME_KEYS, read_metrics
 from tdsa.viz import plot_training_curves
 
 from .conftest import REPO, tiny_config

@@ -15,10 +15,10 @@ import yaml
 
 from tdsa.config import Config, apply_overrides, dump_config
 from tdsa.data.synthetic import generate
-from tdsa.engine.logging import format_epoch_line
 from tdsa.engine.trainer import train
 from tdsa.errors import ConfigError
 from tdsa.experiments.grid import load_grid, run_one, write_results
+from tdsa.runfiles import format_epoch_line
 
 from .conftest import SYNTH, tiny_config
 

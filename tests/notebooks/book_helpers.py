@@ -15,13 +15,19 @@ STAGED = BUILD / "src"
 HTML = BUILD / "html"
 
 
-def load_build_module() -> ModuleType:
-    """``book/_tools/build.py`` imported as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("tdsa_book_build", BOOK / "_tools" / "build.py")
+def load_tool(name: str) -> ModuleType:
+    """``book/_tools/<name>.py`` imported as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"tdsa_book_{name}",
+                                                  BOOK / "_tools" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_build_module() -> ModuleType:
+    """``book/_tools/build.py`` imported as a module."""
+    return load_tool("build")
 
 
 def toc_entries() -> list[str]:

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from book_helpers import BOOK, REPO, load_build_module, toc_entries
+from book_helpers import BOOK, REPO, load_build_module, load_tool, toc_entries
 
 NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
 PROFILES = {"smoke", "cpu", "gpu"}
-COLAB = "https://colab.research.google.com/github/tdsa-book/tdsa/blob/main/book/{}"
-INSTALL = "git+https://github.com/tdsa-book/tdsa"
+repository = load_tool("repository")
+URL = repository.repository_url()
+COLAB = URL.replace("https://github.com/", "https://colab.research.google.com/github/") + \
+    "/blob/main/book/{}"
+INSTALL = f"git+{URL}"
 
 
 def test_book_has_notebooks() -> None:
@@ -240,3 +243,30 @@ def test_build_times_name_the_runs_each_chapter_trained(tmp_path: Path) -> None:
     assert f"{os.cpu_count()} CPU cores (a CPU (native bf16))" in text
     assert "| {doc}`04_training` | 61 s | trained now: `training-ce-seed0` (fp32)" in text
     assert build.run_summaries(tmp_path / "nowhere") == {}
+
+
+def test_every_project_link_names_the_configured_repository() -> None:
+    found = {path.relative_to(REPO).as_posix(): repository.project_links(
+        path.read_text(encoding="utf-8")) for path in repository.pages()}
+    assert sum(len(v) for v in found.values()) >= 2 * len(NOTEBOOKS) + 2, found
+    wrong = {page: links for page, links in found.items()
+             if any(link != repository.slug(URL) for link in links)}
+    assert not wrong, f"links to another address than _config.yml's {URL}: {wrong}"
+    assert f"url    = {{{URL}}}" in (BOOK / "intro.md").read_text(encoding="utf-8")
+
+
+def test_the_rewrite_tool_moves_project_links_only() -> None:
+    text = ("[![Open In Colab](b.svg)](https://colab.research.google.com/github/old/tdsa/blob/"
+            "main/book/01.ipynb)\n%pip install \"tdsa[book] @ git+https://github.com/old/tdsa@v0.1"
+            "\"\n[x](https://github.com/old/tdsa/blob/main/data/README.md) and "
+            "[issue](https://github.com/PRIS-CV/Mutual-Channel-Loss/issues/16), "
+            "[file](https://github.com/other/repo/blob/main/x.py)\n  url    = {https://github.com/"
+            "old/tdsa},\n")
+    assert repository.project_links(text) == ["old/tdsa"] * 3 + ["other/repo", "old/tdsa"]
+    moved = repository.rewrite(text, "old/tdsa", "new-owner/tdsa2")
+    assert repository.project_links(moved) == ["new-owner/tdsa2"] * 3 + [
+        "other/repo", "new-owner/tdsa2"]
+    assert "PRIS-CV/Mutual-Channel-Loss/issues/16" in moved and "other/repo/blob" in moved
+    assert moved.replace("new-owner/tdsa2", "old/tdsa") == text
+    with pytest.raises(ValueError, match=r"expected https://github\.com/OWNER/NAME"):
+        repository.slug("https://gitlab.com/a/b")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
-from collections.abc import Mapping, Set
+from collections.abc import Iterator, Mapping, Set
 from pathlib import Path
 
 from tdsa import cli
@@ -28,21 +28,30 @@ def package_sources() -> dict[str, tuple[str, bool]]:
             for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
-    """Every module an ``import`` anywhere in ``source`` (module ``module``) may name: for
-    ``from A import b`` both ``A`` and ``A.b``; relative imports resolved."""
+def _import_statements(source: str, module: str,
+                       is_package: bool) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """``(A, names)`` for every ``from A import names`` anywhere in ``source`` (module
+    ``module``; relative imports resolved) and ``(A, ())`` for every ``import A``."""
     package = module if is_package else module.rpartition(".")[0]
-    names: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            for alias in node.names:
+                yield alias.name, ()
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
+            yield base, tuple(alias.name for alias in node.names)
+
+
+def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
+    """Every module an ``import`` anywhere in ``source`` (module ``module``) may name: for
+    ``from A import b`` both ``A`` and ``A.b``; relative imports resolved."""
+    names: set[str] = set()
+    for base, members in _import_statements(source, module, is_package):
+        names.add(base)
+        names.update(f"{base}.{member}" for member in members)
     return names
 
 
@@ -58,10 +67,21 @@ def layer_of(module: str) -> int:
 
 
 def import_graph(sources: Mapping[str, tuple[str, bool]]) -> dict[str, set[str]]:
-    """Module -> the modules of ``sources`` it imports anywhere in its file (function-local
-    imports too): the modules an import statement names, not the packages above them."""
-    return {module: (imported_modules(source, module, is_package) & set(sources)) - {module}
-            for module, (source, is_package) in sources.items()}
+    """Module -> the modules of ``sources`` its file imports anywhere (function-local imports
+    too). ``from A import b`` imports ``A.b`` where that is a module, else ``A``; importing a
+    module also runs the packages above it, which count unless they hold the importer (its
+    own packages are running already)."""
+    graph: dict[str, set[str]] = {}
+    for module, (source, is_package) in sources.items():
+        targets = set()
+        for base, members in _import_statements(source, module, is_package):
+            named = [f"{base}.{m}" if f"{base}.{m}" in sources else base for m in members]
+            for target in named or [base]:
+                parts = target.split(".")
+                targets.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        graph[module] = {t for t in targets & set(sources)
+                         if not (module == t or module.startswith(t + "."))}
+    return graph
 
 
 def _reachable(graph: Mapping[str, Set[str]], start: str) -> set[str]:
@@ -119,17 +139,27 @@ def test_import_cycles_finds_every_cycle_of_a_hand_made_graph() -> None:
     assert import_cycles({"x": {"y"}, "y": {"x"}, "z": {"y"}}) == [["x", "y"]]
 
 
-def test_import_graph_follows_function_local_and_relative_imports() -> None:
+def test_import_graph_follows_function_local_relative_and_package_imports() -> None:
     sources = {
         "tdsa.p": ("from tdsa.p.a import f\n", True),
         "tdsa.p.a": ("import os\n\ndef f():\n    from . import b\n", False),
         "tdsa.p.b": ("from tdsa.p.a import f as g\n", False),
-        "tdsa.q": ("from tdsa.p import f\n", False),
+        "tdsa.q": ("def h():\n    from tdsa.p.b import g\n", True),
+        "tdsa.q.c": ("from tdsa.p import f\n", False),
     }
     graph = import_graph(sources)
-    assert graph == {"tdsa.p": {"tdsa.p.a"}, "tdsa.p.a": {"tdsa.p", "tdsa.p.b"},
-                     "tdsa.p.b": {"tdsa.p.a"}, "tdsa.q": {"tdsa.p"}}
-    assert import_cycles(graph) == [["tdsa.p", "tdsa.p.a", "tdsa.p.b"]]
+    assert graph == {"tdsa.p": {"tdsa.p.a"}, "tdsa.p.a": {"tdsa.p.b"}, "tdsa.p.b": {"tdsa.p.a"},
+                     "tdsa.q": {"tdsa.p", "tdsa.p.b"}, "tdsa.q.c": {"tdsa.p"}}
+    assert import_cycles(graph) == [["tdsa.p.a", "tdsa.p.b"]]
+    # importing tdsa.y.z runs tdsa/y/__init__.py, which imports tdsa.y.w, which imports tdsa.x
+    through_a_package = import_graph({
+        "tdsa.x": ("def f():\n    import tdsa.y.z\n", False),
+        "tdsa.y": ("from tdsa.y.w import v\n", True),
+        "tdsa.y.w": ("import tdsa.x\n", False),
+        "tdsa.y.z": ("", False),
+    })
+    assert through_a_package["tdsa.x"] == {"tdsa.y", "tdsa.y.z"}
+    assert import_cycles(through_a_package) == [["tdsa.x", "tdsa.y", "tdsa.y.w"]]
 
 
 def test_every_command_lives_in_tdsa_commands() -> None:
@@ -168,7 +198,9 @@ def test_no_import_cycle_between_modules_of_tdsa() -> None:
     graph = import_graph(package_sources())
     assert sum(map(len, graph.values())) > len(graph), "the graph has the package's imports"
     cycles = import_cycles(graph)
-    assert not cycles, "modules of tdsa that import each other in a cycle:\n" + "\n".join(
+    assert not cycles, (
+        "modules of tdsa that import each other in a cycle (importing a.b.c also runs the "
+        "packages a.b and a above it):\n") + "\n".join(
         " <-> ".join(cycle) + " (" + "; ".join(
             f"{m} imports {', '.join(sorted(graph[m] & set(cycle)))}" for m in cycle) + ")"
         for cycle in cycles)

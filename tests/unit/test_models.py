@@ -10,8 +10,17 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from tdsa.config import Config
 from tdsa.errors import CheckpointError, ConfigError
-from tdsa.models import TdsaVGG, create_model, list_models, register_model, registry, vgg_layer_list
+from tdsa.models import (
+    TdsaVGG,
+    create_model,
+    create_model_from_config,
+    list_models,
+    register_model,
+    registry,
+    vgg_layer_list,
+)
 from tdsa.models.resnet import WideBlock
 
 C = 5
@@ -320,6 +329,25 @@ def test_bad_resnet_options() -> None:
     with pytest.raises(ConfigError, match="num_classes"):
         create_model("tdsa_resnet18", 0)
 
+
+def test_create_model_from_config_is_create_model_with_the_configs_model() -> None:
+    cfg = Config()
+    cfg.model.name, cfg.model.xi, cfg.model.options = "tdsa_vgg16", [4, 2], {"width": 0.25}
+    cfg.data.image_size = 64
+    torch.manual_seed(0)
+    built = create_model_from_config(cfg, C)
+    torch.manual_seed(0)
+    direct = create_model("tdsa_vgg16", C, xi=(4, 2), width=0.25, input_size=64)
+    assert built.xi == (4, 2) and built.default_cfg["input_size"] == (3, 64, 64)
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(),
+                                                 direct.state_dict().values(), strict=True))
+    cfg.model.options["input_size"] = 96  # an explicit option wins over data.image_size
+    cfg.model.num_classes = 3
+    assert create_model_from_config(cfg).default_cfg["input_size"] == (3, 96, 96)
+    assert create_model_from_config(cfg).num_classes == 3
+    cfg.model.num_classes = None
+    with pytest.raises(ConfigError, match=r"model\.num_classes is not set"):
+        create_model_from_config(cfg)
 
 def test_wrong_input_sizes_give_a_clear_error() -> None:
     model = create_model("tdsa_vgg16", C, width=0.25, input_size=64).eval()

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
+from tdsa.attribution import grad_cam
 from tdsa.config import Config, apply_overrides
 from tdsa.data.spec import resolve_data_config
 from tdsa.data.synthetic import (
@@ -21,7 +22,6 @@ from tdsa.data.synthetic import (
 from tdsa.data.transforms import spec_transforms
 from tdsa.errors import ConfigError
 from tdsa.models import create_model
-from tdsa.viz.gradcam import grad_cam
 from tdsa.viz.twins import plot_twin, twin_pair
 
 

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tdsa.engine.build import Taps
-from tdsa.engine.evaluate import autocast
-from tdsa.engine.precision import Precision
+from tdsa.engine.precision import Precision, autocast
 from tdsa.errors import ConfigError
 from tdsa.losses import TDSALoss
 from tdsa.models import create_model

@@ -112,8 +112,8 @@ def epoch_phases(cfg: Any, out_dir: Path) -> dict[str, Any]:
     threads only: with ``data.workers > 0`` the decoding in the workers is not in it."""
     import tdsa.engine.loop as loop_mod
     from tdsa.engine.distributed import init_distributed
-    from tdsa.engine.logging import MetricsWriter
     from tdsa.engine.trainer import Trainer
+    from tdsa.runfiles import MetricsWriter
 
     clock = PhaseClock()
     info = init_distributed(cfg.runtime.device)

@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 
-from tdsa.engine.evaluate import autocast
-from tdsa.engine.precision import Precision
+from tdsa.engine.precision import Precision, autocast
 from tdsa.experiments.bench.arms import StepArm, model_and_batch
 from tdsa.experiments.bench.timing import profile_ops, time_interleaved
 from tdsa.losses import TDSALoss

@@ -1,7 +1,9 @@
-"""Class activation maps of a network: Grad-CAM (own torch code or ``pytorch-grad-cam``) and CAM.
+"""Attribution maps: where a network's evidence for a class lies, as ``[B, h, w]`` maps.
 
-These give CE-trained models (which have no class channels) maps that the localisation
-metrics of :mod:`tdsa.metrics` can score beside the TDSA channel maps.
+Grad-CAM (own torch code or ``pytorch-grad-cam``) and CAM, and the two map operations they
+share with the drawings of :mod:`tdsa.viz`: min-max normalising and resizing a map. They give
+CE-trained models (which have no class channels) maps that the localisation metrics of
+:mod:`tdsa.metrics` score beside the TDSA channel maps; :mod:`tdsa.viz` draws them.
 """
 
 from __future__ import annotations
@@ -9,14 +11,40 @@ from __future__ import annotations
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tdsa.errors import ConfigError
 from tdsa.models.base import TdsaNet
 from tdsa.validation import check_choice
-from tdsa.viz.maps import normalize_map, resize_map
 
-__all__ = ["cam_maps", "grad_cam", "gradcam_maps"]
+__all__ = ["cam_maps", "grad_cam", "gradcam_maps", "normalize_map", "resize_map"]
+
+
+def normalize_map(heat: Tensor) -> Tensor:
+    """Min-max rescale the last two dimensions of ``heat`` to ``[0, 1]`` (a constant map -> 0).
+    """
+    heat = torch.as_tensor(heat).detach().float()
+    lo = heat.amin(dim=(-2, -1), keepdim=True)
+    hi = heat.amax(dim=(-2, -1), keepdim=True)
+    span = hi - lo
+    return torch.where(span > 0, (heat - lo) / span.clamp(min=1e-12), torch.zeros_like(heat))
+
+
+def resize_map(heat: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
+    """Resize maps ``[..., h, w]`` to ``size = (H, W)`` (``"bilinear"`` or ``"nearest"``).
+
+    Book: chapter 2, *A short training run and its per-class channels*.
+    """
+    heat = torch.as_tensor(heat).detach().float()
+    if heat.dim() < 2:
+        raise ValueError(f"heat must be [..., h, w], got shape {list(heat.shape)}")
+    lead = heat.shape[:-2]
+    flat = heat.reshape(-1, 1, *heat.shape[-2:])
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    out = F.interpolate(flat, size=tuple(size), mode=mode, **kw)
+    return out.reshape(*lead, *size)
+
 
 BACKENDS = ("auto", "package", "torch")
 
@@ -164,3 +192,4 @@ def gradcam_maps(
         return _package_gradcam(runner, module, images, targets)
     finally:
         model.train(was_training)
+

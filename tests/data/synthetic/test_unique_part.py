@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tdsa.config import Config, apply_overrides
 from tdsa.data import build_dataset, synthetic
+from tdsa.data.synthetic.colours import segment_distance
 from tdsa.engine.build import ensure_synthetic
 from tdsa.engine.distributed import DistInfo
-from tdsa.engine.trainer import train
 from tdsa.errors import ConfigError, DataError
 from tdsa.experiments import counterfactual as cf
 
@@ -89,7 +88,7 @@ def test_extra_colours_are_apart_from_each_other_and_the_parts_own() -> None:
     every = np.array([*colours.values(), *own], dtype=float)
     for i, colour in enumerate(every):
         others = np.delete(every, i, axis=0)
-        assert synthetic._segment_distance(others, colour).min() > 44
+        assert segment_distance(others, colour).min() > 44
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +154,7 @@ def test_ring_colour_tells_the_extra_values_apart() -> None:
         radius = np.hypot(xs - ex, ys - ey)
         outer = radius > 0.6 * radius.max()
         ring = np.median(pixels[ys[outer], xs[outer]], axis=0)
-        assert names[int(np.argmin(synthetic._segment_distance(palette, ring)))] == value
+        assert names[int(np.argmin(segment_distance(palette, ring)))] == value
 
 
 @pytest.mark.parametrize("bad", ["wing", "eye", "ring", 3])

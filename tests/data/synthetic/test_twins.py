@@ -109,7 +109,7 @@ def test_twin_differs_only_inside_the_swapped_part(meta: dict) -> None:
 
 
 def pale_share(bird: synthetic.RenderedBird) -> float:
-    """Share of the wing's interior in a pale pattern colour (as in test_synthetic)."""
+    """Share of the wing's interior in a pale pattern colour (as in test_render)."""
     values = np.asarray(bird.image, dtype=np.float32)
     wing = bird.labels == PART_ID["wing"]
     interior = wing & np.roll(wing, 1, 0) & np.roll(wing, -1, 0)

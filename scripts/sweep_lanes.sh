@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Run an ablation grid in the background as two lanes (one thread each, the machine's two cores)
+# from a git worktree pinned at this checkout's HEAD, so that editing this checkout never changes
+# the code a running grid imports. Finished runs stay in the worktree's run folders; `--report`
+# writes those of the most recently written worktree as rows of this checkout's
+# results/<grid>.{csv,md,json}, and a later session (a fresh clone without those folders) trains
+# only the runs those rows do not hold.
+#
+#   scripts/sweep_lanes.sh GRID "PATTERNS OF LANE A" "PATTERNS OF LANE B"   start both lanes
+#   scripts/sweep_lanes.sh --report GRID                                      write the results
+#
+# Patterns are shell globs over the grid's variant names ("ce_*"); each lane trains its variants
+# seed-major. A grid that pins bf16 (train.amp=bf16) is refused on a CPU without native bf16,
+# where it would run emulated at a fraction of the speed. Logs: ../sweeplogs/<grid>-{A,B}.log.
+set -euo pipefail
+repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+py="$repo/.venv/bin/python"
+
+if [ "${1:-}" = "--report" ]; then
+  grid=$2
+  name=$(basename "$grid" .yaml)
+  tree=$( (ls -dt "$repo"/../sweep-*/runs/ablate/"$name" 2>/dev/null || true) | head -n 1 | sed 's#/runs/ablate/.*##')
+  [ -n "$tree" ] || { echo "sweep_lanes: no worktree ../sweep-*/ holds runs/ablate/$name" >&2; exit 1; }
+  cd "$tree"
+  exec env PYTHONPATH="$tree" "$py" -m tdsa ablate --grid "$grid" --out "runs/ablate/$name" \
+    --results "$repo/results/$name" --report-only
+fi
+
+[ $# -eq 3 ] || { echo "usage: $0 GRID \"LANE A PATTERNS\" \"LANE B PATTERNS\" | --report GRID" >&2; exit 2; }
+grid=$1
+name=$(basename "$grid" .yaml)
+commit=$(git -C "$repo" rev-parse --short HEAD)
+tree="$repo/../sweep-$commit"
+logs="$repo/../sweeplogs"
+mkdir -p "$logs"
+[ -d "$tree" ] || git -C "$repo" worktree add --detach "$tree" "$commit" >/dev/null
+
+# Expand the patterns, refuse emulated bf16 and generate the grid's synthetic data once (the two
+# lanes would otherwise both write the same missing root).
+lanes=$(cd "$tree" && PYTHONPATH="$tree" "$py" - "$grid" "$2" "$3" <<'EOF'
+import fnmatch
+import sys
+
+from tdsa.engine.build import ensure_synthetic
+from tdsa.engine.distributed import DistInfo
+from tdsa.engine.precision import cpu_has_native_bf16
+from tdsa.experiments.grid import load_grid
+
+grid = load_grid(sys.argv[1])
+for pattern_list in sys.argv[2:]:
+    names = [v for v in grid.variants
+             if any(fnmatch.fnmatch(v, p) for p in pattern_list.split())]
+    if not names:
+        sys.exit(f"sweep_lanes: {pattern_list!r} matches no variant of {sys.argv[1]}")
+    print(" ".join(names))
+cfg = grid.config(next(iter(grid.variants)), grid.seeds[0])
+if cfg.train.amp == "bf16" and cfg.runtime.device != "cuda" and not cpu_has_native_bf16():
+    sys.exit(f"sweep_lanes: {sys.argv[1]} pins train.amp=bf16 and this CPU has no native bf16")
+ensure_synthetic(cfg.data, DistInfo())
+EOF
+)
+lane_a=$(sed -n 1p <<<"$lanes")
+lane_b=$(sed -n 2p <<<"$lanes")
+for lane in A B; do
+  variants=$([ $lane = A ] && echo "$lane_a" || echo "$lane_b")
+  # shellcheck disable=SC2086  # the variant names are one word each
+  (cd "$tree" && PYTHONPATH="$tree" setsid nohup "$py" -m tdsa ablate --grid "$grid" \
+     --out "runs/ablate/$name" --results "$repo/results/$name" --only $variants \
+     >> "$logs/$name-$lane.log" 2>&1 < /dev/null &)
+  echo "lane $lane ($variants) from $tree at $commit: $logs/$name-$lane.log"
+done
