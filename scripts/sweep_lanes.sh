@@ -43,7 +43,7 @@ import sys
 
 from tdsa.engine.build import ensure_synthetic
 from tdsa.engine.distributed import DistInfo
-from tdsa.engine.precision import cpu_has_native_bf16
+from tdsa.hardware import cpu_has_native_bf16
 from tdsa.experiments.grid import load_grid
 
 grid = load_grid(sys.argv[1])

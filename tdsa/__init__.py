@@ -11,7 +11,8 @@ cycle):
 - **The library**: every module outside ``experiments/``, ``commands/``, ``cli.py`` and
   ``__main__.py``: ``losses``, ``models/``, ``data/``, ``engine/``, ``metrics``,
   ``attribution``, ``viz/``, ``runfiles``, ``console``, ``validation``, ``errors``,
-  ``resources``, ``provenance``, ``config``. It imports nothing from the two layers above.
+  ``resources``, ``hardware``, ``provenance``, ``config``. It imports nothing from the two
+  layers above.
 - **The experiments**: ``experiments/``, what composes the library into evidence: ``grid``
   (a grid of variants x seeds, trained and tabulated), ``evidence`` (results files read back,
   the claim tested seed by seed), ``calibration`` (the synthetic benchmark's calibration map),

@@ -56,7 +56,7 @@ def cpu_kind() -> str:
     capped to ... kernels: fp32)"``."""
     import torch
 
-    from tdsa.engine.precision import cpu_hardware_bf16, cpu_has_native_bf16
+    from tdsa.hardware import cpu_hardware_bf16, cpu_has_native_bf16
 
     if cpu_has_native_bf16():
         how = "native bf16"

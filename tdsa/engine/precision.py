@@ -12,7 +12,6 @@ one step of the book's network 355 ms in bf16, 271 ms in bf16 + channels_last), 
 
 from __future__ import annotations
 
-import platform
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -20,43 +19,10 @@ from typing import Any
 import torch
 
 from tdsa.errors import ConfigError
+from tdsa.hardware import cpu_has_native_bf16, cuda_has_bf16
 from tdsa.validation import check_choice
 
 AMP_CHOICES = ("auto", "none", "fp64", "bf16", "fp16")
-
-
-def cpu_hardware_bf16() -> bool:
-    """True when the CPU has AVX-512 BF16 or AMX, whatever kernels this process may run."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the kernels this process runs compute bf16 in hardware: on x86 the CPU has
-    AVX-512 BF16 or AMX (oneDNN's own bf16 check also accepts plain AVX-512, where bf16 is
-    emulated and not faster) *and* neither kernel family is capped below it
-    (``ONEDNN_MAX_CPU_ISA=AVX2`` turns oneDNN's bf16 off, ``ATEN_CPU_CAPABILITY=avx2`` makes
-    ATen run its AVX2 kernels): such a process runs fp32, like a CPU without the instructions.
-    Elsewhere oneDNN's check (ARM BF16)."""
-    try:
-        if not torch.backends.mkldnn.is_available():
-            return False
-        onednn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
-            hardware = cpu_hardware_bf16()
-            aten = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-            return bool(hardware and onednn_bf16 and aten)
-        return onednn_bf16
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cuda_has_bf16(device: torch.device) -> bool:
-    """True when the CUDA device ``device`` supports bf16."""
-    with torch.cuda.device(device):
-        return bool(torch.cuda.is_bf16_supported())
 
 
 @dataclass(frozen=True)

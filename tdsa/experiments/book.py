@@ -248,11 +248,11 @@ def training_is_slow() -> bool:
     """Whether chapter 4's cpu-profile runs would train in fp32 on the CPU here: no CUDA GPU,
     and a CPU without native bf16 (no AVX-512 BF16 or AMX, or a process capped below them by
     ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA``:
-    :func:`tdsa.engine.precision.cpu_has_native_bf16`). There an epoch costs about 2.6 times
+    :func:`tdsa.hardware.cpu_has_native_bf16`). There an epoch costs about 2.6 times
     the bf16 one, and ``run_plan(..., shorten=None)`` shortens the demonstration."""
     import torch
 
-    from tdsa.engine.precision import cpu_has_native_bf16
+    from tdsa.hardware import cpu_has_native_bf16
 
     return not torch.cuda.is_available() and not cpu_has_native_bf16()
 

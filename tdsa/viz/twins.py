@@ -1,5 +1,5 @@
 """A counterfactual twin beside its original: where a class group's response changes when one
-part's attribute is swapped (:mod:`tdsa.counterfactual` counts these over a split)."""
+part's attribute is swapped (:mod:`tdsa.experiments.counterfactual` counts these over a split)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ class TwinPair:
     the swapped part, its own and new attribute value, the part's location (``(x, y)`` in
     ``[0, 1]``), the true class, both predictions and, per stage, the true class's CCMP map
     on the original and on the twin (``[h, w]`` each); with Grad-CAM also ``"gradcam"``: the
-    true class's raw Grad-CAM at the high stage (as :mod:`tdsa.counterfactual` measures it)."""
+    true class's raw Grad-CAM at the high stage (as :mod:`tdsa.experiments.counterfactual`
+    measures it)."""
 
     original: np.ndarray
     twin: np.ndarray

@@ -72,7 +72,7 @@ def _kind_with(env: dict[str, str]) -> str:
 
 
 def test_cpu_kind_names_the_cpu_and_how_it_computes_bf16() -> None:
-    from tdsa.engine.precision import cpu_hardware_bf16, cpu_has_native_bf16
+    from tdsa.hardware import cpu_hardware_bf16, cpu_has_native_bf16
     from tdsa.provenance import cpu_kind, cpu_name
 
     kind = cpu_kind()

@@ -10,12 +10,7 @@ from typing import Any
 import torch
 
 from tdsa.engine.allocator import keep_freed_memory
-from tdsa.engine.precision import (
-    Precision,
-    cpu_hardware_bf16,
-    cpu_has_native_bf16,
-    resolve_precision,
-)
+from tdsa.engine.precision import Precision, resolve_precision
 from tdsa.errors import ConfigError
 from tdsa.experiments.bench.arms import book_setup
 from tdsa.experiments.bench.compile import bench_compile
@@ -26,6 +21,7 @@ from tdsa.experiments.bench.loss import bench_loss
 from tdsa.experiments.bench.memory import bench_memory
 from tdsa.experiments.bench.step import STEP_NETWORKS, bench_step, extra_time_note
 from tdsa.experiments.bench.targets import targets_met
+from tdsa.hardware import cpu_hardware_bf16, cpu_has_native_bf16
 from tdsa.provenance import cpu_name
 
 BENCHES = ("loss", "step", "data", "memory", "precision", "epoch", "compile")
@@ -35,7 +31,7 @@ BENCHES = ("loss", "step", "data", "memory", "precision", "epoch", "compile")
 def cpu_kernels() -> dict[str, Any]:
     """Which CPU kernels this process runs: ATen's capability (``ATEN_CPU_CAPABILITY`` caps
     it), ``ONEDNN_MAX_CPU_ISA`` as set, and whether the hardware and the process have native
-    bf16 (:func:`tdsa.engine.precision.cpu_has_native_bf16`)."""
+    bf16 (:func:`tdsa.hardware.cpu_has_native_bf16`)."""
     return {
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
