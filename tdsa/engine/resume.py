@@ -1,5 +1,6 @@
-"""Checkpoint and resume of a training run: where to resume from, what a checkpoint holds
-(weights, optimiser, schedule, scaler, EMA, RNG, position, metrics) and restoring it.
+"""Checkpoint and resume of a training run: where to resume from (read once, its config
+parsed once), what a checkpoint holds (weights, optimiser, schedule, scaler, EMA, RNG,
+position, metrics) and restoring it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,23 @@ from tdsa.config import Config
 from tdsa.engine import checkpoint as ckpt_mod
 from tdsa.engine.build import RunModel
 from tdsa.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A checkpoint to resume from, read once: where it was read (``path``), its contents
+    (``state``) and its stored config, parsed once (``config``)."""
+
+    path: Path
+    state: dict[str, Any]
+    config: Config
+
+    @classmethod
+    def read(cls, path: Path) -> ResumePoint:
+        """Load the checkpoint at ``path`` and parse its config (CheckpointError if either
+        fails)."""
+        state = ckpt_mod.load_checkpoint(path)
+        return cls(path, state, ckpt_mod.checkpoint_config(state, path))
 
 
 @dataclass
@@ -42,6 +60,12 @@ def find_resume(out: Path, resume: str | Path | None) -> Path | None:
         return path
     last = out / "last.pt"
     return last if last.is_file() else None
+
+
+def read_resume(out: Path, resume: str | Path | None) -> ResumePoint | None:
+    """The checkpoint :func:`find_resume` finds, read; None when there is none."""
+    path = find_resume(out, resume)
+    return None if path is None else ResumePoint.read(path)
 
 
 def restore(model: RunModel, ckpt: dict[str, Any]) -> None:
