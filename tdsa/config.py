@@ -29,13 +29,7 @@ import yaml
 
 from tdsa.errors import ConfigError
 from tdsa.resources import resolve_config
-from tdsa.validation import (
-    DEFAULT_XI,
-    check_choice,
-    check_int,
-    check_number,
-    check_positive_ints,
-)
+from tdsa.validation import DEFAULT_XI, check_choice, check_int, check_number, check_xi
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 AMP_MODES = ("auto", "none", "fp64", "bf16", "fp16")
@@ -206,8 +200,10 @@ class Config:
         return copy.deepcopy(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> Config:
-        """Build and validate a config from a nested mapping; missing keys keep defaults.
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config",
+                  overrides: Iterable[str] = ()) -> Config:
+        """Build a config from a nested mapping (missing keys keep defaults), apply the dotted
+        ``overrides`` (see :func:`apply_overrides`) and validate the result, once.
         """
         cfg = cls()
         if not isinstance(data, Mapping):
@@ -223,7 +219,10 @@ class Config:
                 )
             for key, value in values.items():
                 _set_field(sec, f"{section}.{key}", str(key), value, source)
-        cfg.validate(source)
+        overrides = list(overrides)
+        for item in overrides:
+            _override(cfg, item)
+        cfg.validate(f"{source} with overrides" if overrides else source)
         return cfg
 
     def validate(self, source: str = "config") -> None:
@@ -255,7 +254,7 @@ class Config:
                                     self.train, self.runtime)
         check_int("data.image_size", d.image_size, low=1)
         check_int("data.workers", d.workers, low=0)
-        check_positive_ints("model.xi", m.xi, 2, "[xi_mid, xi_high]")
+        check_xi(m.xi, lo.top_down, name="model.xi", top_down_name="loss.top_down")
         check_choice("optim.name", op.name, OPTIMIZERS)
         check_choice("schedule.name", sc.name, SCHEDULES)
         check_choice("train.amp", tr.amp, AMP_MODES)
@@ -287,9 +286,9 @@ class Config:
         check_number("schedule.min_lr_factor", sc.min_lr_factor, 0.0, 1.0)
 
     def _check_relations(self, source: str) -> None:
-        """The betas and the milestones, and the constraints between fields (the gate's xi
-        ratio, keep <= xi, a bounded channel count, batch vs accumulation): all before
-        anything is built."""
+        """The betas and the milestones, and the constraints between fields (keep <= xi, a
+        bounded channel count, batch vs accumulation; the gate's xi ratio is
+        :func:`~tdsa.validation.check_xi`'s): all before anything is built."""
         op, sc, tr = self.optim, self.schedule, self.train
         if len(op.betas) != 2 or not all(0 <= b < 1 for b in op.betas):
             raise _invalid(source, "optim.betas", op.betas, "two numbers in [0, 1)")
@@ -304,7 +303,7 @@ class Config:
             )
 
     def _check_channels(self, source: str) -> None:
-        """The channel count per stage, the gate's xi ratio and ``keep_* <= xi``."""
+        """The channel count per stage and ``keep_* <= xi``."""
         m, lo = self.model, self.loss
         xi_mid, xi_high = m.xi
         for key, value in (("model.xi[0] (xi_mid)", xi_mid), ("model.xi[1] (xi_high)", xi_high)):
@@ -316,11 +315,6 @@ class Config:
                 f"{source}: model.num_classes x model.xi[0] = {m.num_classes} x {xi_mid} = "
                 f"{m.num_classes * xi_mid} mid-level channels; at most {MAX_STAGE_CHANNELS} "
                 f"channels per stage are allowed (lower model.xi)"
-            )
-        if lo.top_down and xi_mid % xi_high:
-            raise ConfigError(
-                f"{source}: model.xi={m.xi} is invalid with loss.top_down=true: xi_mid must be a "
-                f"multiple of xi_high (each high channel gates xi_mid / xi_high mid channels)"
             )
         for key, keep, xi in (("loss.keep_mid", lo.keep_mid, xi_mid),
                               ("loss.keep_high", lo.keep_high, xi_high)):
@@ -444,10 +438,11 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a YAML config file (missing keys keep their defaults). ``path`` is a file, or the
-    name of a config shipped with the package (``synthetic_tdsa``, ``ablations/levers``: see
-    :func:`tdsa.resources.config_path`).
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config file (missing keys keep their defaults), apply the dotted
+    ``overrides`` (see :func:`apply_overrides`) and validate the result. ``path`` is a file, or
+    the name of a config shipped with the package (``synthetic_tdsa``, ``ablations/levers``:
+    see :func:`tdsa.resources.config_path`).
 
     Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
     """
@@ -462,7 +457,7 @@ def load_config(path: str | Path) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
-    return Config.from_dict({} if data is None else data, source=str(path))
+    return Config.from_dict({} if data is None else data, source=str(path), overrides=overrides)
 
 
 def dump_config(cfg: Config, path: str | Path | None = None) -> str:
@@ -484,40 +479,45 @@ def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
 
     Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
     """
-    cfg = copy.deepcopy(cfg)
+    out = copy.deepcopy(cfg)  # the only config the overrides change is this function's own
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        dotted, raw = item.split("=", 1)
-        dotted = dotted.strip()
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        parts = dotted.split(".")
-        if len(parts) < 2:
-            raise ConfigError(
-                f"override {item!r}: expected section.key=value (e.g. optim.lr=0.01), "
-                f"got key {dotted!r}"
-            )
-        sec = _section(cfg, parts[0], "override")
-        if len(parts) == 2:
-            _set_field(sec, dotted, parts[1], value, "override")
-            continue
-        head = ".".join(parts[:2])
-        types_ = _field_types(sec)
-        if parts[1] not in types_ or typing.get_origin(types_[parts[1]]) is not dict:
-            if parts[1] not in types_:
-                _set_field(sec, head, parts[1], value, "override")
-            raise ConfigError(
-                f"override {item!r}: {head} is not a mapping, so {dotted!r} cannot be set; "
-                f"use {head}=VALUE"
-            )
-        target = getattr(sec, parts[1])
-        for sub in parts[2:-1]:
-            target = target.setdefault(sub, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"override {item!r}: {dotted!r} goes through a non-mapping")
-        target[parts[-1]] = value
-    cfg.validate("override")
-    return cfg
+        _override(out, item)
+    out.validate("override")
+    return out
+
+
+def _override(cfg: Config, item: str) -> None:
+    """Apply one ``key=value`` override to ``cfg`` (a config its caller has just made)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    dotted, raw = item.split("=", 1)
+    dotted = dotted.strip()
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    parts = dotted.split(".")
+    if len(parts) < 2:
+        raise ConfigError(
+            f"override {item!r}: expected section.key=value (e.g. optim.lr=0.01), "
+            f"got key {dotted!r}"
+        )
+    sec = _section(cfg, parts[0], "override")
+    if len(parts) == 2:
+        _set_field(sec, dotted, parts[1], value, "override")
+        return
+    head = ".".join(parts[:2])
+    types_ = _field_types(sec)
+    if parts[1] not in types_ or typing.get_origin(types_[parts[1]]) is not dict:
+        if parts[1] not in types_:
+            _set_field(sec, head, parts[1], value, "override")
+        raise ConfigError(
+            f"override {item!r}: {head} is not a mapping, so {dotted!r} cannot be set; "
+            f"use {head}=VALUE"
+        )
+    target = getattr(sec, parts[1])
+    for sub in parts[2:-1]:
+        target = target.setdefault(sub, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"override {item!r}: {dotted!r} goes through a non-mapping")
+    target[parts[-1]] = value

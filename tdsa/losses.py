@@ -16,13 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from tdsa.validation import DEFAULT_XI, check_xi
+from tdsa.validation import DEFAULT_XI, check_stage_xi, check_xi
 
 __all__ = [
     "DEFAULT_XI",
     "TDSALoss",
     "ccmp",
     "channel_constraint",
+    "check_stage_xi",
     "check_xi",
     "mc_loss_weights",
     "random_channel_mask",
@@ -35,10 +36,9 @@ def _shape(t: Tensor) -> list[int]:
     return list(t.shape)
 
 
-def _check_group(num_classes: int, xi: int) -> None:
+def _check_classes(num_classes: int) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    check_xi(xi)
 
 
 def _resolve_keep(xi: int, keep: int | None) -> int:
@@ -51,7 +51,7 @@ def _resolve_keep(xi: int, keep: int | None) -> int:
 
 def _check_features(features: Tensor, xi: int) -> int:
     """Validate a ``[B, K*xi, H, W]`` stage map and return ``K``."""
-    check_xi(xi)
+    check_stage_xi(xi)
     if features.dim() != 4:
         raise ValueError(f"features must be 4-D [B, C, H, W], got shape {_shape(features)}")
     channels = features.shape[1]
@@ -92,7 +92,8 @@ def random_channel_mask(
 
     Book: chapter 2, *The random channel mask*.
     """
-    _check_group(num_classes, xi)
+    _check_classes(num_classes)
+    check_stage_xi(xi)
     keep = _resolve_keep(xi, keep)
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
@@ -484,7 +485,7 @@ def mc_loss_weights(mu: float, lam: float, xi: int) -> tuple[float, float]:
 
     Book: code_vs_paper.md, *The two loss forms*.
     """
-    return float(mu), float(mu) * float(lam) * check_xi(xi)
+    return float(mu), float(mu) * float(lam) * check_stage_xi(xi)
 
 
 _STAGES = ("mid", "high")
@@ -519,14 +520,8 @@ class TDSALoss(nn.Module):
         div_temperature: float = 1.0,
     ) -> None:
         super().__init__()
-        _check_group(num_classes, xi_mid)
-        _check_group(num_classes, xi_high)
-        if top_down and xi_mid % xi_high:
-            raise ValueError(
-                f"top_down needs xi_mid a multiple of xi_high (each high channel gates "
-                f"xi_mid/xi_high mid channels of its class), got xi_mid={xi_mid}, "
-                f"xi_high={xi_high}"
-            )
+        _check_classes(num_classes)
+        xi_mid, xi_high = check_xi((xi_mid, xi_high), top_down)
         if not div_temperature > 0:
             raise ValueError(f"div_temperature must be > 0, got {div_temperature!r}")
         self.num_classes = num_classes

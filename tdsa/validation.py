@@ -17,7 +17,7 @@ import numpy as np
 from tdsa.errors import ConfigError
 
 __all__ = ["DEFAULT_XI", "check_bool", "check_choice", "check_int", "check_number",
-           "check_positive_int", "check_positive_ints", "check_xi"]
+           "check_positive_int", "check_positive_ints", "check_stage_xi", "check_xi"]
 
 
 def _is_int(value: Any) -> bool:
@@ -41,17 +41,6 @@ def check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-DEFAULT_XI: tuple[int, int] = (9, 3)
-"""Channels per class ``(xi_mid, xi_high)`` at the two stages, as published: the one default
-the models, the configs and :class:`tdsa.losses.TDSALoss` take."""
-
-
-def check_xi(xi: Any) -> int:
-    """``xi`` (channels per class of one stage) as an ``int`` if it is an integer >= 1, else a
-    ConfigError (a ``ValueError``) that says so."""
-    return check_positive_int("xi (channels per class)", xi)
-
-
 def check_positive_ints(name: str, values: Any, length: int | None = None,
                         what: str = "") -> tuple[int, ...]:
     """``values`` as a tuple of ``int`` if it is a sequence (not a string) of integers >= 1,
@@ -65,6 +54,32 @@ def check_positive_ints(name: str, values: Any, length: int | None = None,
         label = f" {what}" if what else ""
         raise ConfigError(f"{name} must be {count}positive integers{label}, got {values!r}")
     return tuple(int(v) for v in values)
+
+
+DEFAULT_XI: tuple[int, int] = (9, 3)
+"""Channels per class ``(xi_mid, xi_high)`` at the two stages, as published: the one default
+the models, the configs and :class:`tdsa.losses.TDSALoss` take."""
+
+
+def check_stage_xi(xi: Any) -> int:
+    """``xi`` (channels per class of one stage) as an ``int`` if it is an integer >= 1, else a
+    ConfigError (a ``ValueError``) that says so."""
+    return check_positive_int("xi (channels per class)", xi)
+
+
+def check_xi(xi: Any, top_down: bool = False, *, name: str = "xi",
+             top_down_name: str = "top_down") -> tuple[int, int]:
+    """``xi = (xi_mid, xi_high)``, the channels per class of the two stages, as two ``int`` if
+    both are integers >= 1 and, with the top-down gate (``top_down``), ``xi_mid`` is a multiple
+    of ``xi_high`` (each high channel gates ``xi_mid / xi_high`` mid channels of its class);
+    else a ConfigError naming ``name`` (and ``top_down_name``, the gate's switch)."""
+    xi_mid, xi_high = check_positive_ints(name, xi, 2, "[xi_mid, xi_high]")
+    if top_down and xi_mid % xi_high:
+        raise ConfigError(
+            f"{name}={[xi_mid, xi_high]} is invalid with {top_down_name}=true: xi_mid must be a "
+            f"multiple of xi_high (each high channel gates xi_mid / xi_high mid channels of its "
+            f"class)")
+    return xi_mid, xi_high
 
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,

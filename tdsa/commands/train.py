@@ -11,11 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import signal
-from pathlib import Path
-
-from tdsa.config import load_config
-from tdsa.engine.checkpoint import checkpoint_config, load_checkpoint
-from tdsa.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,14 +37,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from tdsa.engine.trainer import train
 
-    if args.config:
-        cfg = load_config(args.config)
-    else:
-        source = Path(args.resume) if args.resume else Path(args.out) / "last.pt"
-        if not source.is_file():
-            raise ConfigError(f"--config is required (no checkpoint to resume from at {source})")
-        cfg = checkpoint_config(load_checkpoint(source), source)
-    summary = train(cfg, args.out, overrides=args.overrides, resume=args.resume)
+    summary = train(args.config or None, args.out, overrides=args.overrides, resume=args.resume)
     if summary.get("already_complete"):
         print(
             f"{args.out} is already complete ({summary['epochs_completed']}/"

@@ -123,9 +123,9 @@ def ensure_synthetic(d: DataConfig, info: DistInfo) -> None:
     barrier(info)
 
 
-def build_data(cfg: Config, info: DistInfo, root_given: str) -> RunData:
-    """The run's splits (:func:`tdsa.data.from_config`); fills in ``cfg.model.num_classes``
-    from the train split and re-validates ``cfg`` with it."""
+def build_data(cfg: Config, info: DistInfo, root_given: str) -> tuple[Config, RunData]:
+    """The run's splits (:func:`tdsa.data.from_config`) and ``cfg`` with ``model.num_classes``
+    filled in from the train split (a new config, validated with it)."""
     d = cfg.data
     ensure_synthetic(d, info)
     train = from_config(d, d.train_split, train=True)
@@ -135,13 +135,13 @@ def build_data(cfg: Config, info: DistInfo, root_given: str) -> RunData:
     if cfg.model.num_classes not in (None, k):
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} but dataset "
                           f"{d.dataset!r} at {d.root} has {k} classes")
-    cfg.model.num_classes = k
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=k))
     cfg.validate(f"data.root {root_given} ({k} classes)")
     steps = len(train) // cfg.train.batch_size
     if steps < 1:
         raise DataError(f"{d.root}: the train split has {len(train)} images, fewer than "
                         f"train.batch_size={cfg.train.batch_size}")
-    return RunData(train, test, val, SeededAugment(train, cfg.runtime.seed), k, steps)
+    return cfg, RunData(train, test, val, SeededAugment(train, cfg.runtime.seed), k, steps)
 
 
 def check_model_config(cfg: Config) -> None:
@@ -184,16 +184,16 @@ class RunModel:
 
 
 def build_network(cfg: Config, info: DistInfo, precision: Precision, num_classes: int,
-                  ckpt: dict[str, Any] | None, where: Path | None) -> TdsaNet:
-    """The network of ``cfg`` (the checkpoint's weights when resuming, else its init or
-    pretrained weights), on the device, SyncBN under DDP when asked, channels_last when on."""
-    if ckpt is not None:
-        assert where is not None, "a checkpoint comes with the path it was read from"
-        ckpt_mod.check_compatible(ckpt, cfg, num_classes, where)
+                  start: ckpt_mod.ResumePoint | None) -> TdsaNet:
+    """The network of ``cfg`` (the weights of the checkpoint ``start`` when resuming, else its
+    init or pretrained weights), on the device, SyncBN under DDP when asked, channels_last
+    when on."""
+    if start is not None:
+        ckpt_mod.check_compatible(start.state, start.config, cfg, num_classes, start.path)
     net = create_model_from_config(
-        cfg, num_classes, pretrained=False if ckpt is not None else cfg.model.pretrained)
-    if ckpt is not None:
-        load_state_strict(net, ckpt["model"], str(where))
+        cfg, num_classes, pretrained=False if start is not None else cfg.model.pretrained)
+    if start is not None:
+        load_state_strict(net, start.state["model"], str(start.path))
     sync_bn = cfg.runtime.sync_bn if cfg.runtime.sync_bn is not None else info.distributed
     if sync_bn and info.distributed:
         # Only the batch-norm layers inside are replaced: the network keeps its class.
@@ -214,10 +214,10 @@ def build_criterion(cfg: Config, net: TdsaNet) -> nn.Module:
 
 
 def build_model(cfg: Config, info: DistInfo, precision: Precision, data: RunData,
-                ckpt: dict[str, Any] | None, where: Path | None) -> RunModel:
+                start: ckpt_mod.ResumePoint | None) -> RunModel:
     """:func:`build_network` and its loss, optimiser, schedule, gradient scaler, EMA and the
     seeded generator of the loss's random masks."""
-    net = build_network(cfg, info, precision, data.num_classes, ckpt, where)
+    net = build_network(cfg, info, precision, data.num_classes, start)
     dev = info.device
     taps: nn.Module = Taps(net)
     if info.distributed:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -94,11 +95,12 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
         raise CheckpointError(str(exc)) from None
 
 
-def check_compatible(ckpt: dict[str, Any], cfg: Config, num_classes: int, path: str | Path) -> None:
-    """Raise CheckpointError saying what differs when ``ckpt`` was trained with another model,
-    ``xi``, model options or class count than ``cfg`` / ``num_classes``.
+def check_compatible(ckpt: dict[str, Any], stored: Config, cfg: Config, num_classes: int,
+                     path: str | Path) -> None:
+    """Raise CheckpointError saying what differs when ``ckpt`` (its config read as ``stored``)
+    was trained with another model, ``xi``, model options or class count than ``cfg`` /
+    ``num_classes``.
     """
-    stored = checkpoint_config(ckpt, path)
     diffs = []
     if int(ckpt.get("num_classes", stored.model.num_classes or -1)) != num_classes:
         diffs.append(
@@ -136,13 +138,13 @@ def _same_root(a: Any, b: Any) -> bool:
     return isinstance(a, str) and isinstance(b, str) and os.path.abspath(a) == os.path.abspath(b)
 
 
-def config_differences(stored: dict[str, Any], cfg: Config) -> list[str]:
+def config_differences(stored: Config, cfg: Config) -> list[str]:
     """One line per config key in which ``cfg`` differs from the ``stored`` config of a run
     (``optim.lr: run has 0.001, command gives 0.05``), ignoring :data:`RESUME_MAY_CHANGE`
     (``train.epochs`` only when it grows), ``model.num_classes`` left to the dataset, and
     ``data.root`` spelt another way for the same folder.
     """
-    old = _flatten(Config.from_dict(stored, source="stored config").to_dict())
+    old = _flatten(stored.to_dict())
     new = _flatten(cfg.to_dict())
     lines = []
     for key, b in new.items():
@@ -160,14 +162,11 @@ def config_differences(stored: dict[str, Any], cfg: Config) -> list[str]:
     return lines
 
 
-def check_same_run(ckpt: dict[str, Any], cfg: Config, path: str | Path) -> None:
+def check_same_run(stored: Config, cfg: Config, path: str | Path) -> None:
     """Raise ConfigError, one line per differing key, unless ``cfg`` continues the run whose
-    checkpoint is ``ckpt`` (see :func:`config_differences`).
+    checkpoint at ``path`` stores the config ``stored`` (see :func:`config_differences`).
     """
-    try:
-        lines = config_differences(ckpt["config"], cfg)
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: the stored config is not valid: {exc}") from None
+    lines = config_differences(stored, cfg)
     if lines:
         raise ConfigError(
             f"{path} belongs to a run with another config; nothing was changed (start a new "
@@ -280,3 +279,20 @@ def new_checkpoint(**entries: Any) -> dict[str, Any]:
     """A checkpoint dict with ``version`` and ``format`` filled in.
     """
     return {"version": __version__, "format": FORMAT_VERSION, **entries}
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A checkpoint to resume from, read once: where it was read (``path``), its contents
+    (``state``) and its stored config, parsed once (``config``)."""
+
+    path: Path
+    state: dict[str, Any]
+    config: Config
+
+    @classmethod
+    def read(cls, path: Path) -> ResumePoint:
+        """Load the checkpoint at ``path`` and parse its config (CheckpointError if either
+        fails)."""
+        state = load_checkpoint(path)
+        return cls(path, state, checkpoint_config(state, path))

@@ -1,5 +1,6 @@
-"""Checkpoint and resume of a training run: where to resume from, what a checkpoint holds
-(weights, optimiser, schedule, scaler, EMA, RNG, position, metrics) and restoring it.
+"""Checkpoint and resume of a training run: where to resume from (read once, its config
+parsed once), what a checkpoint holds (weights, optimiser, schedule, scaler, EMA, RNG,
+position, metrics) and restoring it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from tdsa.config import Config
 from tdsa.engine import checkpoint as ckpt_mod
 from tdsa.engine.build import RunModel
+from tdsa.engine.checkpoint import ResumePoint
 from tdsa.errors import CheckpointError
 
 
@@ -42,6 +44,12 @@ def find_resume(out: Path, resume: str | Path | None) -> Path | None:
         return path
     last = out / "last.pt"
     return last if last.is_file() else None
+
+
+def read_resume(out: Path, resume: str | Path | None) -> ResumePoint | None:
+    """The checkpoint :func:`find_resume` finds, read; None when there is none."""
+    path = find_resume(out, resume)
+    return None if path is None else ResumePoint.read(path)
 
 
 def restore(model: RunModel, ckpt: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ The pieces: :mod:`tdsa.engine.build` (runtime, data, network, loss, optimiser),
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import math
 import os
@@ -48,10 +48,11 @@ from tdsa.engine.build import (
     configure_runtime,
     seed_everything,
 )
+from tdsa.engine.checkpoint import ResumePoint
 from tdsa.engine.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from tdsa.engine.loop import EpochLoop, Loaders
 from tdsa.engine.precision import resolve_precision
-from tdsa.engine.resume import Progress, find_resume, restore, snapshot
+from tdsa.engine.resume import Progress, read_resume, restore, snapshot
 from tdsa.engine.step import TERMS, FiniteGuard, NonFiniteLossError
 from tdsa.errors import ConfigError
 from tdsa.provenance import code_version, cpu_kind
@@ -90,20 +91,24 @@ def _micro_batch(cfg: Config, info: DistInfo) -> int:
 
 
 class Trainer:
-    """Builds data, model, loss, optimiser, schedule, scaler and EMA from (a copy of) a
-    config, resumes from a checkpoint if there is one, and runs :meth:`fit`.
+    """Builds data, model, loss, optimiser, schedule, scaler and EMA from a config (never
+    changing it), resumes from a checkpoint if there is one, and runs :meth:`fit`.
+
+    ``resume`` is a checkpoint path or one already read (:class:`ResumePoint`); by default
+    ``out_dir/last.pt`` when there is one.
     """
 
     def __init__(
-        self, cfg: Config, out_dir: str | Path, info: DistInfo, resume: str | Path | None = None
+        self, cfg: Config, out_dir: str | Path, info: DistInfo,
+        resume: str | Path | ResumePoint | None = None,
     ) -> None:
-        self.cfg, self.info = copy.deepcopy(cfg), info
-        cfg = self.cfg
+        self.info = info
         self.out, self.device = Path(out_dir), info.device
         # The run folder records where the data is absolutely (it may be evaluated from
         # elsewhere) and the root as given, for display.
         self.root_given = cfg.data.root
-        cfg.data.root = os.path.abspath(cfg.data.root)
+        self.cfg = cfg = dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, root=os.path.abspath(cfg.data.root)))
         configure_runtime(cfg.runtime)
         # Every check comes before anything is built or written: nothing in the run folder
         # changes when one fails.
@@ -112,21 +117,20 @@ class Trainer:
         self.precision = resolve_precision(self.device, cfg.train.amp, cfg.train.channels_last)
         self.spec = resolve_data_config(cfg.data)
         self.signal_received: int | None = None
-        resume_path = find_resume(self.out, resume)
-        ckpt: dict[str, Any] | None = None
+        start = resume if isinstance(resume, ResumePoint) else read_resume(self.out, resume)
         self.complete = False
-        if resume_path is not None:
-            ckpt = ckpt_mod.load_checkpoint(resume_path)
-            ckpt_mod.check_same_run(ckpt, cfg, resume_path)
-            self.progress = Progress.of(ckpt, resume_path)
+        if start is not None:
+            ckpt_mod.check_same_run(start.config, cfg, start.path)
+            self.progress = Progress.of(start.state, start.path)
             if self.progress.start_epoch >= cfg.train.epochs:
                 self.complete = True  # fit() only reports it
                 return
         check_model_config(cfg)
-        self.data = build_data(cfg, info, self.root_given)
-        self.model = build_model(cfg, info, self.precision, self.data, ckpt, resume_path)
-        if ckpt is not None:
-            restore(self.model, ckpt)
+        cfg, self.data = build_data(cfg, info, self.root_given)
+        self.cfg = cfg  # model.num_classes filled in from the dataset
+        self.model = build_model(cfg, info, self.precision, self.data, start)
+        if start is not None:
+            restore(self.model, start.state)
         else:
             self.progress = Progress()
         self.guard = FiniteGuard(self.device, info, self.progress.start_epoch)
@@ -279,7 +283,7 @@ class Trainer:
 
 
 def train(
-    config: Config | str | Path,
+    config: Config | str | Path | None,
     out_dir: str | Path,
     *,
     overrides: tuple[str, ...] | list[str] = (),
@@ -288,7 +292,8 @@ def train(
     """Train from a :class:`~tdsa.config.Config` or YAML path into the run folder ``out_dir``.
 
     ``overrides`` are dotted ``key=value`` strings. Resumes from ``resume`` or, when
-    ``out_dir/last.pt`` exists, from there. Under ``torchrun`` each process calls this; only
+    ``out_dir/last.pt`` exists, from there; ``config`` None continues that checkpoint's own
+    config (the checkpoint is read once). Under ``torchrun`` each process calls this; only
     rank 0 writes files. Returns the summary: ``final_top1`` (test, NaN when test was not
     read), ``final_train_top1``, ``best_top1`` and ``best_epoch`` (on the split named by
     ``selected_on``, see ``selection_note``), with a val split also ``final_val_top1``,
@@ -297,10 +302,21 @@ def train(
 
     Book: chapter 4, *Train, or load the finished runs*.
     """
-    cfg = config if isinstance(config, Config) else load_config(config)
-    cfg = apply_overrides(cfg, overrides)
+    start: str | Path | ResumePoint | None = resume
+    if config is None:
+        source = Path(resume) if resume is not None else Path(out_dir) / "last.pt"
+        if not source.is_file():
+            raise ConfigError(f"--config is required (no checkpoint to resume from at {source})")
+        start = ResumePoint.read(source)
+        cfg = apply_overrides(start.config, overrides)
+    elif isinstance(config, Config):
+        cfg = apply_overrides(config, overrides)
+    else:
+        cfg = load_config(config, overrides)
     info = init_distributed(cfg.runtime.device)
     try:
-        return Trainer(cfg, out_dir, info, resume).fit()
+        trainer = Trainer(cfg, out_dir, info, start)
+        del start  # a checkpoint read here is not kept in memory while training
+        return trainer.fit()
     finally:
         cleanup(info)

@@ -71,13 +71,14 @@ def test_checkpoint_from_another_model_or_class_count_is_a_clear_error(
     one_epoch_run: Path, tiny_root: Path
 ) -> None:
     ckpt = ck.load_checkpoint(one_epoch_run / "last.pt")
+    stored = ck.checkpoint_config(ckpt, "last.pt")
     cfg = tiny_config(tiny_root)
     with pytest.raises(CheckpointError, match=r"num_classes 4 in the checkpoint vs 7 now"):
-        ck.check_compatible(ckpt, cfg, 7, "last.pt")
+        ck.check_compatible(ckpt, stored, cfg, 7, "last.pt")
     other = apply_overrides(cfg, ["model.name=tdsa_resnet18", "model.options={}"])
     with pytest.raises(CheckpointError, match=r"model\.name 'tdsa_vgg16' in the checkpoint vs "
                                               r"'tdsa_resnet18' now"):
-        ck.check_compatible(ckpt, other, 4, "last.pt")
+        ck.check_compatible(ckpt, stored, other, 4, "last.pt")
     wider = apply_overrides(cfg, ["model.options.width=0.5"])
     with pytest.raises(ConfigError, match=r"model\.options: run has \{'width': 0\.25\}, "
                                           r"command gives \{'width': 0\.5\}"):

@@ -81,6 +81,31 @@ def test_yaml_round_trip_and_errors_name_the_file(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+def test_load_config_applies_overrides_then_validates_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {xi: [4, 3]}\noptim: {lr: 0.02}\n")
+    checked: list[str] = []
+    validate = Config.validate
+
+    def counted(self: Config, source: str = "config") -> None:
+        checked.append(source)
+        validate(self, source)
+
+    monkeypatch.setattr(Config, "validate", counted)
+    cfg = load_config(path, ["loss.top_down=false", "data.synthetic.num_classes=3"])
+    assert checked == [f"{path} with overrides"], "validated once, after the overrides"
+    assert cfg == apply_overrides(Config(), ["model.xi=[4, 3]", "optim.lr=0.02",
+                                             "loss.top_down=false",
+                                             "data.synthetic.num_classes=3"])
+    with pytest.raises(ConfigError, match=rf"^{path} with overrides: model\.xi=\[4, 3\] is "
+                                          r"invalid with loss\.top_down=true"):
+        load_config(path, ["optim.lr=0.03"])
+    with pytest.raises(ConfigError, match=r"^override: unknown key 'optim\.lrr'"):
+        load_config(path, ["optim.lrr=0.1"])
+
+
 def test_bad_key_on_the_command_line_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tdsa", "train", "--config", str(REPO / "configs/smoke.yaml"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tdsa.config import dump_config
+from tdsa.config import Config, dump_config
 from tdsa.engine import checkpoint as ck
 from tdsa.engine.trainer import train
 from tdsa.errors import TdsaError
@@ -77,6 +78,56 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tiny_root: Path, tmp_pa
     curves = plot_training_curves(tmp_path / "straight")
     assert sorted(line.get_label() for line in curves.axes[0].lines) == sorted(
         ["total", "ce", "dis_mid", "div_mid", "dis_high", "div_high"])
+
+
+def test_a_run_derives_its_config_once_and_reads_its_checkpoint_once(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_config(tiny_root, "train.epochs=1", "model.xi=[6, 3]")
+    given = copy.deepcopy(cfg)
+    path = tmp_path / "run.yaml"
+    dump_config(cfg, path)
+    seen: dict[str, int] = {"validate": 0, "parse": 0, "copy": 0, "load": 0}
+    validate, from_dict = Config.validate, Config.from_dict.__func__
+    deepcopy, load = copy.deepcopy, torch.load
+
+    def counted_validate(self: Config, source: str = "config") -> None:
+        seen["validate"] += 1
+        validate(self, source)
+
+    def counted_from_dict(cls: type[Config], *args, **kwargs) -> Config:
+        seen["parse"] += 1
+        return from_dict(cls, *args, **kwargs)
+
+    def counted_deepcopy(x, memo=None):
+        seen["copy"] += isinstance(x, Config)
+        return deepcopy(x, memo)
+
+    def counted_load(*args, **kwargs):
+        seen["load"] += 1
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(Config, "validate", counted_validate)
+    monkeypatch.setattr(Config, "from_dict", classmethod(counted_from_dict))
+    monkeypatch.setattr(copy, "deepcopy", counted_deepcopy)
+    monkeypatch.setattr(torch, "load", counted_load)
+    train(path, tmp_path / "run", overrides=["runtime.seed=0"])
+    # Validated after the overrides and after the dataset filled in num_classes; never copied.
+    assert seen == {"validate": 2, "parse": 1, "copy": 0, "load": 0}
+    seen.update(validate=0, parse=0, copy=0, load=0)
+    summary = train(None, tmp_path / "run", overrides=["train.epochs=2"])
+    assert summary["epochs_completed"] == 2 and summary["resumed_from"].endswith("last.pt")
+    # The checkpoint read and its config parsed once; validated as read, after the overrides
+    # (on apply_overrides' own copy) and with num_classes.
+    assert seen == {"validate": 3, "parse": 1, "copy": 1, "load": 1}
+    seen.update(validate=0, parse=0, copy=0, load=0)
+    summary = train(cfg, tmp_path / "run", overrides=["train.epochs=3"])
+    assert summary["epochs_completed"] == 3
+    assert seen == {"validate": 3, "parse": 1, "copy": 1, "load": 1}
+    assert cfg == given and cfg.model.num_classes is None, "the caller's config is unchanged"
+    stored = ck.checkpoint_config(ck.load_checkpoint(tmp_path / "run/last.pt"), "last.pt")
+    assert stored.model.xi == [6, 3] and stored.model.num_classes == 4
+    assert stored.data.root == os.path.abspath(cfg.data.root)
 
 
 def test_nan_loss_names_the_term_and_keeps_last_good_checkpoint(

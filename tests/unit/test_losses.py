@@ -393,7 +393,8 @@ def test_bad_inputs_raise_clear_value_errors():
         top_down_gate(torch.randn(2, 2, 2, 2), torch.randn(2, 7, 4, 4))
     with pytest.raises(ValueError, match=r"high has batch size 3 but mid has batch size 2"):
         top_down_attention(torch.randn(3, 2, 2, 2), torch.randn(2, 4, 4, 4))
-    with pytest.raises(ValueError, match=r"xi_mid a multiple of xi_high.*xi_mid=9, xi_high=4"):
+    with pytest.raises(ValueError, match=r"^xi=\[9, 4\] is invalid with top_down=true: xi_mid "
+                                         r"must be a multiple of xi_high"):
         TDSALoss(5, xi_mid=9, xi_high=4)
 
 

@@ -13,6 +13,8 @@ from tdsa.validation import (
     check_number,
     check_positive_int,
     check_positive_ints,
+    check_stage_xi,
+    check_xi,
 )
 
 
@@ -69,3 +71,20 @@ def test_positive_integer_sequences() -> None:
             check_positive_ints("xi", bad, 2, "(mid, high)")
     with pytest.raises(ConfigError, match=r"^ks must be positive integers, got \[1, -5\]$"):
         check_positive_ints("ks", [1, -5])
+
+
+def test_xi_is_one_check_for_the_pair_and_the_gate_ratio() -> None:
+    assert check_xi([np.int64(9), 3], top_down=True) == (9, 3)
+    assert check_xi((4, 3)) == (4, 3), "without the gate any two positive integers do"
+    for bad in ((9, 0), (9,), "93", (9, 3.0)):
+        with pytest.raises(ConfigError, match=r"^xi must be 2 positive integers "
+                           r"\[xi_mid, xi_high\], got "):
+            check_xi(bad)
+    with pytest.raises(ConfigError, match=r"^model\.xi=\[4, 3\] is invalid with "
+                       r"loss\.top_down=true: xi_mid must be a multiple of xi_high \(each high "
+                       r"channel gates xi_mid / xi_high mid channels of its class\)$"):
+        check_xi([4, 3], True, name="model.xi", top_down_name="loss.top_down")
+    assert check_stage_xi(np.int64(3)) == 3
+    with pytest.raises(ConfigError, match=r"^xi \(channels per class\) must be a positive "
+                       r"integer, got 0$"):
+        check_stage_xi(0)
