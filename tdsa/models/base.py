@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tdsa.errors import ConfigError
-from tdsa.validation import check_positive_int, check_positive_ints
+from tdsa.validation import check_positive_int, check_positive_ints, check_xi
 
 __all__ = ["HEADS", "PARAM_STAGES", "TdsaNet", "adapter_1x1", "check_classes_xi", "init_conv_bn",
            "parse_input_size"]
@@ -22,7 +22,7 @@ def check_classes_xi(num_classes: Any, xi: Any) -> tuple[int, tuple[int, int]]:
     """Validate ``num_classes`` (int >= 1) and ``xi`` (two ints >= 1); return them normalised.
     """
     num_classes = check_positive_int("num_classes", num_classes)
-    xi_mid, xi_high = check_positive_ints("xi", xi, 2, "(xi_mid, xi_high)")
+    xi_mid, xi_high = check_xi(xi)
     return num_classes, (xi_mid, xi_high)
 
 

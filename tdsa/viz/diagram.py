@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
-from tdsa.validation import DEFAULT_XI
+from tdsa.validation import DEFAULT_XI, check_xi
 
 CLASS_COLOURS = ("#4477aa", "#ee6677", "#228833")
 """One colour per drawn class group (three classes are drawn)."""
@@ -78,9 +78,7 @@ def plot_method_diagram(xi: tuple[int, int] = DEFAULT_XI) -> Figure:
     """The TDSA network and loss as one figure (mid and high taps, class-grouped channels,
     CCMP, the mask, ``L_dis``, ``L_div``, the top-down gate, the classifier).
     """
-    xi_mid, xi_high = xi
-    if xi_mid % xi_high:
-        raise ValueError(f"xi_mid={xi_mid} must be a multiple of xi_high={xi_high}")
+    xi_mid, xi_high = check_xi(xi, top_down=True)
     r = xi_mid // xi_high
     fig = plt.figure(figsize=(12.0, 6.0))
     ax = fig.add_axes((0, 0, 1, 1))

@@ -32,7 +32,8 @@ def test_diagram_follows_xi_and_refuses_a_ratio_that_is_not_an_integer() -> None
     text = _texts(fig)
     plt.close(fig)
     assert "i·4 … i·4+3" in text and "keep ⌈8/2⌉ of 8" in text
-    with pytest.raises(ValueError, match="xi_mid=4 must be a multiple of xi_high=3"):
+    with pytest.raises(ValueError, match=r"xi=\[4, 3\] is invalid with top_down=true: "
+                                         r"xi_mid must be a multiple of xi_high"):
         plot_method_diagram((4, 3))
 
 
