@@ -17,9 +17,10 @@ cycle):
   (a grid of variants x seeds, trained and tabulated), ``evidence`` (results files read back,
   the claim tested seed by seed), ``calibration`` (the synthetic benchmark's calibration map),
   ``localisation``, ``counterfactual``, ``budget`` (the budget curve), ``bench/`` (the
-  benchmarks, one module per measure) and ``book`` (what the notebooks share). The grids are
-  YAML files under ``configs/ablations/``: lever pairs, table columns and part names live in
-  the grid files or the chapter, not the package. It imports the library, never the commands.
+  benchmarks, one module per measure), ``book`` (what the notebooks share) and ``readme`` (the
+  README's status numbers, computed from the results). The grids are YAML files under
+  ``configs/ablations/``: lever pairs, table columns and part names live in the grid files or
+  the chapter, not the package. It imports the library, never the commands.
 - **The commands**: ``cli.py``, ``__main__.py`` and ``commands/``, one module per command. A
   command module parses arguments, calls the library and the experiments and prints; it holds
   no logic another module needs.
