@@ -18,6 +18,7 @@ from torch import Tensor
 from tdsa.validation import check_choice, check_number, check_positive_int, check_positive_ints
 
 __all__ = [
+    "DEFAULT_RADIUS",
     "LocalisationMeter",
     "box_centres",
     "chance_part_probs",

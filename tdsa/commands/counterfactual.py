@@ -14,6 +14,7 @@ import math
 import torch
 
 from tdsa.errors import ConfigError
+from tdsa.metrics import DEFAULT_RADIUS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--radius", type=float, default=0.12,
-                        help="hit radius, fraction of the image side (default: 0.12)")
+    parser.add_argument("--radius", type=float, default=DEFAULT_RADIUS,
+                        help=f"hit radius, fraction of the image side (default: {DEFAULT_RADIUS})")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="high-channel region threshold for nesting (default: 0.5)")
     parser.add_argument("--no-gradcam", action="store_true",

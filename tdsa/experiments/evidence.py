@@ -18,7 +18,7 @@ import csv
 import json
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,15 +33,20 @@ __all__ = [
     "check_lever",
     "check_levers",
     "column_stats",
+    "compare_in_words",
     "fine_key",
     "format_difference",
     "format_mean_std",
+    "format_percent",
+    "format_ratio",
+    "format_verdicts",
     "lever_table",
     "paired",
     "read_header",
     "read_results",
     "read_sweep",
     "verdict",
+    "verdict_rule",
 ]
 
 TEXT_COLUMNS = ("variant", "status", "error", *PROVENANCE_KEYS)
@@ -56,7 +61,7 @@ Row = dict[str, object]
 def fine_key(source: str) -> str:
     """The results column of a pointing-game source on the fine parts, e.g. ``"high"``.
 
-    Book: chapter 6, *Counterfactual measures over five seeds*.
+    Book: chapter 6, *Counterfactual measures over seeds*.
     """
     return f"hit_rate/{source}/granularity:fine"
 
@@ -129,7 +134,7 @@ def column_stats(rows: Iterable[Row], variant: str, key: str,
     """``(mean, sample std, values)`` of one column over a variant's finished runs; NaN
     mean without runs, NaN std with one.
 
-    Book: chapter 6, *Counterfactual measures over five seeds*.
+    Book: chapter 6, *Counterfactual measures over seeds*.
     """
     values = list(_values(rows, variant, key, scale).values())
     if not values:
@@ -143,7 +148,7 @@ def paired(rows: Iterable[Row], a: tuple[str, str], b: tuple[str, str],
     """Mean and sample std over the seeds both finished of ``(variant, column)`` ``a`` minus
     ``b``, and the number of those seeds.
 
-    Book: chapter 6, *Counterfactual measures over five seeds*.
+    Book: chapter 6, *Counterfactual measures over seeds*.
     """
     rows = list(rows)
     left, right = _values(rows, *a, scale), _values(rows, *b, scale)
@@ -170,7 +175,7 @@ def verdict(mean: float, std: float, n: int) -> str:
     1.25 std); else ``"no clear difference"`` (also with fewer than two seeds or no spread
     measured).
 
-    Book: chapter 6, *Counterfactual measures over five seeds*.
+    Book: chapter 6, *Counterfactual measures over seeds*.
     """
     if n < 2 or math.isnan(std) or math.isnan(mean):
         return "no clear difference"
@@ -182,6 +187,38 @@ def verdict(mean: float, std: float, n: int) -> str:
     if size >= low * std and size > 0:
         return f"borderline {side}"
     return "no clear difference"
+
+
+def verdict_rule() -> str:
+    """The rule of :func:`verdict` in words, with the margins of :data:`BORDERLINE`.
+
+    Book: chapter 6, *Counterfactual measures over seeds*.
+    """
+    low, high = BORDERLINE
+    return (f"`higher` or `lower` when the size of the paired mean exceeds {high:g} standard "
+            f"deviations over at least two seeds, `borderline` when it is {low:g} to {high:g} "
+            "standard deviations, else `no clear difference`")
+
+
+def format_verdicts(diffs: Mapping[str, tuple[float, float, int]]) -> str:
+    """Each named :func:`paired` difference's :func:`verdict`, as ``"name word, name word"``
+    in the mapping's order.
+
+    Book: chapter 6, *Counterfactual measures over seeds*.
+    """
+    return ", ".join(f"{name} {verdict(*d)}" for name, d in diffs.items())
+
+
+def compare_in_words(a: float, b: float) -> str:
+    """How one run's ``a`` compares with its ``b``: ``"more than"``, ``"less than"`` or
+    ``"as much as"``; ``"cannot be compared with"`` when either is NaN. A description of
+    single numbers, not a :func:`verdict` (one run has no spread).
+
+    Book: chapter 6, *Counterfactual measures on this chapter's runs*.
+    """
+    if math.isnan(a) or math.isnan(b):
+        return "cannot be compared with"
+    return "more than" if a > b else "less than" if a < b else "as much as"
 
 
 @dataclass(frozen=True)
@@ -250,11 +287,31 @@ def format_mean_std(mean: float, std: float, digits: int = 1) -> str:
     """``"mean ± std"`` with ``digits`` decimals; ``"n/a"`` for a NaN mean, no ``± std`` for a
     NaN std (one seed).
 
-    Book: chapter 6, *Counterfactual measures over five seeds*.
+    Book: chapter 6, *Counterfactual measures over seeds*.
     """
     if math.isnan(mean):
         return "n/a"
     return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+
+
+def format_percent(share: float, digits: int = 1) -> str:
+    """A share (a fraction, e.g. a hit rate) in percent with ``digits`` decimals, the number
+    only (no ``%``); ``"n/a"`` for NaN (nothing counted).
+
+    Book: chapter 6, *Counterfactual measures on this chapter's runs*.
+    """
+    return format_mean_std(100.0 * share, math.nan, digits)
+
+
+def format_ratio(a: float, b: float, digits: int = 1) -> str:
+    """``a / b`` as ``"2.5×"`` with ``digits`` decimals; ``"n/a"`` when either is NaN or ``b``
+    is zero.
+
+    Book: chapter 6, *What the pointing game says*.
+    """
+    if math.isnan(a) or math.isnan(b) or b == 0:
+        return "n/a"
+    return f"{a / b:.{digits}f}×"
 
 
 def _top1(rows: Sequence[Row], variant: str) -> str:

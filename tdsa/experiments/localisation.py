@@ -21,7 +21,13 @@ from torch.utils.data import DataLoader
 
 from tdsa.attribution import grad_cam
 from tdsa.errors import ConfigError, DataError
-from tdsa.metrics import LocalisationMeter, box_centres, class_channels, normalise_parts
+from tdsa.metrics import (
+    DEFAULT_RADIUS,
+    LocalisationMeter,
+    box_centres,
+    class_channels,
+    normalise_parts,
+)
 from tdsa.models.base import TdsaNet
 from tdsa.validation import check_int, check_positive_int
 
@@ -100,7 +106,7 @@ def evaluate_localisation(
     *,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
-    radius: float = 0.12,
+    radius: float = DEFAULT_RADIUS,
     threshold: float = 0.5,
     gradcam: bool = True,
 ) -> dict[str, float]:

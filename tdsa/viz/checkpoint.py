@@ -58,7 +58,7 @@ def draw_checkpoint_figures(
     from tdsa.data import from_config, resolve_data_config
     from tdsa.engine.checkpoint import load_model
     from tdsa.engine.precision import autocast, resolve_precision
-    from tdsa.metrics import class_channels
+    from tdsa.metrics import DEFAULT_RADIUS, class_channels
     from tdsa.viz.maps import unnormalize
     from tdsa.viz.overlay import save_triplet
     from tdsa.viz.plots import draw_parts, plot_class_channels, plot_gate_maps
@@ -124,7 +124,7 @@ def draw_checkpoint_figures(
                 shown,
                 _normalised_parts(dataset, i),
                 names,
-                radius=0.12,
+                radius=DEFAULT_RADIUS,
                 path=out / f"{stem}_parts.png",
             )
             paths["parts"] = f"{stem}_parts.png"

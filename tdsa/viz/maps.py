@@ -23,7 +23,7 @@ def unnormalize(
     a run's own are ``tdsa.data.resolve_data_config(cfg.data).mean`` / ``.std`` (the
     pretrained regime uses ImageNet's). Clips to the displayable range.
 
-    Book: chapter 6, *The two trained networks*.
+    Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
     image = torch.as_tensor(image).detach().float().cpu()
     if image.dim() != 3 or image.shape[0] != 3:

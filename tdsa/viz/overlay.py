@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from tdsa.attribution import normalize_map, resize_map
+from tdsa.metrics import map_peaks
 from tdsa.validation import check_number
 from tdsa.viz.maps import to_image
 
@@ -79,10 +80,21 @@ def draw_overlay(
     *,
     cmap: str = "jet",
     colorbar: bool = True,
+    peak: bool = False,
 ) -> Colorbar | None:
     """Draw :func:`overlay` of ``image`` and ``heat`` on ``ax`` (axis ticks off), with a colour
-    bar of the map's min-max scale unless ``colorbar`` is False; returns the colour bar."""
-    ax.imshow(overlay(image, heat, alpha, cmap))
+    bar of the map's min-max scale unless ``colorbar`` is False; returns the colour bar. With
+    ``peak``, a white cross marks the map's peak: the centre of its arg-max cell
+    (:func:`tdsa.metrics.map_peaks`), scaled to the image's pixels.
+
+    Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
+    """
+    blend = overlay(image, heat, alpha, cmap)
+    ax.imshow(blend)
+    if peak:
+        h, w = blend.shape[:2]
+        x, y = map_peaks(torch.as_tensor(heat)).tolist()
+        ax.plot(x * w, y * h, "wx", ms=9, mew=2)
     ax.set_xticks([])
     ax.set_yticks([])
     return _scale_bar(ax, cmap) if colorbar else None

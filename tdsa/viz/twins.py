@@ -26,6 +26,7 @@ from tdsa.data.synthetic import (
 from tdsa.data.transforms import spec_transforms
 from tdsa.errors import ConfigError
 from tdsa.losses import ccmp
+from tdsa.metrics import DEFAULT_RADIUS
 from tdsa.models.base import TdsaNet
 
 __all__ = ["MAPS", "STAGES", "TwinExample", "TwinPair", "choose_twin_examples", "plot_twin",
@@ -112,12 +113,12 @@ def twin_pair(model: TdsaNet, cfg: Config, index: int, part: str, value: str | N
 
 
 def plot_twin(pair: TwinPair, *, class_names: list[str] | None = None,
-              title: str | None = None) -> Any:
+              title: str | None = None, radius: float = DEFAULT_RADIUS) -> Any:
     """Two rows, sized to be read at the width of a book's page (about 760 px at the book's
     90 dpi, 9-point text): the original and the twin on the first row, and on the second
     ``|difference|`` of the true class's CCMP map at the high and the mid stage, and of its
-    Grad-CAM when the pair has it (each with a colour bar; the swapped part circled);
-    ``title`` above.
+    Grad-CAM when the pair has it (each with a colour bar; the swapped part circled with the
+    hit ``radius``, a fraction of the map's longer side); ``title`` above.
 
     Book: chapter 6, *Counterfactual twins: one part's attribute changed*.
     """
@@ -146,7 +147,7 @@ def plot_twin(pair: TwinPair, *, class_names: list[str] | None = None,
         image = ax.imshow(diff.numpy(), cmap="magma", extent=(0, w, h, 0))
         bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         bar.ax.tick_params(labelsize=8)
-        ax.add_patch(Circle((pair.part_xy[0] * w, pair.part_xy[1] * h), 0.12 * max(h, w),
+        ax.add_patch(Circle((pair.part_xy[0] * w, pair.part_xy[1] * h), radius * max(h, w),
                             fill=False, edgecolor="cyan", linewidth=1.5))
         what = "Grad-CAM" if stage == "gradcam" else f"{stage} map"
         ax.set_title(f"|change|, {what}\n(max {float(diff.max()):.3f})", fontsize=9)

@@ -20,12 +20,17 @@ from tdsa.experiments.evidence import (
     check_lever,
     check_levers,
     column_stats,
+    compare_in_words,
     fine_key,
+    format_percent,
+    format_ratio,
+    format_verdicts,
     lever_table,
     paired,
     read_results,
     read_sweep,
     verdict,
+    verdict_rule,
 )
 from tdsa.experiments.grid import RunResult, load_grid, write_results
 from tdsa.experiments.grid import lever_pairs as ablate_lever_pairs
@@ -114,6 +119,40 @@ def test_verdict_against_a_hand_written_reference(diff: tuple[float, float, int]
                                                   word: str) -> None:
     assert verdict(*diff) == word
     assert word in VERDICTS
+
+
+def test_verdict_rule_states_the_margins_of_the_verdict() -> None:
+    assert verdict_rule() == ("`higher` or `lower` when the size of the paired mean exceeds 1.25 "
+                              "standard deviations over at least two seeds, `borderline` when it "
+                              "is 0.8 to 1.25 standard deviations, else `no clear difference`")
+
+
+def test_format_verdicts_names_each_difference_with_its_word() -> None:
+    diffs = {"tdsa": (16.8, 4.2, 5), "ce": (1.6, 8.2, 5), "no_gate": (-3.9, 3.9, 5)}
+    assert format_verdicts(diffs) == ("tdsa higher, ce no clear difference, "
+                                      "no_gate borderline lower")
+    assert format_verdicts({}) == ""
+
+
+@pytest.mark.parametrize(("share", "digits", "text"), [
+    (0.1234, 1, "12.3"), (0.0, 1, "0.0"), (-0.002, 1, "-0.2"), (1.0, 1, "100.0"),
+    (1 / 9, 2, "11.11"), (math.nan, 1, "n/a")])
+def test_format_percent_is_the_share_in_points(share: float, digits: int, text: str) -> None:
+    assert format_percent(share, digits) == text
+
+
+@pytest.mark.parametrize(("a", "b", "text"), [
+    (0.062, 0.075, "0.8×"), (0.3, 0.1, "3.0×"), (-0.2, 0.1, "-2.0×"), (0.3, 0.0, "n/a"),
+    (math.nan, 0.1, "n/a"), (0.3, math.nan, "n/a")])
+def test_format_ratio_divides_or_says_not_available(a: float, b: float, text: str) -> None:
+    assert format_ratio(a, b) == text
+
+
+@pytest.mark.parametrize(("a", "b", "words"), [
+    (0.3, 0.1, "more than"), (-0.2, 0.0, "less than"), (0.25, 0.25, "as much as"),
+    (math.nan, 0.1, "cannot be compared with"), (0.1, math.nan, "cannot be compared with")])
+def test_compare_in_words(a: float, b: float, words: str) -> None:
+    assert compare_in_words(a, b) == words
 
 
 def test_a_borderline_part_does_not_carry_the_claim() -> None:

@@ -3,6 +3,7 @@ per-image loop reference (peaks, wrong-class control, Grad-CAM, chance, body cen
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdsa.experiments.localisation import dataset_parts, evaluate_localisation, wrong_classes
+from tdsa.metrics import DEFAULT_RADIUS
 
 NAMES = ["beak", "eye", "wing", "tail", "breast"]
 GRAN = {"beak": "fine", "eye": "fine", "wing": "coarse", "tail": "coarse"}
@@ -290,6 +292,10 @@ def test_forced_peaks_give_known_answers(monkeypatch):
     # box centre (16, 16) of 32 px = (0.5, 0.5): 0.35 from every scored part
     assert got["hit_rate/centre"] == 0.0
     assert not any(k.startswith(("hit_rate/gradcam", "coverage/gradcam")) for k in got)
+
+
+def test_the_default_radius_is_the_metrics_one():
+    assert inspect.signature(evaluate_localisation).parameters["radius"].default == DEFAULT_RADIUS
 
 
 def test_wrong_classes_is_a_fixed_other_class():

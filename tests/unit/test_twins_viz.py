@@ -21,6 +21,7 @@ from tdsa.data.synthetic import (
 )
 from tdsa.data.transforms import spec_transforms
 from tdsa.errors import ConfigError
+from tdsa.metrics import DEFAULT_RADIUS
 from tdsa.models import create_model
 from tdsa.viz.twins import plot_twin, twin_pair
 
@@ -109,6 +110,10 @@ def test_figure_has_both_pictures_two_maps_with_colour_bars_and_the_part_circled
         (circle,) = ax.patches
         h, w = pair.difference(stage).shape
         assert circle.center == pytest.approx((pair.part_xy[0] * w, pair.part_xy[1] * h))
+        assert circle.radius == pytest.approx(DEFAULT_RADIUS * max(h, w)), "the hit radius"
+    wide = plot_twin(pair, radius=0.3)
+    assert [ax for ax in wide.axes if ax.images][2].patches[0].radius == pytest.approx(
+        0.3 * max(pair.difference("high").shape))
     assert "predicted" in image_axes[0].get_title()
 
 

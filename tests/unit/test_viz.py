@@ -14,6 +14,7 @@ from tdsa.losses import top_down_attention
 from tdsa.runfiles import read_metrics
 from tdsa.viz import (
     class_gate_maps,
+    draw_overlay,
     draw_parts,
     overlay,
     plot_class_channels,
@@ -77,6 +78,21 @@ def test_overlay_blends_image_and_colormap():
     assert np.array_equal(overlay(img, heat, alpha=0.0), np.rint(img * 255).astype(np.uint8))
     with pytest.raises(ValueError, match=r"alpha=1\.5 is outside the allowed range in \[0, 1\]"):
         overlay(img, heat, alpha=1.5)
+
+
+def test_draw_overlay_marks_the_peak_cell_centre_in_pixels():
+    from matplotlib.figure import Figure
+
+    heat = torch.zeros(4, 4)
+    heat[1, 2] = 1.0  # row 1, column 2: cell centre (2.5 / 4, 1.5 / 4) of the side
+    ax = Figure().subplots()
+    draw_overlay(ax, np.zeros((8, 16, 3)), heat, peak=True, colorbar=False)
+    (cross,) = ax.lines
+    assert cross.get_xydata().tolist() == [[2.5 / 4 * 16, 1.5 / 4 * 8]]
+    assert cross.get_marker() == "x" and cross.get_color() == "w"
+    ax = Figure().subplots()
+    draw_overlay(ax, np.zeros((8, 16, 3)), heat, colorbar=False)
+    assert not ax.lines, "no cross unless asked"
 
 
 def test_save_triplet_writes_png(tmp_path):
