@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tdsa.validation import check_choice, check_number, check_positive_int, check_positive_ints
+from tdsa.validation import (
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_positive_ints,
+    check_stage_xi,
+)
 
 __all__ = [
     "DEFAULT_RADIUS",
@@ -119,7 +125,7 @@ def class_channels(features: Tensor, targets: Tensor, xi: int) -> Tensor:
 
     Book: chapter 6, *Multi-regional: the high-level channels of the true class*.
     """
-    xi = check_positive_int("xi", xi)
+    xi = check_stage_xi(xi)
     if features.dim() != 4 or features.shape[1] % xi:
         raise ValueError(
             f"features must be [B, K*xi, h, w] with xi={xi}, got shape {_shape(features)}"
