@@ -167,11 +167,12 @@ def band_check(cells: Mapping[str, Cell], rows: Sequence[Row], variant: str,
 
 
 def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
-                     key: str = "final_top1", ylabel: str = "final val top-1 (%)") -> Any:
+                     key: str = "final_top1", ylabel: str = "final val top-1 (%)",
+                     title: str = "") -> Any:
     """One panel per knob that the grid varies: mean ± std over seeds of ``key`` for each
-    arm against the knob's value (others at the centre), with chance as a dotted line. The
-    panels sit two to a row (about 650 px wide at the book's 90 dpi, so the page shows the
-    figure at its natural size, text at 10 points).
+    arm against the knob's value (others at the centre), with chance as a dotted line, and
+    ``title`` above the panels. The panels sit two to a row (about 650 px wide at the book's
+    90 dpi, so the page shows the figure at its natural size, text at 10 points).
 
     Book: chapter 5, *Calibration on val*.
     """
@@ -202,6 +203,8 @@ def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
     for row in axes:
         row[0].set_ylabel(ylabel)
     axes[0][0].legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

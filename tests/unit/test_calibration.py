@@ -137,6 +137,9 @@ def test_plot_has_one_panel_per_varied_knob_with_both_arms(grid: Grid) -> None:
     chance = next(line for line in axes[1].lines if line.get_label() == "chance")
     assert list(chance.get_ydata()) == pytest.approx([100 / 12, 100 / 24])
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["40", "160"]
+    assert fig._suptitle is None
+    titled = plot_calibration(grid_cells(grid), ROWS, title="the map")
+    assert titled._suptitle.get_text() == "the map"
 
 
 def _tuning(tmp_path: Path) -> Grid:
