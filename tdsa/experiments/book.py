@@ -22,13 +22,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tdsa.config import Config
 from tdsa.errors import DataError
 from tdsa.experiments.evidence import (
     CLAIM_PARTS,
     LeverCheck,
+    Row,
     check_levers,
     column_stats,
     format_difference,
@@ -41,9 +42,12 @@ from tdsa.experiments.evidence import (
 from tdsa.resources import config_path, resource_root, results_path
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
 
     from tdsa.experiments.calibration import Candidate
+    from tdsa.experiments.grid import Grid
 
 __all__ = [
     "BOOK_GRIDS",
@@ -52,6 +56,8 @@ __all__ = [
     "PROFILES",
     "RUNS",
     "SYNTHETIC_SETS",
+    "VERDICT_COLOURS",
+    "GridResults",
     "RunPlan",
     "check_profile",
     "claim_summary",
@@ -61,12 +67,16 @@ __all__ = [
     "dataset_root",
     "default_runs_root",
     "display_path",
+    "epoch_budget",
     "first_test_images",
     "flat_config",
+    "grid_results",
     "lever_pairs",
     "load_or_train",
     "measured_effect",
     "on_colab",
+    "plot_lever_differences",
+    "plot_paired_seeds",
     "repo_root",
     "resolve_runs_root",
     "results_path",
@@ -76,6 +86,7 @@ __all__ = [
     "setup",
     "sweep_summary",
     "synthetic_data",
+    "tuned_candidates",
     "tuned_choice",
     "tuned_overrides",
 ]
@@ -447,6 +458,45 @@ def claim_summary(checks: Sequence[LeverCheck]) -> str:
     return text
 
 
+VERDICT_COLOURS = {"higher": "#228833", "lower": "#cc3311", "borderline higher": "#99cc99",
+                   "borderline lower": "#ee9988", "no clear difference": "#888888"}
+"""The colour of each word of :func:`~tdsa.experiments.evidence.verdict` in the book's
+figures: green higher, red lower, pale for borderline, grey no clear difference."""
+
+
+def plot_lever_differences(checks: Sequence[LeverCheck], title: str = "") -> Figure:
+    """The four paired differences of :data:`~tdsa.experiments.evidence.CLAIM_PARTS` per lever,
+    one panel each (two to a row): mean ± std over seeds (no bar for one seed), one row per
+    lever in the order of ``checks``, coloured by their verdict (:data:`VERDICT_COLOURS`), with
+    zero as a vertical line; above the panels ``title`` and the key of the colours.
+
+    Book: chapter 5, *TDSA against cross-entropy, lever by lever (previous default)*.
+    """
+    from textwrap import shorten
+
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(9.5, 2 * (0.3 * len(checks) + 1.3)), sharey=True)
+    for ax, (p, part) in zip(axes.flat, enumerate(CLAIM_PARTS), strict=True):
+        for y, c in enumerate(checks):
+            mean, std, n = c.diffs[p]
+            if n:
+                ax.errorbar(mean, y, xerr=std if n > 1 else 0.0, fmt="o", ms=4, capsize=2,
+                            color=VERDICT_COLOURS[verdict(mean, std, n)])
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(part, fontsize=10)
+        ax.set_xlabel("method − reference (points)", fontsize=9)
+    axes[0, 0].set_yticks(range(len(checks)), [
+        f"{shorten(c.lever, 36, placeholder='…')} ({c.arm})" for c in checks])
+    for ax in axes[:, 0]:
+        ax.tick_params(axis="y", labelsize=8)
+    axes[0, 0].invert_yaxis()
+    key = "green higher, red lower, pale: borderline, grey no clear difference"
+    fig.suptitle(f"{title}\n{key}" if title else key, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def sweep_summary(parts: Sequence[str] = CLAIM_PARTS) -> str:
     """Markdown: the lever table of the committed sweep (``results/synthetic.csv`` and
     ``levers.csv``, through :func:`tdsa.experiments.evidence.read_sweep`) with the comparisons
@@ -495,6 +545,46 @@ def comparison_summary(column: str = "final_top1", grid: str = COMPARISON_GRID) 
             "chosen on val): " + "; ".join(sentences) + ". " + results_provenance(grid))
 
 
+def plot_paired_seeds(rows: Sequence[Row], variants: Sequence[str], seeds: Sequence[int], *,
+                      key: str = "final_top1", chance: float | None = None,
+                      ylabel: str = "final test top-1 (%)", title: str = "",
+                      ax: Axes | None = None) -> Axes:
+    """Column ``key`` of each of ``variants`` (x, in order) seed by seed: one dot per finished
+    run, a line joining the variants of one seed (one colour per seed of ``seeds``), and
+    beside each variant its mean ± std over seeds (no bar for one seed); ``chance`` as a dotted
+    line. Returns the axes (on a new figure, laid out, when ``ax`` is None).
+
+    Book: chapter 5, *The comparison on test*.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.6, 3.8))
+    by_seed = {v: {int(r["seed"]): float(r[key]) for r in rows  # type: ignore[call-overload, arg-type]
+                   if r["variant"] == v and r["status"] == "ok"} for v in variants}
+    for k, s in enumerate(seeds):
+        xs = [i for i, v in enumerate(variants) if s in by_seed[v]]
+        if xs:
+            ax.plot(xs, [by_seed[variants[i]][s] for i in xs], "o-", color=f"C{k}", lw=1, ms=4,
+                    alpha=0.7, label=f"seed {s}")
+    for i, v in enumerate(variants):
+        mean, std, values = column_stats(rows, v, key)
+        if values:
+            ax.errorbar(i + 0.18, mean, yerr=0.0 if len(values) < 2 else std, fmt="D",
+                        color="k", capsize=4, label="mean ± std" if i == 0 else None)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1.2, label=f"chance ({chance:.1f}%)")
+    ax.set_xticks(range(len(variants)), list(variants))
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    if fig is not None:
+        fig.tight_layout()
+    return ax
+
+
 TUNING_GRIDS = ("calibration", "tuning")
 """The grids whose val runs chose each arm's settings (the calibration centre and the
 one-change-at-a-time tuning around it)."""
@@ -502,20 +592,41 @@ TUNING_SEEDS = (0, 1)
 """The seeds every tuning candidate was trained on."""
 
 
-def tuned_choice(arm: str) -> Candidate:
-    """The setting that ``arm`` (``"ce"`` or ``"tdsa"``) chose on val: the best eligible
-    :func:`~tdsa.experiments.calibration.tuning_candidates` of :data:`TUNING_GRIDS` over
-    :data:`TUNING_SEEDS`, within the default config's number of epochs (the book's time
-    budget)."""
-    from tdsa.config import load_config
-    from tdsa.experiments.calibration import choose, tuning_candidates
-    from tdsa.experiments.evidence import read_results
-    from tdsa.experiments.grid import load_grid
+def epoch_budget() -> int:
+    """The book's time budget in epochs per run: ``train.epochs`` of the default configs
+    (``configs/synthetic_ce.yaml`` and ``configs/synthetic_tdsa.yaml``); ValueError where the
+    two differ.
 
-    sources = [(load_grid(f"ablations/{name}"), read_results(results_path() / f"{name}.csv"))
-               for name in TUNING_GRIDS]
-    budget = load_config(config_path(f"synthetic_{arm}")).train.epochs
-    return choose(tuning_candidates(sources, seeds=TUNING_SEEDS, max_epochs=budget), arm)
+    Book: chapter 5, *Tuning on val*.
+    """
+    from tdsa.config import load_config
+
+    epochs = {arm: load_config(config_path(f"synthetic_{arm}")).train.epochs for arm in _ARMS}
+    if len(set(epochs.values())) != 1:
+        raise ValueError(f"the default configs train different numbers of epochs: {epochs}")
+    return epochs[_ARMS[0]]
+
+
+def tuned_candidates(results_dir: str | Path | None = None) -> list[Candidate]:
+    """Every setting of the tuning budget on val, ranked within each arm:
+    :func:`~tdsa.experiments.calibration.tuning_candidates` of :data:`TUNING_GRIDS` (their
+    results files in ``results_dir``, the committed ones by default) over
+    :data:`TUNING_SEEDS`, eligible within :func:`epoch_budget`.
+
+    Book: chapter 5, *Tuning on val*.
+    """
+    from tdsa.experiments.calibration import tuning_candidates
+
+    sources = [grid_results(name, results_dir)[:2] for name in TUNING_GRIDS]
+    return tuning_candidates(sources, seeds=TUNING_SEEDS, max_epochs=epoch_budget())
+
+
+def tuned_choice(arm: str) -> Candidate:
+    """The setting that ``arm`` (``"ce"`` or ``"tdsa"``) chose on val: the best eligible of
+    the committed :func:`tuned_candidates`."""
+    from tdsa.experiments.calibration import choose
+
+    return choose(tuned_candidates(), arm)
 
 
 def tuned_overrides(arm: str) -> list[str]:
@@ -528,21 +639,29 @@ def tuned_overrides(arm: str) -> list[str]:
 
 
 def measured_effect(arm: str, baseline: str, *, column: str = "final_top1", scale: float = 1.0,
-                    grids: Sequence[str] = BOOK_GRIDS) -> str:
-    """Markdown, one line: what the committed results measured for ``arm`` minus ``baseline``
-    in ``column`` (times ``scale``: 100 for a fraction in points), paired over the seeds both
-    finished (:func:`tdsa.experiments.evidence.paired` over
+                    grids: Sequence[str] = BOOK_GRIDS, results_dir: str | Path | None = None,
+                    required: bool = True) -> str:
+    """Markdown, one line: what the results files of ``grids`` in ``results_dir`` (the
+    committed ones by default) measured for ``arm`` minus ``baseline`` in ``column`` (times
+    ``scale``: 100 for a fraction in points), paired over the seeds both finished
+    (:func:`tdsa.experiments.evidence.paired` over
     :func:`~tdsa.experiments.evidence.read_sweep` of ``grids``), with
     :func:`~tdsa.experiments.evidence.verdict` and the seeds the results file has for both,
     e.g. ``"`tdsa_n80` − `tdsa`, final_top1: +14.7 ± 3.6 over 3 seeds (0, 1, 2):
-    **higher**"``. Where the results files are missing, a sentence saying so; a variant without
-    finished runs in them raises ValueError naming it."""
+    **higher**"``. Where the results files are missing, a sentence saying so. A variant without
+    finished runs in them raises ValueError naming it; with ``required=False`` (results still
+    being written) the line says ``"not measured yet"`` instead.
+
+    Book: chapter 5, *Exercises*.
+    """
     try:
-        rows = read_sweep(results_path(), grids)
+        rows = read_sweep(results_dir if results_dir is not None else results_path(), grids)
     except DataError as error:
         return f"not measured in this copy ({error})"
     found = {r["variant"] for r in rows if r["status"] == "ok"}
     missing = [v for v in (arm, baseline) if v not in found]
+    if missing and not required:
+        return f"`{arm}` − `{baseline}`, {column}: not measured yet"
     if missing:
         raise ValueError(f"no finished run of {', '.join(missing)} in the results of "
                          f"{', '.join(grids)}")
@@ -585,6 +704,38 @@ def run_provenance(run_dir: str | Path) -> str:
     stamp = datetime.datetime.fromtimestamp(when, datetime.UTC)
     return (f"`{display_path(run_dir)}`: loaded, trained earlier ({stamp:%Y-%m-%d %H:%M} UTC"
             f"{took}, {precision}; the CPU of that session is not recorded)")
+
+
+class GridResults(NamedTuple):
+    """A shipped grid file and its results: the parsed grid, its rows and their header."""
+
+    grid: Grid
+    rows: list[Row]
+    header: dict[str, str]
+
+
+def grid_results(name: str, results_dir: str | Path | None = None) -> GridResults:
+    """The shipped grid ``configs/ablations/<name>.yaml`` with the rows and header of its
+    results files ``<name>.csv`` and ``<name>.json`` in ``results_dir`` (the committed
+    ``results/`` by default). FileNotFoundError naming the ``python -m tdsa ablate`` command
+    that writes them where either file is missing; ValueError where the CSV has no rows.
+
+    Book: chapter 5, *The results files*.
+    """
+    from tdsa.experiments.evidence import read_header, read_results
+    from tdsa.experiments.grid import load_grid
+
+    folder = Path(results_dir) if results_dir is not None else results_path()
+    path = folder / f"{name}.csv"
+    if not (path.is_file() and path.with_suffix(".json").is_file()):
+        raise FileNotFoundError(
+            f"no ablation results in {folder} for {name}: expected {name}.csv and {name}.json "
+            f"written by `python -m tdsa ablate --grid configs/ablations/{name}.yaml --out "
+            f"runs/ablate/{name}` (run it from the repository root, then run this chapter again)")
+    rows = read_results(path)
+    if not rows:
+        raise ValueError(f"{path} has no rows: rerun the ablate command of its header")
+    return GridResults(load_grid(f"ablations/{name}"), rows, read_header(path.with_suffix(".json")))
 
 
 def results_provenance(name: str, results_dir: str | Path | None = None) -> str:

@@ -102,13 +102,17 @@ def converged_budget(points: Sequence[BudgetPoint], tolerance: float = TOLERANCE
     return Budget(common[-1], False, changes)
 
 
-def plot_budget_curve(points: Sequence[BudgetPoint], ax: Any = None) -> Any:
+def plot_budget_curve(points: Sequence[BudgetPoint], ax: Any = None, title: str = "") -> Any:
     """Final val (solid) and train (dashed) top-1 against the epoch budget, mean ± std over
-    seeds, one colour per arm; returns the axes."""
+    seeds, one colour per arm, under ``title``; returns the axes (on a new figure when ``ax``
+    is None).
+
+    Book: chapter 5, *The budget: how long to train*.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.0))
+        _, ax = plt.subplots(figsize=(7.5, 4.2))
     arms = sorted({p.arm for p in points})
     for i, arm in enumerate(arms):
         pts = sorted((p for p in points if p.arm == arm), key=lambda p: p.epochs)
@@ -127,4 +131,6 @@ def plot_budget_curve(points: Sequence[BudgetPoint], ax: Any = None) -> Any:
     ax.set_ylabel("final top-1 (%)")
     ax.legend(fontsize=9, ncol=2)
     ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
     return ax

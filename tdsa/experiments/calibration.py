@@ -22,9 +22,9 @@ from tdsa.data.synthetic import generate
 from tdsa.experiments.evidence import Row, column_stats, paired
 from tdsa.experiments.grid import Grid
 
-__all__ = ["KNOBS", "BandCheck", "Candidate", "Cell", "band_check", "centre", "choose",
-           "grid_cells", "holds_in", "knob_series", "plot_calibration", "tuned_mismatches",
-           "tuning_candidates"]
+__all__ = ["BAND", "KNOBS", "Band", "BandCheck", "Candidate", "Cell", "band_check", "centre",
+           "centre_variants", "choose", "describe_change", "grid_cells", "holds_in", "knob_series",
+           "plot_calibration", "tuned_mismatches", "tuning_candidates"]
 
 KNOBS = ("train_per_class", "num_classes", "fine_scale", "distractors")
 """The data knobs of the map, as named by :func:`tdsa.data.synthetic.generate`."""
@@ -69,6 +69,25 @@ def centre(cells: Iterable[Cell]) -> dict[str, Any]:
     return {k: Counter(c.knob(k) for c in cells).most_common(1)[0][0] for k in KNOBS}
 
 
+def centre_variants(cells: Mapping[str, Cell]) -> dict[str, str]:
+    """``{arm: variant}``: the cell of each arm whose knobs are all at the :func:`centre`.
+
+    Book: chapter 5, *Calibration on val*.
+    """
+    mid = centre(cells.values())
+    return {c.arm: v for v, c in cells.items() if all(c.knob(k) == mid[k] for k in KNOBS)}
+
+
+def describe_change(cell: Cell, mid: Mapping[str, Any]) -> str:
+    """The knobs of ``cell`` that differ from the centre ``mid`` (:func:`centre`), as
+    ``"knob = value, ..."``; ``"the centre"`` when none does.
+
+    Book: chapter 5, *Calibration on val*.
+    """
+    moved = [f"{k} = {cell.knob(k)}" for k in mid if cell.knob(k) != mid[k]]
+    return ", ".join(moved) or "the centre"
+
+
 def knob_series(cells: Mapping[str, Cell], rows: Sequence[Row], knob: str, arm: str,
                 key: str = "final_top1") -> list[tuple[Any, float, float, int]]:
     """``(value, mean, sample std, seeds)`` of column ``key`` for arm ``arm`` at each value
@@ -85,6 +104,27 @@ def knob_series(cells: Mapping[str, Cell], rows: Sequence[Row], knob: str, arm: 
     return sorted(out, key=lambda t: t[0])
 
 
+@dataclass(frozen=True)
+class Band:
+    """The benchmark's band for a cross-entropy cell (numbers in %): mean final top-1 in
+    ``[low, high]``, at least ``times_chance`` x chance, and a mean train - final top-1 gap of
+    at most ``max_gap`` points (it learns, is not saturated, and does not only memorise)."""
+
+    low: float = 40.0
+    high: float = 85.0
+    times_chance: float = 5.0
+    max_gap: float = 30.0
+
+    def describe(self, split: str = "val") -> str:
+        """The band's limits in words, the gap measured against ``split``'s top-1."""
+        return (f"top-1 in [{self.low:g}, {self.high:g}]%, at least {self.times_chance:g}× "
+                f"chance, train − {split} gap at most {self.max_gap:g} points")
+
+
+BAND = Band()
+"""The benchmark's band, which :func:`band_check` checks by default."""
+
+
 @dataclass
 class BandCheck:
     """Whether a cell's cross-entropy arm sits in the benchmark's band (numbers in %)."""
@@ -98,12 +138,12 @@ class BandCheck:
     reasons: list[str]
 
 
-def band_check(cells: Mapping[str, Cell], rows: Sequence[Row], variant: str, *,
-               low: float = 40.0, high: float = 85.0, times_chance: float = 5.0,
-               max_gap: float = 30.0) -> BandCheck:
-    """Check one cross-entropy cell against the band: mean final top-1 in ``[low, high]`` and
-    at least ``times_chance`` x chance (100 / classes), mean train - final gap at most
-    ``max_gap`` points. ``reasons`` names each failed condition.
+def band_check(cells: Mapping[str, Cell], rows: Sequence[Row], variant: str,
+               band: Band = BAND) -> BandCheck:
+    """Check one cross-entropy cell against ``band``: mean final top-1 in
+    ``[band.low, band.high]`` and at least ``band.times_chance`` x chance (100 / classes), mean
+    train - final gap at most ``band.max_gap`` points. ``reasons`` names each failed
+    condition.
 
     Book: chapter 5, *Calibration on val*.
     """
@@ -116,22 +156,23 @@ def band_check(cells: Mapping[str, Cell], rows: Sequence[Row], variant: str, *,
     if not values:
         reasons.append("no finished run")
     else:
-        if not low <= mean <= high:
-            reasons.append(f"top-1 {mean:.1f} outside [{low:g}, {high:g}]")
-        if mean < times_chance * chance:
-            reasons.append(f"top-1 {mean:.1f} < {times_chance:g} x chance ({chance:.1f})")
-        if gap[2] and gap[0] > max_gap:
-            reasons.append(f"train - top-1 gap {gap[0]:.1f} > {max_gap:g}")
+        if not band.low <= mean <= band.high:
+            reasons.append(f"top-1 {mean:.1f} outside [{band.low:g}, {band.high:g}]")
+        if mean < band.times_chance * chance:
+            reasons.append(f"top-1 {mean:.1f} < {band.times_chance:g} x chance ({chance:.1f})")
+        if gap[2] and gap[0] > band.max_gap:
+            reasons.append(f"train - top-1 gap {gap[0]:.1f} > {band.max_gap:g}")
     return BandCheck(variant, (mean, std, len(values)), gap, chance, secs, not reasons,
                      reasons)
 
 
 def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
-                     key: str = "final_top1", ylabel: str = "final val top-1 (%)") -> Any:
+                     key: str = "final_top1", ylabel: str = "final val top-1 (%)",
+                     title: str = "") -> Any:
     """One panel per knob that the grid varies: mean ± std over seeds of ``key`` for each
-    arm against the knob's value (others at the centre), with chance as a dotted line. The
-    panels sit two to a row (about 650 px wide at the book's 90 dpi, so the page shows the
-    figure at its natural size, text at 10 points).
+    arm against the knob's value (others at the centre), with chance as a dotted line, and
+    ``title`` above the panels. The panels sit two to a row (about 650 px wide at the book's
+    90 dpi, so the page shows the figure at its natural size, text at 10 points).
 
     Book: chapter 5, *Calibration on val*.
     """
@@ -162,6 +203,8 @@ def plot_calibration(cells: Mapping[str, Cell], rows: Sequence[Row], *,
     for row in axes:
         row[0].set_ylabel(ylabel)
     axes[0][0].legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -186,6 +229,16 @@ class Candidate:
         return [o for o in self.grid.variants[self.variant].overrides
                 if not o.startswith("data.root=")
                 and not (self.arm == "ce" and o.startswith("loss.") and o.endswith("=0"))]
+
+    def describe(self) -> str:
+        """What the candidate changes, in words: its variant's description, or ``"no change:
+        the calibration centre"`` for the centre cell (:meth:`changes` empty).
+
+        Book: chapter 5, *Tuning on val*.
+        """
+        if not self.changes():
+            return "no change: the calibration centre"
+        return self.grid.variants[self.variant].description
 
 
 def tuning_candidates(sources: Sequence[tuple[Grid, Sequence[Row]]], *, seeds: Sequence[int],

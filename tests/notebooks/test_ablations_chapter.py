@@ -20,7 +20,7 @@ from book_helpers import BOOK, REPO
 
 from tdsa.config import load_config
 from tdsa.experiments import book
-from tdsa.experiments.calibration import tuned_mismatches, tuning_candidates
+from tdsa.experiments.calibration import BAND, tuned_mismatches, tuning_candidates
 from tdsa.experiments.evidence import check_levers, read_sweep
 from tdsa.experiments.grid import RunResult, load_grid, write_results
 
@@ -59,11 +59,12 @@ def _runs(final: dict[str, list[float]], train: dict[str, list[float]] | None = 
 def _winners() -> dict[str, str]:
     """Per arm, the tuning candidate that the shipped default config carries."""
     grids = [(load_grid("ablations/calibration"), []), (load_grid("ablations/tuning"), [])]
-    cands = tuning_candidates(grids, seeds=[0, 1], max_epochs=16)
+    budget = book.epoch_budget()
+    cands = tuning_candidates(grids, seeds=book.TUNING_SEEDS, max_epochs=budget)
     winners = {}
     for arm in ("ce", "tdsa"):
         cfg = load_config(f"synthetic_{arm}")
-        found = [c.variant for c in cands if c.arm == arm and c.epochs <= 16
+        found = [c.variant for c in cands if c.arm == arm and c.epochs <= budget
                  and not tuned_mismatches(c, cands, cfg)]
         assert len(found) == 1, f"configs/synthetic_{arm}.yaml matches {found}"
         winners[arm] = found[0]
@@ -118,14 +119,19 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     assert "| ce_centre | the centre | 3 | 62.0 ± 2.0 | 7.4 | 10.0 ± 0.0 | 150 | **in** |" in text
     assert ("- ce_n40 is out: top-1 16.0 outside [40, 85]; top-1 16.0 < 5 x chance (8.3); "
             "train - top-1 gap 74.0 > 30") in text, "the reasons below the table"
-    assert "**In the band, on val**" in text and "ce_centre (the centre, 62.0%)" in text
+    assert f"**In the band, on val** ({BAND.describe('val')}): " in text
+    assert "ce_centre (the centre, 62.0%)" in text
     assert ("ce_n40 (top-1 16.0 outside [40, 85], top-1 16.0 < 5 x chance (8.3), train - top-1 "
             "gap 74.0 > 30)") in text
     assert "Fewer seeds than the grid's 3: ce_fine15 (1)." in text
     assert "Not run yet: " in text and "ce_k48" in text.split("Not run yet: ")[1].split(".")[0]
-    assert "it memorises the training set." in text
+    assert ("At 40 training images per class (the previous default's number) cross-entropy's "
+            "final val top-1 is 16.0 ± 1.0% against a final train top-1 74.0 points higher: it "
+            "memorises the training set.") in text
     # tuning (val): the best eligible candidate of each arm, over the budget and one seed out
     assert "Each arm's setting, chosen on val: " in text
+    assert (f"Final val top-1 over seeds 0, 1, within the time budget of {book.epoch_budget()} "
+            "epochs per run (validation split; test not read)") in text
     assert f"cross-entropy → `{winners['ce']}`" in text and f"TDSA → `{winners['tdsa']}`" in text
     assert "- ce_ep32 is excluded: 32 epochs > the budget's 16" in text
     assert " is excluded: 1 of 2 seeds finished" in text
@@ -157,8 +163,10 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     assert book.claim_summary(check_levers(sweep, book.lever_pairs())) in text
     assert "| lever | CE arm | method arm | seeds |" in text
     # the exercises' measured effects (val)
-    assert "`ce_ep32` − `ce_centre`: +34.5 ± 0.7 over 2 seed(s), **higher**" in text
-    assert "`ce_n80` − `ce_centre`: not measured yet" in text
+    assert ("`ce_ep32` − `ce_centre`, final_top1: +34.5 ± 0.7 over 2 seeds (0, 1): **higher**"
+            in text)
+    assert "`ce_n80` − `ce_centre`, final_top1: not measured yet" in text
+    assert "- At the previous default (40 images per class), " in text
     streams = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                         for o in c.get("outputs", []))
     assert "  failed: tdsa seed 3" in streams, "failed runs are shown"

@@ -85,6 +85,8 @@ def test_the_curve_draws_val_and_train_per_arm() -> None:
     assert labels == ["ce train", "ce val", "tdsa train", "tdsa val"]
     assert [int(t) for t in ax.get_xticks()] == [16, 32]
     assert not math.isnan(points[0].val_std)
+    assert ax.get_title() == ""
+    assert plot_budget_curve(points, title="the curve").get_title() == "the curve"
 
 
 def _write_budget(folder, curves, compared_epochs=None) -> None:

@@ -14,9 +14,13 @@ import pytest
 
 from tdsa.config import Config, apply_overrides, dump_config
 from tdsa.experiments.calibration import (
+    BAND,
+    Band,
     band_check,
     centre,
+    centre_variants,
     choose,
+    describe_change,
     grid_cells,
     holds_in,
     knob_series,
@@ -93,9 +97,32 @@ def test_band_check_names_each_failed_condition(grid: Grid) -> None:
                            "train - top-1 gap 73.0 > 30"]
     k24 = band_check(cells, ROWS, "ce_k24")
     assert k24.in_band and k24.chance == pytest.approx(100 / 24)
-    strict = band_check(cells, ROWS, "ce_k24", times_chance=13.0)
+    strict = band_check(cells, ROWS, "ce_k24", Band(times_chance=13.0))
     assert strict.reasons == ["top-1 51.0 < 13 x chance (4.2)"]
     assert band_check(cells, ROWS, "tdsa_k24").reasons == ["no finished run"]
+    narrow = band_check(cells, ROWS, "ce_c", Band(low=73.0, high=80.0, max_gap=12.0))
+    assert narrow.reasons == ["top-1 72.0 outside [73, 80]", "train - top-1 gap 13.0 > 12"]
+
+
+def test_the_band_in_words(grid: Grid) -> None:
+    cells = grid_cells(grid)
+    assert band_check(cells, ROWS, "ce_n40") == band_check(cells, ROWS, "ce_n40", BAND)
+    assert Band(12.5, 90.0, 2.0, 7.0).describe() == (
+        "top-1 in [12.5, 90]%, at least 2× chance, train − val gap at most 7 points")
+    assert Band(12.5, 90.0, 2.0, 7.0).describe("test") == (
+        "top-1 in [12.5, 90]%, at least 2× chance, train − test gap at most 7 points")
+
+
+def test_centre_variants_and_the_change_of_each_cell(grid: Grid) -> None:
+    cells = grid_cells(grid)
+    assert centre_variants(cells) == {"ce": "ce_c", "tdsa": "tdsa_c"}
+    mid = centre(cells.values())
+    assert describe_change(cells["ce_c"], mid) == "the centre"
+    assert describe_change(cells["tdsa_n40"], mid) == "train_per_class = 40"
+    assert describe_change(cells["ce_k24"], mid) == "num_classes = 24"
+    off = {**mid, "fine_scale": 2.0, "distractors": False}
+    assert describe_change(cells["ce_k24"], off) == (
+        "num_classes = 24, fine_scale = 1.0, distractors = True"), "every knob off, in order"
 
 
 def test_plot_has_one_panel_per_varied_knob_with_both_arms(grid: Grid) -> None:
@@ -110,13 +137,16 @@ def test_plot_has_one_panel_per_varied_knob_with_both_arms(grid: Grid) -> None:
     chance = next(line for line in axes[1].lines if line.get_label() == "chance")
     assert list(chance.get_ydata()) == pytest.approx([100 / 12, 100 / 24])
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["40", "160"]
+    assert fig._suptitle is None
+    titled = plot_calibration(grid_cells(grid), ROWS, title="the map")
+    assert titled._suptitle.get_text() == "the map"
 
 
 def _tuning(tmp_path: Path) -> Grid:
     base = tmp_path / "base.yaml"
     dump_config(Config(), base)
     variants = {
-        "ce_lr2": Variant("ce_lr2", "", ["optim.lr=0.002", *CE]),
+        "ce_lr2": Variant("ce_lr2", "ce at lr 2e-3", ["optim.lr=0.002", *CE]),
         "ce_long": Variant("ce_long", "", ["train.epochs=600", *CE]),
         "tdsa_w2": Variant("tdsa_w2", "", ["loss.alpha_high=0.3"]),
     }
@@ -139,6 +169,9 @@ def test_tuning_candidates_join_the_centre_cell_and_rank_within_each_arm(grid: G
     assert [c.variant for c in cands if c.arm == "ce"] == ["ce_long", "ce_lr2", "ce_c"]
     assert choose(cands, "ce").variant == "ce_lr2", "the best eligible, not the best"
     assert choose(cands, "tdsa").variant == "tdsa_c"
+    assert by["ce_c"].describe() == "no change: the calibration centre"
+    assert by["tdsa_c"].describe() == "no change: the calibration centre"
+    assert by["ce_lr2"].describe() == "ce at lr 2e-3", "the variant's description"
     with pytest.raises(ValueError, match="no eligible candidate for arm 'mc'"):
         choose(cands, "mc")
 

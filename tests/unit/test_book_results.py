@@ -1,0 +1,120 @@
+"""Chapter 5's readers of the results files: a shipped grid with its results, the book's time
+budget, the tuning candidates on val and the measured effect of an exercise."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+
+from tdsa.config import dump_config, load_config
+from tdsa.experiments import book
+from tdsa.experiments.evidence import read_header, read_results
+from tdsa.experiments.grid import RunResult, load_grid, write_results
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _runs(final: dict[str, list[float]]) -> list[RunResult]:
+    """One finished run per value of ``final`` (seed = position)."""
+    return [RunResult(variant, seed, "ok", {"final_top1": top1, "best_top1": top1,
+                                            "final_train_top1": top1 + 5.0, "seconds": 10.0})
+            for variant, values in final.items() for seed, top1 in enumerate(values)]
+
+
+def test_grid_results_reads_the_grid_its_rows_and_header(tmp_path: Path) -> None:
+    for suffix in (".csv", ".json"):
+        shutil.copy(REPO / "results" / f"tuning{suffix}", tmp_path / f"tuning{suffix}")
+    grid, rows, header = found = book.grid_results("tuning", tmp_path)
+    assert found.grid is grid and grid.path == load_grid("ablations/tuning").path
+    assert _keys(rows) == _keys(read_results(tmp_path / "tuning.csv")) and len(rows) == 22
+    assert header == read_header(tmp_path / "tuning.json") and header["Command"]
+    assert _keys(book.grid_results("tuning").rows) == _keys(
+        read_results(REPO / "results" / "tuning.csv")), "the committed results by default"
+
+
+def _keys(rows: list) -> list[tuple]:
+    return [(r["variant"], r["seed"], r["status"], r["final_top1"]) for r in rows]
+
+
+def test_grid_results_names_the_command_or_the_empty_file(tmp_path: Path) -> None:
+    shutil.copy(REPO / "results" / "tuning.csv", tmp_path / "tuning.csv")
+    with pytest.raises(FileNotFoundError) as info:
+        book.grid_results("tuning", tmp_path)
+    assert str(info.value).startswith(f"no ablation results in {tmp_path} for tuning: expected "
+                                      "tuning.csv and tuning.json written by `python -m tdsa "
+                                      "ablate --grid configs/ablations/tuning.yaml --out "
+                                      "runs/ablate/tuning`")
+    shutil.copy(REPO / "results" / "tuning.json", tmp_path / "tuning.json")
+    with (tmp_path / "tuning.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerow(["variant", "seed", "status", "final_top1", "best_top1"])
+    with pytest.raises(ValueError, match=r"tuning\.csv has no rows"):
+        book.grid_results("tuning", tmp_path)
+
+
+def test_epoch_budget_is_the_default_configs_epochs(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    epochs = load_config("synthetic_ce").train.epochs
+    assert book.epoch_budget() == epochs == load_config("synthetic_tdsa").train.epochs
+    longer = load_config("synthetic_tdsa")
+    longer.train.epochs = epochs + 1
+    dump_config(longer, tmp_path / "synthetic_tdsa.yaml")
+    shipped = book.config_path
+    monkeypatch.setattr(book, "config_path", lambda name: tmp_path / f"{name}.yaml"
+                        if name == "synthetic_tdsa" else shipped(name))
+    with pytest.raises(ValueError, match="different numbers of epochs"):
+        book.epoch_budget()
+
+
+def test_tuned_candidates_rank_the_eligible_settings_of_each_arm(tmp_path: Path) -> None:
+    calibration = {"ce_centre": [60.0, 62.0, 61.0], "tdsa_centre": [55.0, 57.0]}
+    write_results(load_grid("ablations/calibration"), _runs(calibration), tmp_path / "calibration",
+                  "python -m tdsa ablate --grid configs/ablations/calibration.yaml")
+    tuning_grid = load_grid("ablations/tuning")
+    tuning = {v: [40.0, 42.0] for v in tuning_grid.variants}
+    tuning |= {"ce_lr2e-3": [70.0, 74.0], "ce_ep32": [95.0, 96.0], "tdsa_w2": [99.0],
+               "tdsa_w0.5": [50.0, 52.0]}
+    write_results(tuning_grid, _runs(tuning), tmp_path / "tuning",
+                  "python -m tdsa ablate --grid configs/ablations/tuning.yaml")
+    cands = book.tuned_candidates(tmp_path)
+    by = {c.variant: c for c in cands}
+    assert set(by) == {*tuning_grid.variants, "ce_centre", "tdsa_centre"}, "the centre joins"
+    assert by["ce_centre"].top1 == (61.0, statistics.stdev([60.0, 62.0]), 2), (
+        "seed 2 is not a tuning seed")
+    assert by["ce_lr2e-3"].top1 == (72.0, statistics.stdev([70.0, 74.0]), 2)
+    assert not by["ce_ep32"].eligible and by["ce_ep32"].reason == (
+        f"32 epochs > the budget's {book.epoch_budget()}")
+    assert not by["tdsa_w2"].eligible and by["tdsa_w2"].reason == "1 of 2 seeds finished"
+    assert [c.variant for c in cands[:3]] == ["ce_ep32", "ce_lr2e-3", "ce_centre"]
+    best = {arm: next(c.variant for c in cands if c.arm == arm and c.eligible)
+            for arm in ("ce", "tdsa")}
+    assert best == {"ce": "ce_lr2e-3", "tdsa": "tdsa_centre"}
+
+
+def _write(path: Path, rows: list[tuple[str, int, float]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["variant", "seed", "status", "final_top1", "best_top1"])
+        writer.writerows((v, s, "ok", top1, top1) for v, s, top1 in rows)
+
+
+def test_measured_effect_in_a_results_folder_and_before_a_variant_ran(tmp_path: Path) -> None:
+    _write(tmp_path / "calibration.csv", [("ce_centre", 0, 60.0), ("ce_centre", 1, 64.0),
+                                          ("ce_n80", 0, 50.0), ("ce_n80", 1, 51.0)])
+    _write(tmp_path / "tuning.csv", [("ce_ep32", 0, 70.0), ("ce_ep32", 2, 99.0)])
+    grids = ("calibration", "tuning")
+    # seed 0: 50 - 60, seed 1: 51 - 64 -> -11.5 ± 2.1; seed 2 of ce_ep32 has no partner
+    assert book.measured_effect("ce_n80", "ce_centre", grids=grids, results_dir=tmp_path) == (
+        "`ce_n80` − `ce_centre`, final_top1: -11.5 ± 2.1 over 2 seeds (0, 1): **lower**")
+    assert book.measured_effect("ce_ep32", "ce_centre", grids=grids, results_dir=tmp_path) == (
+        "`ce_ep32` − `ce_centre`, final_top1: +10.0 over 1 seed (0): **no clear difference**")
+    assert book.measured_effect("ce_fine15", "ce_centre", grids=grids, results_dir=tmp_path,
+                                required=False) == (
+        "`ce_fine15` − `ce_centre`, final_top1: not measured yet")
+    with pytest.raises(ValueError, match="no finished run of ce_fine15"):
+        book.measured_effect("ce_fine15", "ce_centre", grids=grids, results_dir=tmp_path)
+    assert book.measured_effect("ce_n80", "ce_centre", grids=("nope",), results_dir=tmp_path,
+                                required=False).startswith("not measured in this copy")
