@@ -204,6 +204,7 @@ def test_no_helper_is_defined_twice_or_by_the_package() -> None:
     owners: dict[str, str] = {}
     for path in NOTEBOOKS:
         source = "\n".join(s for s in _code(path) if "%pip" not in s)
+        source = re.sub(r"(?m)^%.*$", "", source)  # IPython line magics (%matplotlib inline)
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.FunctionDef):
                 assert node.name not in owners, (
