@@ -63,6 +63,7 @@ __all__ = [
     "claim_summary",
     "comparison_summary",
     "config_path",
+    "data_regime",
     "data_root",
     "dataset_root",
     "default_runs_root",
@@ -70,6 +71,7 @@ __all__ = [
     "epoch_budget",
     "first_test_images",
     "flat_config",
+    "grid_regime",
     "grid_results",
     "lever_pairs",
     "load_or_train",
@@ -89,6 +91,7 @@ __all__ = [
     "tuned_candidates",
     "tuned_choice",
     "tuned_overrides",
+    "versus",
 ]
 
 PROFILES = ("smoke", "cpu", "gpu")
@@ -213,13 +216,18 @@ def check_profile(profile: str) -> str:
 
 def setup(rc: Mapping[RcKeyType, Any] | None = None) -> None:
     """Start a chapter: the ``tdsa`` logger prints to the cell output (one line per epoch of
-    training), and matplotlib gets the book's defaults (``figure.dpi`` 90, updated by ``rc``).
-    Idempotent."""
+    training), matplotlib gets the book's defaults (``figure.dpi`` 90, updated by ``rc``) and,
+    in a notebook kernel, the inline backend, so a figure a package function returns is shown
+    as an image whether or not the chapter drew with pyplot before. Idempotent."""
     import matplotlib.pyplot as plt
 
-    from tdsa.console import configure_logging
+    from tdsa.console import configure_logging, in_notebook
 
     configure_logging(stream=sys.stdout)
+    if in_notebook():
+        from IPython import get_ipython
+
+        get_ipython().run_line_magic("matplotlib", "inline")
     plt.rcParams.update({"figure.dpi": 90, **(rc or {})})
 
 
@@ -379,16 +387,15 @@ def load_or_train(plan: RunPlan) -> dict[str, Any]:
 
 
 def first_test_images(cfg: Config, limit: int = 400) -> tuple[Any, Any]:
-    """The first ``limit`` images of the test split of a run's dataset (``cfg.data``) through
-    its resize-only test transform, as one ``[N, 3, H, W]`` tensor, and their labels ``[N]``:
-    the batch chapters 2 and 3 feed to ``forward_features``."""
+    """The first ``limit`` images of the test split of a run's dataset, built as the run builds
+    it (:func:`tdsa.data.from_config` of ``cfg.data``: its test transform and its ``options``),
+    as one ``[N, 3, H, W]`` tensor, and their labels ``[N]``: the batch chapters 2 and 3 feed to
+    ``forward_features``."""
     import torch
 
-    from tdsa.data import build_dataset, build_transforms
+    from tdsa.data import from_config
 
-    d = cfg.data
-    dataset = build_dataset(d.dataset, d.root, "test", transform=build_transforms(
-        d.regime, d.image_size, train=False, resize=d.resize))
+    dataset = from_config(cfg.data, "test")
     n = min(len(dataset), limit)
     return torch.stack([dataset[i][0] for i in range(n)]), torch.tensor(dataset.targets[:n])
 
@@ -830,3 +837,66 @@ def budget_summary(results_dir: str | Path | None = None,
         text += (f" The committed comparison (`results/{compared}`) trained {trained} epochs, "
                  f"{where}.")
     return text + " " + results_provenance(BUDGET_GRID, folder)
+
+
+def _generate_args(cfg: Config) -> dict[str, Any]:
+    """The arguments ``cfg`` gives :func:`tdsa.data.synthetic.generate`: its ``data.synthetic``
+    over the function's defaults; ValueError for a config of another dataset."""
+    import inspect
+
+    from tdsa.data.synthetic import generate
+
+    if cfg.data.dataset != "synthetic":
+        raise ValueError(f"not a config of the synthetic data: data.dataset={cfg.data.dataset!r}")
+    defaults = {name: p.default for name, p in inspect.signature(generate).parameters.items()}
+    return {**defaults, **cfg.data.synthetic}
+
+
+def data_regime(config: str | Path = "synthetic_tdsa") -> str:
+    """The synthetic data a config generates, in words (its ``data.synthetic`` over
+    :func:`tdsa.data.synthetic.generate`'s defaults): e.g. ``"12 classes with 160 training, 30
+    validation and 30 test images each"`` for the book's default regime,
+    ``configs/synthetic_tdsa.yaml``. ``config`` is a path or a shipped config's name.
+
+    Book: chapter 1, *Generating the dataset*; chapter 4, *Two configs: the loss, and what each
+    arm chose on val*.
+    """
+    from tdsa.config import load_config
+
+    args = _generate_args(load_config(config))
+    counts = [f"{args['train_per_class']} training"]
+    if args["val_per_class"]:
+        counts.append(f"{args['val_per_class']} validation")
+    counts.append(f"{args['test_per_class']} test")
+    listed = ", ".join(counts[:-1]) + " and " + counts[-1]
+    return f"{args['num_classes']} classes with {listed} images each"
+
+
+def grid_regime(name: str, variant: str | None = None) -> str:
+    """The regime of the committed grid ``configs/ablations/<name>.yaml`` in words: the epochs
+    and training images per class of ``variant``'s runs (by default the grid's first variant)
+    and the grid's number of seeds, e.g. ``"16 epochs, 40 training images per class, 3 seeds"``
+    for the lever sweep (``grid_regime(BOOK_GRIDS[0])``).
+
+    Book: chapter 2, *Exercises*; chapter 3, *Exercises*; chapter 7, *Exercises*.
+    """
+    from tdsa.experiments.grid import load_grid
+
+    grid = load_grid(f"ablations/{name}")
+    cfg = grid.config(variant or next(iter(grid.variants)), grid.seeds[0])
+    seeds = len(grid.seeds)
+    return (f"{cfg.train.epochs} epochs, {_generate_args(cfg)['train_per_class']} training "
+            f"images per class, {seeds} seed{'s' * (seeds != 1)}")
+
+
+def versus(value: float, reference: float, name: str = "cross-entropy") -> str:
+    """``value`` against ``reference`` (both in %) in words: ``"N.N points above <name>"`` or
+    ``"below"``, or ``"level with <name>"`` where they differ by less than 0.05 points (the
+    same to the one decimal the chapters print).
+
+    Book: chapter 4, *Accuracy: selected on val, reported on test*.
+    """
+    gap = value - reference
+    if abs(gap) < 0.05:
+        return f"level with {name}"
+    return f"{abs(gap):.1f} points {'above' if gap > 0 else 'below'} {name}"

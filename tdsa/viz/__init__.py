@@ -9,18 +9,23 @@ from __future__ import annotations
 from tdsa.viz.maps import class_gate_maps, to_image, unnormalize
 from tdsa.viz.overlay import draw_overlay, heat_to_rgb, overlay, save_triplet
 from tdsa.viz.plots import (
+    CurvePanel,
+    channels_as_rgb,
     draw_parts,
     plot_channel_means,
     plot_class_channels,
     plot_confusion_matrix,
+    plot_diversity_steps,
     plot_gate_maps,
     plot_training_curves,
 )
 from tdsa.viz.twins import TwinExample, TwinPair, choose_twin_examples, plot_twin, twin_pair
 
 __all__ = [
+    "CurvePanel",
     "TwinExample",
     "TwinPair",
+    "channels_as_rgb",
     "choose_twin_examples",
     "class_gate_maps",
     "draw_overlay",
@@ -30,6 +35,7 @@ __all__ = [
     "plot_channel_means",
     "plot_class_channels",
     "plot_confusion_matrix",
+    "plot_diversity_steps",
     "plot_gate_maps",
     "plot_training_curves",
     "plot_twin",

@@ -2,13 +2,15 @@
 
 Every function builds a :class:`matplotlib.figure.Figure` without pyplot (safe headless and
 in notebooks, nothing left open) and saves it as PNG when given ``path``. Every heat map has
-a colour bar, and classes are numbered from 1 as in the book's titles.
+a colour bar, and classes are numbered from 1 as in the book's titles (``first=0`` where a
+chapter numbers them as the tensors index them).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,11 +26,16 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "DEFAULT_PANELS",
     "LOSS_KEYS",
+    "REFERENCES",
+    "CurvePanel",
+    "channels_as_rgb",
     "draw_parts",
     "plot_channel_means",
     "plot_class_channels",
     "plot_confusion_matrix",
+    "plot_diversity_steps",
     "plot_gate_maps",
     "plot_training_curves",
 ]
@@ -153,41 +160,106 @@ def plot_channel_means(
     means: Tensor | np.ndarray,
     xi: int,
     *,
+    classes: Sequence[int] | None = None,
+    first: int = 1,
     title: str | None = None,
     path: str | Path | None = None,
 ) -> Figure:
-    """A heat map of mean channel activations per class: ``means`` ``[K, K*xi]`` (row ``k``:
-    the images of class ``k``; columns: the channels, ``xi`` per class in class order).
+    """A heat map of mean channel activations per class: ``means`` ``[R, K*xi]`` (row ``r``:
+    the images of class ``classes[r]``; columns: the channels, ``xi`` per class in class order).
+    ``classes`` defaults to ``0, ..., K-1`` (then ``R = K``); give it when some classes have no
+    images.
 
     Each row is divided by its maximum (a row that is all 0 stays 0), so the colour bar reads
     "fraction of the row's largest channel"; white lines separate the class groups, rows and
-    groups are labelled with 1-based class numbers, and the own-class block of each row is
-    outlined.
+    groups are labelled with class numbers counted from ``first`` (1 as in the book's titles,
+    0 where a chapter numbers classes as the tensors index them), and the own-class block of
+    each row is outlined.
+
+    Book: chapter 2, *A short training run and its per-class channels*.
     """
     from matplotlib.patches import Rectangle
 
     arr = torch.as_tensor(means).detach().double().cpu()
-    if arr.dim() != 2 or arr.shape[1] != arr.shape[0] * xi:
-        raise ValueError(f"means must be [K, K*xi] with xi={xi}, got {list(arr.shape)}")
-    k = arr.shape[0]
+    if arr.dim() != 2 or xi < 1 or arr.shape[1] % xi != 0:
+        raise ValueError(f"means must be [R, K*xi] with xi={xi}, got {list(arr.shape)}")
+    k = arr.shape[1] // xi
+    rows = list(range(arr.shape[0])) if classes is None else [int(c) for c in classes]
+    if len(rows) != arr.shape[0] or any(not 0 <= c < k for c in rows) or (
+            classes is None and arr.shape[0] != k):
+        raise ValueError(f"means has {arr.shape[0]} rows and {k} classes of {xi} channels; "
+                         f"classes must name one class in 0..{k - 1} per row, got {classes}")
     scaled = (arr / arr.amax(dim=1, keepdim=True).clamp(min=1e-12)).numpy()
     fig, axes = _figure(1, 1)
-    fig.set_size_inches(min(12.0, 2.0 + 0.3 * k * xi), 1.6 + 0.35 * k)
+    fig.set_size_inches(min(12.0, 2.0 + 0.3 * k * xi), 1.6 + 0.35 * len(rows))
     ax = axes[0, 0]
     shown = ax.imshow(scaled, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto",
                       interpolation="nearest")
     for g in range(1, k):
         ax.axvline(g * xi - 0.5, color="w", lw=0.8)
-    for row in range(k):
-        ax.add_patch(Rectangle((row * xi - 0.5, row - 0.5), xi, 1, fill=False, ec="C3", lw=1.2))
-    ax.set_yticks(range(k), [str(c + 1) for c in range(k)], fontsize=7)
-    ax.set_xticks([g * xi + (xi - 1) / 2 for g in range(k)], [str(c + 1) for c in range(k)],
+    for row, c in enumerate(rows):
+        ax.add_patch(Rectangle((c * xi - 0.5, row - 0.5), xi, 1, fill=False, ec="C3", lw=1.2))
+    ax.set_yticks(range(len(rows)), [str(c + first) for c in rows], fontsize=7)
+    ax.set_xticks([g * xi + (xi - 1) / 2 for g in range(k)], [str(c + first) for c in range(k)],
                   fontsize=7)
     ax.set(xlabel=f"channel group of class (ξ = {xi} channels each)",
            ylabel="true class of the images")
     fig.colorbar(shown, ax=ax, label="fraction of the row's maximum")
     if title:
         ax.set_title(title, fontsize=10)
+    _save(fig, path)
+    return fig
+
+
+def channels_as_rgb(maps: Tensor) -> np.ndarray:
+    """Three non-negative maps ``[3, H, W]`` as the red, green and blue of one picture
+    ``[H, W, 3]``: each map's square root divided by its maximum (a map that is all 0 stays
+    black), so where the maps overlap the colours mix and where one map owns a position its
+    colour shows pure.
+    """
+    arr = torch.as_tensor(maps).detach().double().cpu()
+    if arr.dim() != 3 or arr.shape[0] != 3:
+        raise ValueError(f"maps must be three maps [3, H, W], got {list(arr.shape)}")
+    root = arr.clamp(min=0).sqrt()
+    return (root / root.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)).permute(1, 2, 0).numpy()
+
+
+def plot_diversity_steps(
+    before: Tensor,
+    after: Tensor,
+    losses: Sequence[float],
+    *,
+    classes: Sequence[int] = (0, 1),
+    first: int = 1,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """Channel maps before and after steps that minimise :math:`L_{div}`, and the loss per step.
+
+    ``before`` and ``after`` are the softmax maps ``[1, K*3, H, W]`` of the same features
+    (three channels per class); for each class of ``classes`` a panel before and a panel after
+    show its three maps as red, green and blue (:func:`channels_as_rgb`), titled with the class
+    counted from ``first``; the last panel draws ``losses``, one value per step.
+
+    Book: chapter 2, *What diversity does to channel maps*.
+    """
+    start, end = (torch.as_tensor(m).detach().double().cpu() for m in (before, after))
+    if start.dim() != 4 or start.shape[0] != 1 or start.shape[1] % 3 or start.shape != end.shape:
+        raise ValueError(f"before and after must be the same [1, K*3, H, W], got "
+                         f"{list(start.shape)} and {list(end.shape)}")
+    fig, axes = _figure(1, 2 * len(classes) + 1, cell=2.4)
+    for i, k in enumerate(classes):
+        for j, (maps, when) in enumerate(((start, "before"), (end, "after"))):
+            ax = axes[0, 2 * i + j]
+            ax.imshow(channels_as_rgb(maps[0, 3 * k:3 * k + 3]))
+            ax.set_title(f"class {k + first}, {when}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    _draw_panel(axes[0, -1], CurvePanel("L_div during the optimisation", {"L_div": "L_div"}),
+                {"": [{"step": s, "L_div": v} for s, v in enumerate(losses)]}, "step", None)
+    axes[0, -1].set_ylabel("L_div")
+    if title:
+        fig.suptitle(title)
     _save(fig, path)
     return fig
 
@@ -250,66 +322,146 @@ def draw_parts(
     return ax
 
 
-def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+def _series(records: Sequence[Mapping[str, Any]], key: str,
+            x: str = "epoch") -> tuple[list[float], list[float]]:
+    """The finite values of ``key`` against ``x`` (the record's index where ``x`` is missing)."""
     xs, ys = [], []
     for i, rec in enumerate(records):
         value = rec.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            xs.append(float(rec.get("epoch", i)))
+            xs.append(float(rec.get(x, i)))
             ys.append(float(value))
     return xs, ys
 
 
-def _plot_accuracy(ax: Axes, records: list[dict[str, Any]]) -> None:
-    """Test top-1 and top-5 per epoch, the best top-1 epoch marked."""
-    for key, label in (("test_top1", "top-1"), ("test_top5", "top-5")):
-        xs, ys = _series(records, key)
-        if xs:
-            ax.plot(xs, ys, label=label)
-            if key == "test_top1":
+@dataclass(frozen=True)
+class CurvePanel:
+    """One panel of :func:`plot_training_curves`.
+
+    ``keys``: the per-epoch keys it draws, as a mapping key -> legend label, or a sequence
+    (labelled by the key without its ``train_`` prefix). ``reference``: a dashed horizontal
+    line, ``"chance"`` (100/K %, top-1 of a uniform guess) or ``"ln K"`` (the cross-entropy of
+    uniform class scores), K the ``num_classes`` given to :func:`plot_training_curves`.
+    ``best``: a key whose maximum is marked. ``log``: a log y axis where every value drawn is
+    positive. ``step``: each value held through its epoch (a learning rate). ``runs``: the
+    labels of the runs it draws (None: every run).
+    """
+
+    title: str
+    keys: Mapping[str, str] | Sequence[str]
+    reference: str | None = None
+    best: str | None = None
+    log: bool = False
+    step: bool = False
+    runs: tuple[str, ...] | None = None
+
+    def labels(self) -> dict[str, str]:
+        """Key -> legend label."""
+        if isinstance(self.keys, Mapping):
+            return dict(self.keys)
+        return {key: key.removeprefix("train_") for key in self.keys}
+
+
+DEFAULT_PANELS = (
+    CurvePanel("training loss", tuple(f"train_{key}" for key in LOSS_KEYS)),
+    CurvePanel("test accuracy (%)", {"test_top1": "top-1", "test_top5": "top-5"},
+               best="test_top1"),
+    CurvePanel("learning rate", ("lr",), log=True),
+)
+"""The panels of :func:`plot_training_curves` by default: the training loss terms of
+:data:`LOSS_KEYS`, test top-1 and top-5 (the best top-1 epoch marked), the learning rate."""
+
+REFERENCES = ("chance", "ln K")
+"""The reference lines a :class:`CurvePanel` can draw."""
+
+MARKED_POINTS = 30
+"""Curves of at most this many points get a marker at every point."""
+
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _reference(ax: Axes, reference: str, num_classes: int | None) -> None:
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {list(REFERENCES)}, got {reference!r}")
+    if num_classes is None:
+        raise ValueError(f"the reference {reference!r} needs num_classes")
+    if reference == "chance":
+        value, label = 100.0 / num_classes, f"chance {100.0 / num_classes:.1f}%"
+    else:
+        value, label = math.log(num_classes), f"ln K = {math.log(num_classes):.2f}"
+    ax.axhline(value, color="grey", ls="--", lw=1, label=label)
+
+
+def _draw_panel(ax: Axes, panel: CurvePanel, runs: Mapping[str, Sequence[Mapping[str, Any]]],
+                x: str, num_classes: int | None) -> None:
+    """The curves of ``panel``: one colour per key for one run; for several runs one colour per
+    run and one line style per key, the legend labels prefixed with the run's label."""
+    from matplotlib.ticker import MaxNLocator
+
+    drawn = {name: records for name, records in runs.items()
+             if panel.runs is None or name in panel.runs}
+    labels = panel.labels()
+    values: list[float] = []
+    for r, (name, records) in enumerate(drawn.items()):
+        prefix = f"{name}: " if len(drawn) > 1 else ""
+        for k, (key, label) in enumerate(labels.items()):
+            xs, ys = _series(records, key, x)
+            if not xs:
+                continue
+            values += ys
+            colour, style = (f"C{r}", _LINESTYLES[k % len(_LINESTYLES)]) if len(drawn) > 1 \
+                else (f"C{k}", "-")
+            ax.plot(xs, ys, ls=style, color=colour, label=prefix + label,
+                    marker="o" if len(xs) <= MARKED_POINTS else None, ms=3,
+                    drawstyle="steps-post" if panel.step else "default")
+            if key == panel.best:
                 best = int(np.argmax(ys))
-                ax.plot(
-                    xs[best],
-                    ys[best],
-                    "*",
-                    ms=10,
-                    color="C3",
-                    label=f"best top-1 {ys[best]:.2f} (epoch {xs[best]:g})",
-                )
-    ax.set(title="test accuracy (%)", xlabel="epoch")
+                ax.plot(xs[best], ys[best], "*", ms=10, color="C3" if len(drawn) == 1 else colour,
+                        label=f"{prefix}best {label} {ys[best]:.2f} ({x} {xs[best]:g})")
+    if panel.reference is not None:
+        _reference(ax, panel.reference, num_classes)
+    if panel.log and values and min(values) > 0:
+        ax.set_yscale("log")
+    ax.set_title(panel.title, fontsize=9)
+    ax.set_xlabel(x)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
+    if len(ax.get_legend_handles_labels()[0]) > 1:
+        ax.legend(fontsize=7)
+
+
+def _records(run: str | Path | Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    return read_metrics(run) if isinstance(run, str | Path) else run
 
 
 def plot_training_curves(
-    run: str | Path | list[dict[str, Any]],
+    run: str | Path | Sequence[Mapping[str, Any]]
+    | Mapping[str, str | Path | Sequence[Mapping[str, Any]]],
     *,
+    panels: Sequence[CurvePanel] = DEFAULT_PANELS,
+    num_classes: int | None = None,
+    x: str = "epoch",
     title: str | None = None,
     path: str | Path | None = None,
 ) -> Figure:
-    """Training curves of a run: the loss terms, test top-1/top-5 accuracy and the LR.
+    """Training curves of a run, or of several runs side by side, one :class:`CurvePanel` to an
+    axes in a row.
 
-    ``run`` is a run folder, its ``metrics.jsonl`` or the records themselves. Keys per epoch:
-    ``epoch``, the training loss terms ``train_<key>`` for each key of :data:`LOSS_KEYS` (as the
-    trainer writes them), ``test_top1``, ``test_top5``, ``lr``;
-    missing keys are skipped. The best top-1 epoch is marked.
+    ``run`` is a run folder, its ``metrics.jsonl`` or the records themselves, or a mapping
+    label -> one of these (several runs, e.g. ``{"ce": ..., "tdsa": ...}``). The records hold
+    one dict per epoch (``x``, by default ``epoch``, on the horizontal axis; ``train_<term>``,
+    ``train_top1``, ``val_top1``, ``test_top1``, ``lr``, ... as the trainer writes them);
+    missing or non-finite values are skipped. ``num_classes`` gives the panels' ``chance`` and
+    ``ln K`` lines. By default (:data:`DEFAULT_PANELS`): the loss terms, test top-1/top-5 with
+    the best top-1 epoch marked, the learning rate.
+
+    Book: chapter 2, *A short training run and its per-class channels*; chapter 4, *Curves*;
+    chapter 7, *The recipe's code path, run*.
     """
-    records = run if isinstance(run, list) else read_metrics(run)
-    fig, axes = _figure(1, 3, cell=3.4)
-    ax_loss, ax_acc, ax_lr = axes[0]
-    for key in LOSS_KEYS:
-        xs, ys = _series(records, f"train_{key}")
-        if xs:
-            ax_loss.plot(xs, ys, label=key, lw=2.0 if key == "total" else 1.0)
-    ax_loss.set(title="training loss", xlabel="epoch")
-    _plot_accuracy(ax_acc, records)
-    xs, ys = _series(records, "lr")
-    if xs:
-        ax_lr.plot(xs, ys)
-        if min(ys) > 0:
-            ax_lr.set_yscale("log")
-    ax_lr.set(title="learning rate", xlabel="epoch")
-    for ax in (ax_loss, ax_acc):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+    runs = ({str(name): _records(r) for name, r in run.items()} if isinstance(run, Mapping)
+            else {"": _records(run)})
+    fig, axes = _figure(1, len(panels), cell=3.4)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        _draw_panel(ax, panel, runs, x, num_classes)
     if title:
         fig.suptitle(title)
     _save(fig, path)

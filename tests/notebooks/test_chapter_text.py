@@ -193,6 +193,71 @@ def test_first_test_images_are_the_test_split_through_the_test_transform(tmp_pat
         assert (images[i] == reference[i][0]).all(), f"test image {i} differs"
     everything, _ = book.first_test_images(cfg)
     assert len(everything) == len(reference) == 6, "the limit only cuts, never pads"
+    cropped = apply_overrides(cfg, ["data.options.crop_to_bbox=true"])
+    images, _ = book.first_test_images(cropped, limit=2)
+    reference = build_dataset("synthetic", root, "test", crop_to_bbox=True,
+                              transform=build_transforms("scratch", 32, train=False))
+    assert all((images[i] == reference[i][0]).all() for i in range(2)), "data.options apply"
+    assert not (images[0] == everything[0]).all(), "the crop changes the image"
+
+
+def _generator_defaults() -> dict[str, object]:
+    import inspect
+
+    from tdsa.data.synthetic import generate
+
+    return {n: p.default for n, p in inspect.signature(generate).parameters.items()}
+
+
+def test_data_regime_reads_the_configs_synthetic_section(tmp_path: Path) -> None:
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {dataset: synthetic, synthetic: {num_classes: 5, "
+                      "train_per_class: 7, test_per_class: 3}}\n")
+    assert book.data_regime(config) == "5 classes with 7 training and 3 test images each"
+    config.write_text("data: {dataset: synthetic, synthetic: {num_classes: 5, "
+                      "train_per_class: 7, val_per_class: 2, test_per_class: 3}}\n")
+    assert book.data_regime(config) == (
+        "5 classes with 7 training, 2 validation and 3 test images each")
+    config.write_text("data: {dataset: synthetic, synthetic: {train_per_class: 9}}\n")
+    defaults = _generator_defaults()
+    assert book.data_regime(config) == (f"{defaults['num_classes']} classes with 9 training and "
+                                        f"{defaults['test_per_class']} test images each")
+    shipped = yaml.safe_load(book.config_path("synthetic_tdsa").read_text())["data"]["synthetic"]
+    assert book.data_regime() == (
+        f"{shipped['num_classes']} classes with {shipped['train_per_class']} training, "
+        f"{shipped['val_per_class']} validation and {shipped['test_per_class']} test images each")
+    config.write_text("data: {dataset: cub}\n")
+    with pytest.raises(ValueError, match="not a config of the synthetic data"):
+        book.data_regime(config)
+
+
+@pytest.mark.parametrize("grid, variant", [("synthetic", None), ("precision", None),
+                                           ("precision_n160", None), ("levers", "tdsa_long")])
+def test_grid_regime_reads_the_grid_file(grid: str, variant: str | None) -> None:
+    """Against the grid file and its base config read by hand: the last override of a key wins,
+    and a key no file sets is the generator's default."""
+    import yaml
+
+    spec = yaml.safe_load(book.config_path(f"ablations/{grid}").read_text())
+    base = yaml.safe_load((book.repo_root() / spec["base"]).read_text())
+    name = variant or next(iter(spec["variants"]))
+    overrides = dict(o.split("=", 1) for o in
+                     spec.get("overrides", []) + spec["variants"][name].get("overrides", []))
+    epochs = int(overrides.get("train.epochs", base["train"]["epochs"]))
+    per_class = int(overrides.get("data.synthetic.train_per_class", base["data"]["synthetic"].get(
+        "train_per_class", _generator_defaults()["train_per_class"])))
+    assert book.grid_regime(grid, variant) == (
+        f"{epochs} epochs, {per_class} training images per class, {len(spec['seeds'])} seeds")
+
+
+def test_versus_states_a_gap_in_points() -> None:
+    assert book.versus(71.26, 70.0) == "1.3 points above cross-entropy"
+    assert book.versus(60.0, 70.0) == "10.0 points below cross-entropy"
+    assert book.versus(70.04, 70.0) == "level with cross-entropy"
+    assert book.versus(69.96, 70.0, name="CE") == "level with CE"
+    assert book.versus(70.06, 70.0) == "0.1 points above cross-entropy"
 
 
 # Words that state a measured difference. In the chapters they may only come from computed output

@@ -108,7 +108,9 @@ def test_the_issues_attributions_are_fixed(page) -> None:
 
     assert "02_channel_constraint.ipynb" not in pages("tdsa.models.create_model")
     assert pages("tdsa.models.list_models") == set(), "no chapter uses list_models"
-    assert pages("tdsa.viz.plot_training_curves") == set(), "no chapter calls it"
+    assert pages("tdsa.viz.plot_training_curves") == {
+        "02_channel_constraint.ipynb", "04_training.ipynb", "07_reproducing.ipynb"}, (
+        "the chapters that draw training curves call it (issue 24)")
     assert pages("tdsa.viz.plot_gate_maps") == {"06_attention_metrics.ipynb"}
     ccmp = page["tdsa.losses.ccmp"][1]
     assert [link["slug"] for link in ccmp] == ["a-stages-feature-map-and-cross-channel-max-pooling"]

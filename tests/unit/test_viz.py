@@ -13,12 +13,15 @@ from PIL import Image
 from tdsa.losses import top_down_attention
 from tdsa.runfiles import read_metrics
 from tdsa.viz import (
+    CurvePanel,
+    channels_as_rgb,
     class_gate_maps,
     draw_overlay,
     draw_parts,
     overlay,
     plot_class_channels,
     plot_confusion_matrix,
+    plot_diversity_steps,
     plot_gate_maps,
     plot_training_curves,
     save_triplet,
@@ -247,3 +250,77 @@ def test_visualize_command_errors_are_one_line(tmp_path, capsys):
     argv = ["visualize", "--checkpoint", str(missing), "--out", str(tmp_path), "--num-images", "0"]
     assert cli.main(argv) == 2
     assert "--num-images must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def _records(values):
+    """Per-epoch records (epoch from 1) of ``{key: [value per epoch]}``."""
+    n = len(next(iter(values.values())))
+    return [{"epoch": e + 1, **{k: v[e] for k, v in values.items()}} for e in range(n)]
+
+
+def test_training_curve_panels_draw_the_records_of_each_run():
+    ce = _records({"train_ce": [2.0, 1.5, float("nan")], "train_top1": [20.0, 40.0, 50.0]})
+    tdsa = _records({"train_ce": [2.1, 1.2, 0.9], "train_top1": [25.0, 45.0, 70.0],
+                     "aux_scale": [0.5, 1.0, 1.0]})
+    fig = plot_training_curves({"ce": ce, "tdsa": tdsa}, num_classes=4, panels=[
+        CurvePanel("loss", ("train_ce",), reference="ln K"),
+        CurvePanel("accuracy", {"train_top1": "train"}, reference="chance", best="train_top1"),
+        CurvePanel("ramp", {"aux_scale": "ramp"}, runs=("tdsa",), step=True),
+    ])
+    ax_loss, ax_acc, ax_ramp = fig.axes[:3]
+    curves = {line.get_label(): line for line in ax_loss.lines}
+    assert list(curves["ce: ce"].get_xdata()) == [1.0, 2.0], "the NaN epoch is skipped"
+    assert list(curves["ce: ce"].get_ydata()) == [2.0, 1.5]
+    assert list(curves["tdsa: ce"].get_ydata()) == [2.1, 1.2, 0.9]
+    assert curves["ce: ce"].get_color() != curves["tdsa: ce"].get_color(), "a colour per run"
+    assert curves["ln K = 1.39"].get_ydata()[0] == pytest.approx(np.log(4))
+    labels = [line.get_label() for line in ax_acc.lines]
+    assert "chance 25.0%" in labels
+    chance = next(line for line in ax_acc.lines if line.get_label() == "chance 25.0%")
+    assert chance.get_ydata()[0] == pytest.approx(25.0)
+    assert {"tdsa: best train 70.00 (epoch 3)", "ce: best train 50.00 (epoch 3)"} <= set(labels)
+    assert [line.get_label() for line in ax_ramp.lines] == ["ramp"], "one run: no prefix"
+    assert ax_ramp.lines[0].get_drawstyle() == "steps-post"
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["loss", "accuracy", "ramp"]
+
+
+def test_curve_panel_labels_and_reference_errors():
+    assert CurvePanel("t", ("train_dis_mid", "lr")).labels() == {"train_dis_mid": "dis_mid",
+                                                                  "lr": "lr"}
+    assert CurvePanel("t", {"test_top1": "test"}).labels() == {"test_top1": "test"}
+    records = _records({"train_top1": [10.0, 20.0]})
+    with pytest.raises(ValueError, match="needs num_classes"):
+        plot_training_curves(records, panels=[CurvePanel("a", ("train_top1",), reference="chance")])
+    with pytest.raises(ValueError, match="reference must be one of"):
+        plot_training_curves(records, num_classes=3,
+                             panels=[CurvePanel("a", ("train_top1",), reference="half")])
+
+
+def test_channels_as_rgb_is_each_maps_square_root_over_its_maximum():
+    maps = torch.tensor([[[4.0, 1.0], [0.0, 16.0]],
+                         [[0.0, 0.0], [0.0, 0.0]],
+                         [[9.0, 9.0], [9.0, 9.0]]])
+    rgb = channels_as_rgb(maps)
+    assert rgb.shape == (2, 2, 3)
+    assert np.allclose(rgb[..., 0], [[0.5, 0.25], [0.0, 1.0]])
+    assert np.allclose(rgb[..., 1], 0.0), "an all-0 map stays black"
+    assert np.allclose(rgb[..., 2], 1.0)
+    with pytest.raises(ValueError, match=r"three maps \[3, H, W\]"):
+        channels_as_rgb(torch.rand(2, 4, 4))
+
+
+def test_diversity_steps_show_each_class_before_and_after_and_the_loss():
+    before, after = torch.rand(1, 6, 5, 5), torch.rand(1, 6, 5, 5)
+    losses = [0.6, 0.3, 0.1]
+    fig = plot_diversity_steps(before, after, losses, classes=(0, 1), first=0)
+    panels = fig.axes[:5]
+    assert [ax.get_title() for ax in panels[:4]] == [
+        "class 0, before", "class 0, after", "class 1, before", "class 1, after"]
+    assert np.allclose(panels[3].images[0].get_array(), channels_as_rgb(after[0, 3:6]))
+    assert np.allclose(panels[0].images[0].get_array(), channels_as_rgb(before[0, 0:3]))
+    assert list(panels[4].lines[0].get_ydata()) == losses
+    assert list(panels[4].lines[0].get_xdata()) == [0.0, 1.0, 2.0]
+    assert plot_diversity_steps(before, after, losses, classes=(1,)).axes[0].get_title() == (
+        "class 2, before"), "numbered from 1 by default"
+    with pytest.raises(ValueError, match=r"the same \[1, K\*3, H, W\]"):
+        plot_diversity_steps(before, torch.rand(1, 4, 5, 5), losses)

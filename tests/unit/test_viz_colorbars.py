@@ -69,7 +69,8 @@ HEAT_MAPS: dict[str, Callable[..., tuple[Figure, int]]] = {
     "draw_overlay": lambda **_: (_overlay_figure(), 1),
     "plot_twin": lambda **_: (_twin_figure(), 2),
 }
-NOT_HEAT_MAPS = {"draw_parts": "points on an image", "plot_training_curves": "line plots"}
+NOT_HEAT_MAPS = {"draw_parts": "points on an image", "plot_training_curves": "line plots",
+                 "plot_diversity_steps": "RGB pictures and a line plot"}
 
 
 def test_every_plotting_function_is_classified() -> None:
@@ -101,6 +102,21 @@ def test_channel_means_rows_are_1_based_and_row_normalised() -> None:
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2"]
     expected = np.array([[0.5, 1.0, 0.25, 0.25], [0.0, 0.0, 0.0, 0.0]])
     assert np.allclose(ax.images[0].get_array(), expected)
-    with pytest.raises(ValueError, match=r"means must be \[K, K\*xi\] with xi=3"):
+    with pytest.raises(ValueError, match=r"means must be \[R, K\*xi\] with xi=3"):
         plot_channel_means(means, 3)
 
+
+
+def test_channel_means_of_some_classes_counted_from_0() -> None:
+    means = torch.tensor([[1.0, 3.0, 2.0, 4.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0, 4.0, 1.0]])
+    fig = plot_channel_means(means, 2, classes=[1, 2], first=0)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "2"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
+    assert np.allclose(ax.images[0].get_array(), means / means.amax(dim=1, keepdim=True))
+    outlines = [(p.get_x(), p.get_y()) for p in ax.patches]
+    assert outlines == [(1.5, -0.5), (3.5, 0.5)], "each row's own-class block, columns 2-3, 4-5"
+    with pytest.raises(ValueError, match=r"classes must name one class in 0\.\.2 per row"):
+        plot_channel_means(means, 2, classes=[0, 3])
+    with pytest.raises(ValueError, match="classes must name one class"):
+        plot_channel_means(means, 2)
