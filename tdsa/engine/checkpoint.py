@@ -213,7 +213,13 @@ def load_model(
 
     Book: chapter 6, *The two trained networks*.
     """
-    ckpt = load_checkpoint(path, map_location)
+    return model_from_checkpoint(load_checkpoint(path, map_location), path, map_location)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path,
+                          map_location: str | torch.device = "cpu") -> tuple[TdsaNet, Config]:
+    """:func:`load_model` of a checkpoint already read from ``path`` (by
+    :func:`load_checkpoint`), for a caller that also needs its other contents."""
     cfg = checkpoint_config(ckpt, path)
     num_classes = int(ckpt.get("num_classes") or cfg.model.num_classes or 0)
     if num_classes < 1:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from tdsa.engine.checkpoint import load_checkpoint, load_model
+from tdsa.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from tdsa.engine.distributed import resolve_device
 from tdsa.engine.evaluate import evaluate
 from tdsa.engine.precision import resolve_precision
@@ -62,9 +62,9 @@ def evaluate_checkpoint(
     from tdsa.data import from_config, list_datasets
 
     dev = resolve_device(device)
-    model, cfg = load_model(checkpoint, map_location=dev)
+    ckpt = load_checkpoint(checkpoint, map_location=dev)
+    model, cfg = model_from_checkpoint(ckpt, checkpoint, map_location=dev)
     num_classes = int(model.num_classes)
-    ckpt = load_checkpoint(checkpoint)
     d = cfg.data
     name, where = dataset or d.dataset, root or d.root
     if name not in list_datasets():

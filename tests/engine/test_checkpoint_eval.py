@@ -38,6 +38,21 @@ def test_the_report_counts_every_image_and_recalls_the_stored_top1(run: Path) ->
     assert stored_test_top1({"epoch": 3, "metrics": ckpt["metrics"]}) is None
 
 
+def test_the_checkpoint_is_read_once(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    reads: list[str] = []
+    real_load = torch.load
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    evaluate_checkpoint(run / "last.pt", device="cpu")
+    assert reads == [str(run / "last.pt")]
+
+
 def test_write_eval_writes_the_report_and_the_confusion_matrix(run: Path, tmp_path: Path) -> None:
     result = evaluate_checkpoint(run / "best.pt", device="cpu", batch_size=3, workers=0)
     report, confusion = write_eval(result, tmp_path / "new" / "folder")
