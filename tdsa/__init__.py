@@ -16,9 +16,10 @@ cycle):
 - **The experiments**: ``experiments/``, what composes the library into evidence: ``grid``
   (a grid of variants x seeds, trained and tabulated), ``evidence`` (results files read back,
   the claim tested seed by seed), ``calibration`` (the synthetic benchmark's calibration map),
-  ``localisation``, ``counterfactual``, ``budget`` (the budget curve), ``bench/`` (the
-  benchmarks, one module per measure), ``book`` (what the notebooks share) and ``readme`` (the
-  README's status numbers, computed from the results). The grids are YAML files under
+  ``localisation``, ``counterfactual``, ``budget`` (the budget curve), ``stalls`` (seeds that
+  end far below the others, and their recorded curves), ``bench/`` (the benchmarks, one module
+  per measure), ``book`` (what the notebooks share) and ``readme`` (the README's status
+  numbers, computed from the results). The grids are YAML files under
   ``configs/ablations/``: lever pairs, table columns and part names live in the grid files or
   the chapter, not the package. It imports the library, never the commands.
 - **The commands**: ``cli.py``, ``__main__.py`` and ``commands/``, one module per command. A
