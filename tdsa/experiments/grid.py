@@ -55,7 +55,7 @@ from typing import Any
 import yaml
 
 from tdsa.config import Config, apply_overrides, dump_config, load_config
-from tdsa.errors import ConfigError, TdsaError
+from tdsa.errors import ConfigError, DataError, TdsaError
 from tdsa.provenance import code_version, cpu_kind
 from tdsa.resources import resolve_config
 from tdsa.runfiles import TIME_KEYS
@@ -66,6 +66,7 @@ __all__ = [
     "lever_pairs",
     "load_grid",
     "markdown_report",
+    "read_curves",
     "recorded_commands",
     "recorded_results",
     "report_header",
@@ -445,12 +446,7 @@ def recorded_results(grid: Grid, results_path: str | Path) -> dict[tuple[str, in
         if stored.is_file() and _config_text(stored.read_text(encoding="utf-8")) == \
                 _config_text(dump_config(grid.config(name, grid.seeds[0]))):
             current[name] = True
-    curves: dict[tuple[str, int], list[dict[str, float]]] = {}
-    if (base / "curves.csv").is_file():
-        with (base / "curves.csv").open(newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                curves.setdefault((row["variant"], int(row["seed"])), []).append(
-                    {k: float(v) for k, v in row.items() if k not in ("variant", "seed") and v})
+    curves = read_curves(base) if (base / "curves.csv").is_file() else {}
     out: dict[tuple[str, int], RunResult] = {}
     with csv_path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -765,6 +761,20 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str | Seq
         lines += ["", "## Failed runs", ""]
         lines += [f"- {r.variant} seed {r.seed}: {r.error}" for r in failed]
     return "\n".join(lines) + "\n"
+
+
+def read_curves(results_path: str | Path) -> dict[tuple[str, int], list[dict[str, float]]]:
+    """The epoch records of a grid's runs, ``results_path/curves.csv`` (``results_path`` is
+    ``results/<grid>`` without a suffix), by ``(variant, seed)``, each in epoch order."""
+    path = Path(results_path) / "curves.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: no such curves file (written by python -m tdsa ablate)")
+    curves: dict[tuple[str, int], list[dict[str, float]]] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            curves.setdefault((row["variant"], int(row["seed"])), []).append(
+                {k: float(v) for k, v in row.items() if k not in ("variant", "seed") and v})
+    return {key: sorted(rows, key=lambda r: r["epoch"]) for key, rows in curves.items()}
 
 
 def _write_curves(results: Sequence[RunResult], path: Path) -> None:

@@ -6,22 +6,20 @@ and std of all ``n`` seeds including itself, no seed can lie further than ``(n -
 std from the mean (1.79 for five seeds), so "more than 2 std below the arm's mean" could never
 fire. The epoch records a grid keeps for every run (``results/<grid>/curves.csv``, written by
 :mod:`tdsa.experiments.grid`) say what the stalled run did: losses per term, gradient norms per
-stage, train and val top-1 per epoch, after its run folder is gone.
+stage, train and val top-1 per epoch, after its run folder is gone
+(:func:`tdsa.experiments.grid.read_curves`).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-from tdsa.errors import DataError
 from tdsa.experiments.evidence import Row
 
-__all__ = ["Stall", "read_curves", "stalled_seeds"]
+__all__ = ["Stall", "stalled_seeds"]
 
 
 @dataclass(frozen=True)
@@ -53,17 +51,3 @@ def stalled_seeds(rows: Iterable[Row], variant: str, column: str = "final_top1",
         if z > k:
             stalls.append(Stall(seed, value, mean, std, z))
     return sorted(stalls, key=lambda s: s.value)
-
-
-def read_curves(results_path: str | Path) -> dict[tuple[str, int], list[dict[str, float]]]:
-    """The epoch records of a grid's runs, ``results_path/curves.csv`` (``results_path`` is
-    ``results/<grid>`` without a suffix), by ``(variant, seed)``, each in epoch order."""
-    path = Path(results_path) / "curves.csv"
-    if not path.is_file():
-        raise DataError(f"{path}: no such curves file (written by python -m tdsa ablate)")
-    curves: dict[tuple[str, int], list[dict[str, float]]] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            curves.setdefault((row["variant"], int(row["seed"])), []).append(
-                {k: float(v) for k, v in row.items() if k not in ("variant", "seed") and v})
-    return {key: sorted(rows, key=lambda r: r["epoch"]) for key, rows in curves.items()}

@@ -67,7 +67,7 @@ def test_a_recorded_run_is_not_trained_again_and_a_changed_variant_is(
         assert float(row["grad_norm/total"]) == pytest.approx(epoch["grad_norm/total"])
         assert "epoch_time" not in row and "precision" not in row
     first_curve = curve
-    from tdsa.experiments.stalls import read_curves
+    from tdsa.experiments.grid import read_curves
 
     assert [r["val_top1"] for r in read_curves(results)[("tdsa", 0)]] == pytest.approx(
         [e["val_top1"] for e in epochs])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tdsa.errors import DataError
-from tdsa.experiments.stalls import read_curves, stalled_seeds
+from tdsa.experiments.grid import read_curves
+from tdsa.experiments.stalls import stalled_seeds
 
 
 def _rows(values: list[float], variant: str = "tdsa") -> list[dict[str, object]]:
