@@ -9,9 +9,11 @@
 #   scripts/sweep_lanes.sh GRID "PATTERNS OF LANE A" "PATTERNS OF LANE B"   start both lanes
 #   scripts/sweep_lanes.sh --report GRID                                      write the results
 #
-# Patterns are shell globs over the grid's variant names ("ce_*"); each lane trains its variants
-# seed-major. A grid that pins bf16 (train.amp=bf16) is refused on a CPU without native bf16,
-# where it would run emulated at a fraction of the speed. Logs: ../sweeplogs/<grid>-{A,B}.log.
+# Patterns are shell globs over the grid's variant names ("ce_*"); a word "seeds=0,2" restricts
+# that lane to those seeds (two lanes can then share one variant). Each lane trains its variants
+# seed-major. A lane whose variants pin bf16 (train.amp=bf16) is refused on a CPU without native
+# bf16, where it would run emulated at a fraction of the speed.
+# Logs: ../sweeplogs/<grid>-{A,B}.log.
 set -euo pipefail
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 py="$repo/.venv/bin/python"
@@ -35,7 +37,7 @@ logs="$repo/../sweeplogs"
 mkdir -p "$logs"
 [ -d "$tree" ] || git -C "$repo" worktree add --detach "$tree" "$commit" >/dev/null
 
-# Expand the patterns, refuse emulated bf16 and generate the grid's synthetic data once (the two
+# Expand the patterns, refuse emulated bf16 and generate the lanes' synthetic data once (the two
 # lanes would otherwise both write the same missing root).
 lanes=$(cd "$tree" && PYTHONPATH="$tree" "$py" - "$grid" "$2" "$3" <<'EOF'
 import fnmatch
@@ -43,27 +45,36 @@ import sys
 
 from tdsa.engine.build import ensure_synthetic
 from tdsa.engine.distributed import DistInfo
-from tdsa.hardware import cpu_has_native_bf16
 from tdsa.experiments.grid import load_grid
+from tdsa.hardware import cpu_has_native_bf16
 
 grid = load_grid(sys.argv[1])
-for pattern_list in sys.argv[2:]:
+data = {}
+for spec in sys.argv[2:]:
+    words = spec.split()
+    seeds = [int(s) for w in words if w.startswith("seeds=") for s in w[6:].split(",")]
     names = [v for v in grid.variants
-             if any(fnmatch.fnmatch(v, p) for p in pattern_list.split())]
+             if any(fnmatch.fnmatch(v, p) for p in words if not p.startswith("seeds="))]
     if not names:
-        sys.exit(f"sweep_lanes: {pattern_list!r} matches no variant of {sys.argv[1]}")
-    print(" ".join(names))
-cfg = grid.config(next(iter(grid.variants)), grid.seeds[0])
-if cfg.train.amp == "bf16" and cfg.runtime.device != "cuda" and not cpu_has_native_bf16():
-    sys.exit(f"sweep_lanes: {sys.argv[1]} pins train.amp=bf16 and this CPU has no native bf16")
-ensure_synthetic(cfg.data, DistInfo())
+        sys.exit(f"sweep_lanes: {spec!r} matches no variant of {sys.argv[1]}")
+    if any(s not in grid.seeds for s in seeds):
+        sys.exit(f"sweep_lanes: {spec!r} names a seed outside the grid's {grid.seeds}")
+    for name in names:
+        cfg = grid.config(name, grid.seeds[0])
+        if cfg.train.amp == "bf16" and cfg.runtime.device != "cuda" and not cpu_has_native_bf16():
+            sys.exit(f"sweep_lanes: {name} of {sys.argv[1]} pins train.amp=bf16 and this CPU "
+                     "has no native bf16")
+        data[cfg.data.root] = cfg.data
+    print(" ".join(names) + (" --seeds " + " ".join(map(str, seeds)) if seeds else ""))
+for data_config in data.values():
+    ensure_synthetic(data_config, DistInfo())
 EOF
 )
 lane_a=$(sed -n 1p <<<"$lanes")
 lane_b=$(sed -n 2p <<<"$lanes")
 for lane in A B; do
   variants=$([ $lane = A ] && echo "$lane_a" || echo "$lane_b")
-  # shellcheck disable=SC2086  # the variant names are one word each
+  # shellcheck disable=SC2086  # variant names and seeds are one word each
   (cd "$tree" && PYTHONPATH="$tree" setsid nohup "$py" -m tdsa ablate --grid "$grid" \
      --out "runs/ablate/$name" --results "$repo/results/$name" --only $variants \
      >> "$logs/$name-$lane.log" 2>&1 < /dev/null &)
