@@ -53,11 +53,13 @@ __all__ = [
     "BOOK_GRIDS",
     "COMPARISON_GRID",
     "FRESH_DRAW_GRID",
+    "JOINT_GRID",
     "PROFILES",
     "RUNS",
     "SYNTHETIC_SETS",
     "VERDICT_COLOURS",
     "GridResults",
+    "JointTuning",
     "RunPlan",
     "check_profile",
     "claim_summary",
@@ -73,6 +75,9 @@ __all__ = [
     "flat_config",
     "grid_regime",
     "grid_results",
+    "joint_tuning",
+    "joint_tuning_status",
+    "joint_tuning_summary",
     "lever_pairs",
     "load_or_train",
     "measured_effect",
@@ -837,6 +842,157 @@ def budget_summary(results_dir: str | Path | None = None,
         text += (f" The committed comparison (`results/{compared}`) trained {trained} epochs, "
                  f"{where}.")
     return text + " " + results_provenance(BUDGET_GRID, folder)
+
+
+JOINT_GRID = "tuning_joint"
+"""Both arms tuned on val at the converged budget E, each on a grid that crosses two of its
+settings (``configs/ablations/tuning_joint.yaml``)."""
+
+
+def _crossing_table(crossing: Any, chosen: Candidate | None) -> list[str]:
+    """One arm's crossing as a Markdown table: final val top-1 (mean ± std, seeds) per cell."""
+    lines = [f"| {crossing.row_key.split('.')[-1]} | " + " | ".join("/".join(dict.fromkeys(col))
+                                           for col in crossing.columns) + " |",
+             "|---" * (1 + len(crossing.columns)) + "|"]
+    for row in crossing.rows:
+        cells = []
+        for col in crossing.columns:
+            c = crossing.cells[(row, col)]
+            text = f"{format_mean_std(*c.top1[:2])} ({c.top1[2]})" if c.top1[2] else "— (0)"
+            cells.append(f"**{text}**" if c is chosen else text)
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
+
+
+class JointTuning(NamedTuple):
+    """The joint tuning as the book reads it: its grid and rows, the converged budget E, the
+    ranked candidates and each arm's choice (None until its grid is complete)."""
+
+    grid: Grid
+    rows: list[Row]
+    epochs: int
+    candidates: list[Candidate]
+    chosen: dict[str, Candidate | None]
+
+    @property
+    def finished(self) -> int:
+        """Runs that finished."""
+        return sum(1 for r in self.rows if r["status"] == "ok")
+
+    @property
+    def runs(self) -> int:
+        """Runs of the grid: its variants times its seeds."""
+        return len(self.grid.variants) * len(self.grid.seeds)
+
+
+_ARM_NAMES = {"ce": "cross-entropy", "tdsa": "TDSA"}
+
+
+def joint_tuning(results_dir: str | Path | None = None) -> JointTuning:
+    """The committed joint tuning (:data:`JOINT_GRID`) read with the budget curve's E
+    (FileNotFoundError or DataError where the results files are missing).
+
+    Book: chapter 5, *Joint tuning at E*.
+    """
+    from tdsa.experiments.budget import budget_points, converged_budget
+    from tdsa.experiments.evidence import read_results
+    from tdsa.experiments.joint_tuning import joint_candidates, joint_choice
+
+    folder = Path(results_dir) if results_dir is not None else results_path()
+    grid, rows, _ = grid_results(JOINT_GRID, folder)
+    epochs = converged_budget(budget_points(read_results(folder / f"{BUDGET_GRID}.csv"))).epochs
+    cands = joint_candidates(grid, rows, seeds=grid.seeds, epochs=epochs)
+    return JointTuning(grid, rows, epochs, cands,
+                       {arm: joint_choice(cands, arm) for arm in _ARMS})
+
+
+def joint_tuning_status(results_dir: str | Path | None = None) -> str:
+    """One sentence: how many runs of the joint tuning finished and what each arm chose, or
+    how many of its settings the choice still waits for.
+
+    Book: chapter 5, *What we measured*.
+    """
+    try:
+        joint = joint_tuning(results_dir)
+    except (DataError, FileNotFoundError) as error:
+        return f"The joint tuning's results are not in this copy ({error})."
+    arms = []
+    for arm, c in joint.chosen.items():
+        if c is None:
+            inside = [d for d in joint.candidates
+                      if d.arm == arm and d.grid.variants[d.variant].eligible]
+            waiting = sum(1 for d in inside if not d.eligible)
+            total = len(inside)
+            arms.append(f"{_ARM_NAMES[arm]} has no choice yet ({waiting} of {total} settings "
+                        "miss a seed)")
+        else:
+            arms.append(f"{_ARM_NAMES[arm]} chose `{c.variant}` "
+                        f"({format_mean_std(*c.top1[:2])}%)")
+    return (f"Joint tuning at E = {joint.epochs} epochs on val: {joint.finished} of "
+            f"{joint.runs} runs finished; " + "; ".join(arms) + ".")
+
+
+def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
+    """Markdown: for each arm of the joint tuning (:func:`joint_tuning`), the crossing of its
+    grid with final val top-1 per cell (mean ± std, seeds finished), its choice by
+    :func:`tdsa.experiments.joint_tuning.joint_choice` (or how many cells it still waits for),
+    how much the chosen setting's val top-1 still rose over its last epochs
+    (:func:`~tdsa.experiments.joint_tuning.late_rise`, against the budget rule's tolerance),
+    the points outside the grid, and where the numbers come from.
+
+    Book: chapter 5, *Joint tuning at E*.
+    """
+    from tdsa.experiments.budget import TOLERANCE
+    from tdsa.experiments.grid import read_curves
+    from tdsa.experiments.joint_tuning import OUTSIDE, crossing, late_rise
+
+    folder = Path(results_dir) if results_dir is not None else results_path()
+    try:
+        joint = joint_tuning(folder)
+    except (DataError, FileNotFoundError) as error:
+        return f"The joint tuning's results are not in this copy ({error})."
+    grid = joint.grid
+    curves = read_curves(folder / JOINT_GRID) if (folder / JOINT_GRID / "curves.csv").is_file() \
+        else {}
+    parts = [f"{joint.finished} of {joint.runs} runs finished (seeds "
+             f"{', '.join(map(str, grid.seeds))}; validation split, test not read), each at "
+             f"{grid.config(next(iter(grid.variants)), grid.seeds[0]).train.epochs} epochs "
+             f"(E = {joint.epochs}). Final val top-1 (%), mean ± std (seeds finished); the "
+             "chosen cell in bold."]
+    for arm, chosen in joint.chosen.items():
+        cross = crossing(joint.candidates, arm)
+        axes = (f"rows `{cross.row_key}`, columns "
+                + ", ".join(f"`{k}`" for k in cross.column_keys))
+        parts.append(f"**{_ARM_NAMES[arm]}** ({axes}):\n\n"
+                     + "\n".join(_crossing_table(cross, chosen)))
+        if chosen is None:
+            waiting = [c for c in cross.cells.values() if not c.eligible]
+            parts.append(f"No choice yet: {len(waiting)} of {len(cross.cells)} settings miss "
+                         "a seed, and the rule (the best mean final val top-1) waits for every "
+                         "cell, since an early choice could flip.")
+            continue
+        rise = late_rise(curves, chosen.variant, grid.seeds)
+        if not rise.per_seed:
+            still = ("its runs recorded no epoch curve (they trained before runs kept one), "
+                     "so whether it still rises at E is not measured")
+        else:
+            still = (f"over its last {rise.window} epochs its val top-1 moved by "
+                     f"{rise.mean:+.1f} points (mean over {len(rise.per_seed)} seeds) against "
+                     f"the {rise.window} before: "
+                     + (f"more than {TOLERANCE:g} point, so it **still rises at E**"
+                        if rise.mean > TOLERANCE else
+                        f"within {TOLERANCE:g} point, flat at E"))
+        parts.append(f"Chosen: `{chosen.variant}` ({chosen.describe()}), "
+                     f"{format_mean_std(*chosen.top1[:2])}% over {chosen.top1[2]} seeds; "
+                     f"{still}.")
+    outside = [c for c in joint.candidates if c.reason == OUTSIDE]
+    if outside:
+        parts.append("Outside the grid, never chosen: " + "; ".join(
+            f"`{c.variant}` ({c.describe()}): "
+            + (f"{format_mean_std(*c.top1[:2])}% over {c.top1[2]} seeds" if c.top1[2]
+               else "no run finished yet") for c in outside) + ".")
+    parts.append(results_provenance(JOINT_GRID, folder))
+    return "\n\n".join(parts)
 
 
 def _generate_args(cfg: Config) -> dict[str, Any]:

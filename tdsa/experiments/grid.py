@@ -14,6 +14,7 @@ variants, each with its own overrides::
       ce: {description: "cross-entropy only", overrides: [loss.alpha_mid=0, ...]}
       tdsa: {description: "full TDSA", overrides: [], baseline: ce, lever: "the loss"}
       ce_tuned: {config: configs/synthetic_ce.yaml, overrides: []}  # another base config
+      published: {overrides: [...], eligible: false}  # reported, never chosen from the grid
 
 Each ``(variant, seed)`` trains with :func:`tdsa.engine.train` into ``OUT/<variant>/seed<k>``
 (``runtime.seed=k``), then the final-epoch weights (``last.pt``) are scored with
@@ -84,7 +85,7 @@ PROVENANCE_KEYS = ("code", "cpu", "precision")
 """The text columns of the results CSV that say what ran each run (:class:`RunResult`)."""
 SPLITS = ("test", "val")
 GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
-VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config")
+VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config", "eligible")
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -103,7 +104,8 @@ class Variant:
     names its ``baseline`` (the cross-entropy arm it is compared with, in this grid or
     another) and the ``lever`` the pair tests (:func:`lever_pairs`). ``config``, when set,
     replaces the grid's ``base`` for this arm (e.g. an arm whose tuned settings are a config
-    of their own).
+    of their own). ``eligible`` false marks a labelled point outside a tuning grid: trained
+    and reported, never chosen (:func:`tdsa.experiments.joint_tuning.joint_candidates`).
     """
 
     name: str
@@ -112,6 +114,7 @@ class Variant:
     baseline: str = ""
     lever: str = ""
     config: Path | None = None
+    eligible: bool = True
 
 
 @dataclass
@@ -227,13 +230,18 @@ def _grid_variants(path: Path, variants_raw: Any) -> dict[str, Variant]:
         if bool(spec.get("baseline")) != bool(spec.get("lever")):
             raise ConfigError(f"{path}: variant {name!r} needs both 'baseline' (the arm it is "
                               f"compared with) and 'lever' (what the pair tests), or neither")
+        eligible = spec.get("eligible", True)
+        if not isinstance(eligible, bool):
+            raise ConfigError(f"{path}: variants.{name}.eligible must be true or false, "
+                              f"got {eligible!r}")
         config = spec.get("config")
         variants[name] = Variant(name, str(spec.get("description", "")),
                                  _string_list(spec.get("overrides"),
                                               f"{path}: variants.{name}.overrides"),
                                  str(spec.get("baseline") or ""), str(spec.get("lever") or ""),
                                  None if config is None
-                                 else _grid_base(path, config, f"variants.{name}.config"))
+                                 else _grid_base(path, config, f"variants.{name}.config"),
+                                 eligible)
     return variants
 
 

@@ -97,6 +97,12 @@ def _results(tmp_path: Path, winners: dict[str, str]) -> Path:
               "tdsa_e16": [60.0, 62.0], "tdsa_e32": [70.0, 72.0], "tdsa_e64": [76.0, 78.0]}
     write_results(load_grid("ablations/budget"), _runs(budget, final_val_top1=budget),
                   results / "budget", "python -m tdsa ablate --grid configs/ablations/budget.yaml")
+    # the joint tuning at E (val): cross-entropy's grid complete, TDSA's waiting for one seed
+    joint_grid = load_grid("ablations/tuning_joint")
+    joint = {v: [70.0, 72.0] for v in joint_grid.variants}
+    joint |= {"ce_lr4e-3_wd0.05": [88.0, 90.0], "tdsa_lr2e-3_w0.15": [95.0]}
+    write_results(joint_grid, _runs(joint), results / "tuning_joint",
+                  "python -m tdsa ablate --grid configs/ablations/tuning_joint.yaml")
     # TDSA is 10, 11, 9 points above CE on seeds 0, 1, 2: paired difference +10.0 ± 1.0;
     # mc_high -5, -2, -8: -5.0 ± 3.0; no_gate +2, -2, +1: +0.3 ± 2.1.
     final = {"ce": [50.0, 40.0, 60.0], "tdsa": [60.0, 51.0, 69.0], "mc_high": [45.0, 38.0, 52.0],
@@ -143,6 +149,16 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     assert ("**E = 64 epochs, not converged**: no doubling measured keeps every arm's mean final "
             "val top-1 within 1 point (from 32 to 64 epochs: ce +0.5, tdsa +6.0 points)") in text
     assert "The committed comparison (`results/comparison`) trained 16 epochs, below E" in text
+    # the joint tuning (val): a choice only where every cell of an arm's grid has both seeds
+    assert "25 of 26 runs finished (seeds 0, 1; validation split, test not read)" in text
+    assert "| 0.004 | **89.0 ± 1.4 (2)** | 71.0 ± 1.4 (2) |" in text, "CE's chosen cell"
+    assert ("Chosen: `ce_lr4e-3_wd0.05` (cross-entropy, lr 4e-3, weight decay 0.05), 89.0 ± 1.4% "
+            "over 2 seeds; its runs recorded no epoch curve") in text
+    assert "| 0.002 | 71.0 ± 1.4 (2) | 95.0 (1) |" in text
+    assert "No choice yet: 1 of 6 settings miss a seed" in text
+    assert ("Joint tuning at E = 64 epochs on val: 25 of 26 runs finished; cross-entropy chose "
+            "`ce_lr4e-3_wd0.05` (89.0 ± 1.4%); TDSA has no choice yet (1 of 6 settings miss a "
+            "seed).") in text, "the bullet of the chapter's summary"
     # the comparison (test), paired by seed, and the band of cross-entropy on test
     assert "tdsa − ce: +10.0 ± 1.0 points over 3 seeds, **higher**" in text
     assert "mc_high − ce: -5.0 ± 3.0 points over 3 seeds, **lower**" in text
@@ -171,6 +187,7 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
                         for o in c.get("outputs", []))
     assert "  failed: tdsa seed 3" in streams, "failed runs are shown"
     assert "results/comparison.csv (test split): 12 runs finished of 20" in streams
+    assert "results/tuning_joint.csv (val split): 25 runs finished of 26" in streams
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 4, "calibration, budget, comparison and previous-default figures"

@@ -118,3 +118,62 @@ def test_measured_effect_in_a_results_folder_and_before_a_variant_ran(tmp_path: 
         book.measured_effect("ce_fine15", "ce_centre", grids=grids, results_dir=tmp_path)
     assert book.measured_effect("ce_n80", "ce_centre", grids=("nope",), results_dir=tmp_path,
                                 required=False).startswith("not measured in this copy")
+
+
+def _joint_runs(final: dict[str, list[float]], rise: float) -> list[RunResult]:
+    """Finished runs of the joint grid; every run's val curve gains ``rise`` per epoch over
+    its 64 epochs and ends at its final top-1."""
+    return [RunResult(variant, seed, "ok", {"final_top1": top1, "best_top1": top1,
+                                            "final_train_top1": 99.0, "seconds": 10.0},
+                      curve=[{"epoch": float(e), "val_top1": top1 - rise * (64 - e)}
+                             for e in range(1, 65)])
+            for variant, values in final.items() for seed, top1 in enumerate(values)]
+
+
+@pytest.mark.parametrize(("rise", "words"), [
+    (0.5, "moved by +4.0 points (mean over 2 seeds) against the 8 before: more than 1 point, "
+          "so it **still rises at E**"),
+    (0.1, "moved by +0.8 points (mean over 2 seeds) against the 8 before: within 1 point, "
+          "flat at E")])
+def test_joint_tuning_summary_chooses_an_arm_once_every_cell_finished(
+        tmp_path: Path, rise: float, words: str) -> None:
+    for suffix in (".csv", ".json"):
+        shutil.copy(REPO / "results" / f"budget{suffix}", tmp_path / f"budget{suffix}")
+    grid = load_grid("ablations/tuning_joint")
+    top1 = {v: [80.0, 82.0] for v in grid.variants}
+    top1 |= {"ce_lr4e-3_wd0.2": [90.0, 92.0], "tdsa_lr2e-3_w0.15": [88.0, 86.0],
+             "tdsa_lr4e-3_w0.15": [95.0], "tdsa_published": [99.0, 97.0]}
+    write_results(grid, _joint_runs(top1, rise), tmp_path / "tuning_joint",
+                  "python -m tdsa ablate --grid configs/ablations/tuning_joint.yaml")
+    text = book.joint_tuning_summary(tmp_path)
+    assert text.startswith("25 of 26 runs finished (seeds 0, 1; validation split, test not "
+                           "read), each at 64 epochs (E = 64).")
+    assert "| 0.004 | 81.0 ± 1.4 (2) | **91.0 ± 1.4 (2)** |" in text, "CE's chosen cell"
+    assert ("Chosen: `ce_lr4e-3_wd0.2` (cross-entropy, lr 4e-3, weight decay 0.2), 91.0 ± 1.4% "
+            f"over 2 seeds; over its last 8 epochs its val top-1 {words}.") in text
+    assert "| 0.004 | 81.0 ± 1.4 (2) | 95.0 (1) |" in text, "one seed: no std"
+    assert "No choice yet: 1 of 6 settings miss a seed" in text, "TDSA waits for its last cell"
+    assert "Chosen: `tdsa" not in text and "**" not in text.split("**TDSA**")[1].split(
+        "Outside")[0], "no TDSA cell is chosen, least of all the published point"
+    assert "`tdsa_published` (TDSA at the published weights 1.5/15" in text
+    assert "98.0 ± 1.4% over 2 seeds" in text
+    assert text.endswith(book.results_provenance("tuning_joint", tmp_path))
+
+
+def test_joint_tuning_summary_without_the_files(tmp_path: Path) -> None:
+    assert book.joint_tuning_summary(tmp_path).startswith(
+        "The joint tuning's results are not in this copy (no ablation results in")
+
+
+def test_joint_tuning_status_says_what_each_arm_chose(tmp_path: Path) -> None:
+    for suffix in (".csv", ".json"):
+        shutil.copy(REPO / "results" / f"budget{suffix}", tmp_path / f"budget{suffix}")
+    grid = load_grid("ablations/tuning_joint")
+    top1 = {v: [80.0, 82.0] for v in grid.variants if v.startswith("ce_")}
+    top1 |= {"ce_lr1e-3_wd0.05": [84.0, 86.0], "tdsa_lr1e-3_w0.15": [70.0, 72.0]}
+    write_results(grid, _joint_runs(top1, 0.0), tmp_path / "tuning_joint",
+                  "python -m tdsa ablate --grid configs/ablations/tuning_joint.yaml")
+    assert book.joint_tuning_status(tmp_path) == (
+        "Joint tuning at E = 64 epochs on val: 14 of 26 runs finished; cross-entropy chose "
+        "`ce_lr1e-3_wd0.05` (85.0 ± 1.4%); TDSA has no choice yet (5 of 6 settings miss a "
+        "seed).")
