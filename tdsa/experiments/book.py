@@ -91,6 +91,7 @@ __all__ = [
     "run_plan",
     "run_provenance",
     "setup",
+    "stall_summary",
     "sweep_summary",
     "synthetic_data",
     "tuned_candidates",
@@ -992,6 +993,56 @@ def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
             + (f"{format_mean_std(*c.top1[:2])}% over {c.top1[2]} seeds" if c.top1[2]
                else "no run finished yet") for c in outside) + ".")
     parts.append(results_provenance(JOINT_GRID, folder))
+    return "\n\n".join(parts)
+
+
+def stall_summary(grid: str = COMPARISON_GRID, results_dir: str | Path | None = None, *,
+                  column: str = "final_top1", k: float = 2.0, shown: int = 5) -> str:
+    """Markdown: the seeds of each arm of the committed ``grid`` that stall
+    (:func:`tdsa.experiments.stalls.stalled_seeds`: ``column`` more than ``k`` std of the arm's
+    other seeds below their mean) and, from the epoch records the grid kept, the epoch from
+    which each one's train top-1 stayed behind (:func:`~tdsa.experiments.stalls.fell_behind`)
+    and the ``shown`` recorded quantities furthest from the other seeds at its end
+    (:func:`~tdsa.experiments.stalls.curve_deviations`). A sentence where the files are missing.
+
+    Book: chapter 5, *Seeds that stall*.
+    """
+    from tdsa.experiments.grid import read_curves
+    from tdsa.experiments.stalls import curve_deviations, fell_behind, stalled_seeds
+
+    folder = Path(results_dir) if results_dir is not None else results_path()
+    try:
+        found = grid_results(grid, folder)
+    except (FileNotFoundError, ValueError) as error:
+        return f"The results of `{grid}` are not in this copy ({error})."
+    curves = read_curves(folder / grid) if (folder / grid / "curves.csv").is_file() else {}
+    stalls = {v: stalled_seeds(found.rows, v, column, k) for v in found.grid.variants}
+    calm = [f"`{v}`" for v, s in stalls.items() if not s]
+    parts = [f"`results/{grid}.csv` ({column}, {found.grid.split} split): "
+             + (f"no seed stalls in {', '.join(calm)}." if calm else "every arm has a stall.")]
+    for variant, found_stalls in stalls.items():
+        seeds = [int(r["seed"]) for r in found.rows  # type: ignore[call-overload]
+                 if r["variant"] == variant and r["status"] == "ok"]
+        for st in found_stalls:
+            text = (f"**`{variant}` seed {st.seed}** ends at {st.value:.1f}% against "
+                    f"{format_mean_std(st.others_mean, st.others_std)}% of its other "
+                    f"{len(seeds) - 1} seeds ({st.z:.1f} of their std below).")
+            if not curves.get((variant, st.seed)):
+                parts.append(text + " Its run recorded no epoch curve (it trained before runs "
+                             "kept one), so why it stalled cannot be read from the files.")
+                continue
+            behind = fell_behind(curves, variant, st.seed, seeds, k=k)
+            text += (f" Its train top-1 fell {k:g} std behind the other seeds' at epoch {behind} "
+                     "and stayed behind to the end." if behind is not None else
+                     f" Its train top-1 is within {k:g} std of the other seeds' at its last "
+                     "epoch: it fits the training set as they do.")
+            devs = curve_deviations(curves, variant, st.seed, seeds)[:shown]
+            table = ["| recorded, mean of its last epochs | this seed | other seeds | z |",
+                     "|---|---|---|---|"]
+            table += [f"| {d.key} | {d.value:.3g} | {d.others_mean:.3g} ± {d.others_std:.2g} | "
+                      f"{d.z:+.1f} |" for d in devs]
+            parts.append(text + " What it recorded furthest from the other seeds:\n\n"
+                         + "\n".join(table))
     return "\n\n".join(parts)
 
 

@@ -177,3 +177,37 @@ def test_joint_tuning_status_says_what_each_arm_chose(tmp_path: Path) -> None:
         "Joint tuning at E = 64 epochs on val: 14 of 26 runs finished; cross-entropy chose "
         "`ce_lr1e-3_wd0.05` (85.0 ± 1.4%); TDSA has no choice yet (5 of 6 settings miss a "
         "seed).")
+
+
+def test_stall_summary_reads_why_from_the_curves_the_grid_kept(tmp_path: Path) -> None:
+    grid = load_grid("ablations/comparison")
+    final = {"ce": [80.0, 81.0, 79.0, 80.0, 82.0], "tdsa": [70.0, 71.0, 72.0, 70.0, 40.0],
+             "mc_high": [60.0, 61.0, 62.0, 61.0, 60.0], "no_gate": [70.0, 72.0, 74.0, 71.0, 73.0]}
+    runs = []
+    for variant, values in final.items():
+        for seed, top1 in enumerate(values):
+            stalled = variant == "tdsa" and seed == 4
+            curve = [{"epoch": float(e), "lr": 0.1,
+                      "train_top1": (30.0 if stalled and e >= 3 else 10.0 * e + seed),
+                      "grad_norm/high": (50.0 if stalled else 2.0 + seed / 10)}
+                     for e in range(1, 9)] if variant != "no_gate" else []
+            runs.append(RunResult(variant, seed, "ok", {"final_top1": top1, "best_top1": top1},
+                                  curve=curve))
+    write_results(grid, runs, tmp_path / "comparison", "python -m tdsa ablate ...")
+    text = book.stall_summary("comparison", tmp_path)
+    others = [70.0, 71.0, 72.0, 70.0]
+    z = (statistics.fmean(others) - 40.0) / statistics.stdev(others)
+    assert text.startswith("`results/comparison.csv` (final_top1, test split): no seed stalls "
+                           "in `ce`, `mc_high`, `no_gate`.")
+    assert (f"**`tdsa` seed 4** ends at 40.0% against 70.8 ± 1.0% of its other 4 seeds "
+            f"({z:.1f} of their std below). Its train top-1 fell 2 std behind the other seeds' "
+            "at epoch 4 and stayed behind to the end.") in text, "at 3 it still equals seed 0"
+    last = [80.0, 81.0, 82.0, 83.0]  # the other seeds' train top-1 at the last epoch (an eighth)
+    z_train = (30.0 - statistics.fmean(last)) / statistics.stdev(last)
+    assert f"| train_top1 | 30 | 81.5 ± 1.3 | {z_train:+.1f} |" in text
+    assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")][1:] == [
+        "| grad_norm/high", "| train_top1"], "largest |z| first, no schedule key"
+    assert book.stall_summary("comparison", tmp_path, k=1e9).endswith(
+        "no seed stalls in `ce`, `tdsa`, `mc_high`, `no_gate`.")
+    assert book.stall_summary("fresh_draw", tmp_path).startswith(
+        "The results of `fresh_draw` are not in this copy (no ablation results in")

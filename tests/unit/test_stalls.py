@@ -10,7 +10,7 @@ import pytest
 
 from tdsa.errors import DataError
 from tdsa.experiments.grid import read_curves
-from tdsa.experiments.stalls import stalled_seeds
+from tdsa.experiments.stalls import curve_deviations, fell_behind, stalled_seeds
 
 
 def _rows(values: list[float], variant: str = "tdsa") -> list[dict[str, object]]:
@@ -43,8 +43,13 @@ def test_with_the_seed_included_five_seeds_could_never_be_two_std_below() -> Non
     assert [s.seed for s in stalls] == [4] and stalls[0].z == math.inf
 
 
-def test_two_seeds_are_too_few_to_judge() -> None:
-    assert stalled_seeds(_rows([90.0, 10.0]), "tdsa") == []
+def test_three_seeds_are_too_few_to_judge() -> None:
+    even = [70.0, 75.0, 80.0]
+    loo = (statistics.mean(even[1:]) - even[0]) / statistics.stdev(even[1:])
+    assert loo == pytest.approx(1.5 * math.sqrt(2)) and loo > 2, "the rule would always fire"
+    assert stalled_seeds(_rows(even), "tdsa") == []
+    assert [s.seed for s in stalled_seeds(_rows([*even, 72.0]), "tdsa")] == []
+    assert [s.seed for s in stalled_seeds(_rows([75.0, 75.5, 74.5, 40.0]), "tdsa")] == [3]
 
 
 def test_read_curves_orders_each_runs_epochs(tmp_path: Path) -> None:
@@ -59,3 +64,44 @@ def test_read_curves_orders_each_runs_epochs(tmp_path: Path) -> None:
                                    {"epoch": 2.0, "val_top1": 50.0, "grad_norm/mid": 3.5}]
     with pytest.raises(DataError, match=r"nope[/\\]curves\.csv: no such curves file"):
         read_curves(tmp_path / "nope")
+
+
+def _curve(top1: list[float], grad: float) -> list[dict[str, float]]:
+    return [{"epoch": float(e), "lr": 0.1, "train_top1": t, "grad_norm/high": grad + e}
+            for e, t in enumerate(top1, start=1)]
+
+
+CURVES = {("tdsa", 0): _curve([10, 30, 50, 70, 90, 95], 1.0),
+          ("tdsa", 1): _curve([12, 32, 52, 72, 92, 96], 1.2),
+          ("tdsa", 2): _curve([11, 31, 51, 71, 91, 97], 0.8),
+          ("tdsa", 3): _curve([11, 20, 22, 23, 25, 26], 9.0),  # stays behind from epoch 2
+          ("tdsa", 4): _curve([11, 31, 30, 72, 92, 96], 1.1)}  # lags at epoch 3 only
+
+
+def test_fell_behind_is_the_first_epoch_of_the_last_stretch_behind() -> None:
+    others = [0, 1, 2, 3, 4]
+    assert fell_behind(CURVES, "tdsa", 3, others) == 2
+    assert fell_behind(CURVES, "tdsa", 4, [0, 1, 2]) is None, "behind at epoch 3, then caught up"
+    cut = {key: rows[:3] for key, rows in CURVES.items()}
+    assert fell_behind(cut, "tdsa", 4, [0, 1, 2]) == 3, "behind at its last epoch"
+    assert fell_behind(CURVES, "tdsa", 0, others) is None
+    assert fell_behind(CURVES, "tdsa", 3, [0, 3]) is None, "one other seed is too few"
+    assert fell_behind(CURVES, "tdsa", 3, others, k=1e9) is None
+
+
+def test_curve_deviations_against_a_by_hand_reading_of_the_last_epochs() -> None:
+    devs = curve_deviations(CURVES, "tdsa", 3, [0, 1, 2, 4], fraction=2 / 6)
+    assert [d.key for d in devs] == ["train_top1", "grad_norm/high"], "largest |z| first; no lr"
+    by = {d.key: d for d in devs}
+    others = [statistics.fmean([90, 95]), statistics.fmean([92, 96]), statistics.fmean([91, 97]),
+              statistics.fmean([92, 96])]
+    mean, std = statistics.fmean(others), statistics.stdev(others)
+    assert by["train_top1"].value == 25.5 and by["train_top1"].others_mean == pytest.approx(mean)
+    assert by["train_top1"].z == pytest.approx((25.5 - mean) / std) and by["train_top1"].z < -50
+    grads = [1.0 + 5.5, 1.2 + 5.5, 0.8 + 5.5, 1.1 + 5.5]
+    assert by["grad_norm/high"].z == pytest.approx(
+        (9.0 + 5.5 - statistics.fmean(grads)) / statistics.stdev(grads))
+    assert curve_deviations(CURVES, "tdsa", 7, [0, 1, 2]) == [], "no curve, nothing to read"
+    same = {("a", s): [{"epoch": 1.0, "val_top1": 50.0}] for s in range(3)}
+    same[("a", 2)] = [{"epoch": 1.0, "val_top1": 40.0}]
+    assert curve_deviations(same, "a", 2, [0, 1])[0].z == -math.inf, "the others agree exactly"
