@@ -69,6 +69,7 @@ __all__ = [
     "data_root",
     "dataset_root",
     "default_runs_root",
+    "demonstration_note",
     "display_path",
     "epoch_budget",
     "first_test_images",
@@ -843,6 +844,30 @@ def budget_summary(results_dir: str | Path | None = None,
         text += (f" The committed comparison (`results/{compared}`) trained {trained} epochs, "
                  f"{where}.")
     return text + " " + results_provenance(BUDGET_GRID, folder)
+
+
+def demonstration_note(epochs: int, results_dir: str | Path | None = None) -> str:
+    """One sentence: runs of ``epochs`` epochs (a chapter's) against the converged budget E of
+    the committed budget curve: a demonstration inside the book build's time budget where
+    they stop below E. A sentence saying so where the budget curve's results are missing.
+
+    Book: chapter 4, *Accuracy: selected on val, reported on test*.
+    """
+    from tdsa.experiments.budget import budget_points, converged_budget
+    from tdsa.experiments.evidence import read_results
+
+    folder = Path(results_dir) if results_dir is not None else results_path()
+    try:
+        budget = converged_budget(budget_points(read_results(folder / f"{BUDGET_GRID}.csv")))
+    except DataError as error:
+        return f"The budget curve's results are not in this copy ({error})."
+    e = f"E = {budget.epochs} epochs" + ("" if budget.converged else ", not converged")
+    if epochs < budget.epochs:
+        return (f"These runs trained {epochs} epochs: a demonstration that fits the book build's "
+                f"time budget, below the converged budget of the budget curve on val ({e}; "
+                "chapter 5), so their numbers are not the book's evidence.")
+    return (f"These runs trained {epochs} epochs, at or above the converged budget of the "
+            f"budget curve on val ({e}; chapter 5).")
 
 
 JOINT_GRID = "tuning_joint"

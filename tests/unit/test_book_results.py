@@ -211,3 +211,22 @@ def test_stall_summary_reads_why_from_the_curves_the_grid_kept(tmp_path: Path) -
         "no seed stalls in `ce`, `tdsa`, `mc_high`, `no_gate`.")
     assert book.stall_summary("fresh_draw", tmp_path).startswith(
         "The results of `fresh_draw` are not in this copy (no ablation results in")
+
+
+def test_demonstration_note_sets_a_runs_epochs_against_the_budget_curves_e(
+        tmp_path: Path) -> None:
+    budget = {"ce_e16": [70.0, 72.0], "ce_e32": [80.0, 82.0], "ce_e64": [80.5, 82.5],
+              "tdsa_e16": [60.0, 62.0], "tdsa_e32": [70.0, 72.0], "tdsa_e64": [70.5, 72.5]}
+    runs = [RunResult(v, s, "ok", {"final_top1": t, "best_top1": t, "final_val_top1": t,
+                                   "final_train_top1": t + 5.0})
+            for v, values in budget.items() for s, t in enumerate(values)]
+    write_results(load_grid("ablations/budget"), runs, tmp_path / "budget", "python -m tdsa ...")
+    assert book.demonstration_note(16, tmp_path) == (
+        "These runs trained 16 epochs: a demonstration that fits the book build's time budget, "
+        "below the converged budget of the budget curve on val (E = 32 epochs; chapter 5), so "
+        "their numbers are not the book's evidence.")
+    assert book.demonstration_note(32, tmp_path).startswith(
+        "These runs trained 32 epochs, at or above the converged budget")
+    assert "E = 64 epochs, not converged" in book.demonstration_note(16)
+    assert book.demonstration_note(16, tmp_path / "none").startswith(
+        "The budget curve's results are not in this copy")
