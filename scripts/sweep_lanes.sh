@@ -6,12 +6,14 @@
 # results/<grid>.{csv,md,json}, and a later session (a fresh clone without those folders) trains
 # only the runs those rows do not hold.
 #
-#   scripts/sweep_lanes.sh GRID "PATTERNS OF LANE A" "PATTERNS OF LANE B"   start both lanes
+#   scripts/sweep_lanes.sh GRID "PATTERNS"                                    both lanes, one queue
+#   scripts/sweep_lanes.sh GRID "PATTERNS OF LANE A" "PATTERNS OF LANE B"   a queue per lane
 #   scripts/sweep_lanes.sh --report GRID                                      write the results
 #
 # Patterns are shell globs over the grid's variant names ("ce_*"); a word "seeds=0,2" restricts
-# that lane to those seeds (two lanes can then share one variant). Each lane trains its variants
-# seed-major. A lane whose variants pin bf16 (train.amp=bf16) is refused on a CPU without native
+# that lane to those seeds. Each lane trains its variants seed-major; given one set of patterns,
+# both lanes walk the same runs and each run is trained by the lane that reaches it first (the
+# other finds its folder locked and moves on), so neither idles while runs remain. A lane whose variants pin bf16 (train.amp=bf16) is refused on a CPU without native
 # bf16, where it would run emulated at a fraction of the speed.
 # Logs: ../sweeplogs/<grid>-{A,B}.log.
 set -euo pipefail
@@ -28,8 +30,11 @@ if [ "${1:-}" = "--report" ]; then
     --results "$repo/results/$name" --report-only
 fi
 
-[ $# -eq 3 ] || { echo "usage: $0 GRID \"LANE A PATTERNS\" \"LANE B PATTERNS\" | --report GRID" >&2; exit 2; }
+[ $# -eq 2 ] || [ $# -eq 3 ] || {
+  echo "usage: $0 GRID \"PATTERNS\" [\"LANE B PATTERNS\"] | --report GRID" >&2; exit 2; }
 grid=$1
+spec_a=$2
+spec_b=${3:-$2}
 name=$(basename "$grid" .yaml)
 commit=$(git -C "$repo" rev-parse --short HEAD)
 tree="$repo/../sweep-$commit"
@@ -39,7 +44,7 @@ mkdir -p "$logs"
 
 # Expand the patterns, refuse emulated bf16 and generate the lanes' synthetic data once (the two
 # lanes would otherwise both write the same missing root).
-lanes=$(cd "$tree" && PYTHONPATH="$tree" "$py" - "$grid" "$2" "$3" <<'EOF'
+lanes=$(cd "$tree" && PYTHONPATH="$tree" "$py" - "$grid" "$spec_a" "$spec_b" <<'EOF'
 import fnmatch
 import sys
 

@@ -32,6 +32,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from tdsa.engine.distributed import DistInfo, all_reduce_sum, cleanup, init_dist
 from tdsa.engine.loop import EpochLoop, Loaders
 from tdsa.engine.precision import resolve_precision
 from tdsa.engine.resume import Progress, read_resume, restore, snapshot
+from tdsa.engine.run_lock import run_folder_lock
 from tdsa.engine.step import TERMS, FiniteGuard, NonFiniteLossError
 from tdsa.errors import ConfigError
 from tdsa.provenance import code_version, cpu_kind
@@ -315,8 +317,10 @@ def train(
         cfg = load_config(config, overrides)
     info = init_distributed(cfg.runtime.device)
     try:
-        trainer = Trainer(cfg, out_dir, info, start)
-        del start  # a checkpoint read here is not kept in memory while training
-        return trainer.fit()
+        # one process per run folder: a second one stops here (RunBusyError) before writing
+        with run_folder_lock(out_dir) if info.is_main else nullcontext():
+            trainer = Trainer(cfg, out_dir, info, start)
+            del start  # a checkpoint read here is not kept in memory while training
+            return trainer.fit()
     finally:
         cleanup(info)

@@ -49,6 +49,7 @@ import platform
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,10 +373,12 @@ def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: i
             gradcam: bool = True, train_missing: bool = True,
             recorded: Mapping[tuple[str, int], RunResult] | None = None) -> RunResult | None:
     """Train (unless done) and localise one run; None when it has not run and
-    ``train_missing`` is false (``--report-only``). A run with no folder that ``recorded``
-    holds (:func:`recorded_results`) is taken from there.
+    ``train_missing`` is false (``--report-only``), or when another process is training it
+    (:class:`~tdsa.engine.run_lock.RunBusyError`: two lanes given the same runs share them).
+    A run with no folder that ``recorded`` holds (:func:`recorded_results`) is taken from there.
     """
     from tdsa.engine import train
+    from tdsa.engine.run_lock import RunBusyError, run_folder_lock
 
     run_dir = out / variant / f"seed{seed}"
     failed = _read_json(run_dir / "failed.json")
@@ -387,20 +390,26 @@ def run_one(grid: Grid, variant: str, seed: int, out: Path, *, loc_batch_size: i
     if not train_missing and not (_complete(summary)
                                   and _scored(_read_json(run_dir / "localisation.json"), grid)):
         return None
-    timing = _read_json(run_dir / "timing.json") or {"train_seconds": 0.0}
     try:
-        if not _complete(summary):
-            t0 = time.perf_counter()
-            summary = train(grid.config(variant, seed), run_dir)
-            timing["train_seconds"] += time.perf_counter() - t0
-            _write_json(run_dir / "timing.json", timing)
-        if summary is None or not _complete(summary):
-            stopped = summary["stopped"] if summary else None
-            raise SweepStopped(f"{run_dir}: training stopped early ({stopped}); "
-                               f"run the same command again to continue")
-        loc = _scores(grid, run_dir, loc_batch_size, gradcam)
+        # held over training and scoring: a lane that finds the lock taken leaves the run to
+        # the process that holds it
+        with run_folder_lock(run_dir) if train_missing else nullcontext():
+            summary = _read_json(run_dir / "summary.json")  # another lane may have finished it
+            timing = _read_json(run_dir / "timing.json") or {"train_seconds": 0.0}
+            if not _complete(summary):
+                t0 = time.perf_counter()
+                summary = train(grid.config(variant, seed), run_dir)
+                timing["train_seconds"] += time.perf_counter() - t0
+                _write_json(run_dir / "timing.json", timing)
+            if summary is None or not _complete(summary):
+                stopped = summary["stopped"] if summary else None
+                raise SweepStopped(f"{run_dir}: training stopped early ({stopped}); "
+                                   f"run the same command again to continue")
+            loc = _scores(grid, run_dir, loc_batch_size, gradcam)
     except SweepStopped:
         raise
+    except RunBusyError:
+        return None
     except TdsaError as exc:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / "failed.json", {"error": str(exc)})
@@ -492,6 +501,9 @@ def run_grid(grid: Grid, out: str | Path, *, seeds: Sequence[int] | None = None,
             res = run_one(grid, name, seed, out, loc_batch_size=loc_batch_size,
                           gradcam=gradcam, train_missing=not report_only, recorded=recorded)
             if res is None:
+                if log is not None and not report_only:
+                    print(f"[ablate] {name} seed {seed}: another process is training it, "
+                          "skipped", file=log, flush=True)
                 continue
             results.append(res)
             if log is not None:
