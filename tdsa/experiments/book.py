@@ -18,6 +18,8 @@ Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +65,7 @@ __all__ = [
     "RunPlan",
     "check_profile",
     "claim_summary",
+    "class_count_table",
     "comparison_summary",
     "config_path",
     "data_regime",
@@ -844,6 +847,51 @@ def budget_summary(results_dir: str | Path | None = None,
         text += (f" The committed comparison (`results/{compared}`) trained {trained} epochs, "
                  f"{where}.")
     return text + " " + results_provenance(BUDGET_GRID, folder)
+
+
+def class_count_table(results_dir: str | Path | None = None,
+                      counts: Sequence[int] = (12, 24, 48), unique_part: str = "eye_ring") -> str:
+    """Markdown: for each class count of ``counts``, with and without ``unique_part``, how
+    many classes each class differs from in one attribute only (mean;
+    :func:`tdsa.data.synthetic.one_attribute_neighbours`) and how many classes have a value of
+    their own (:func:`~tdsa.data.synthetic.exclusive_values`), beside each arm's final val
+    top-1 at that count in the committed calibration grid (its other knobs at the centre),
+    where one was trained.
+
+    Book: chapter 5, *The class count*.
+    """
+    from tdsa.data.synthetic import choose_classes, exclusive_values, one_attribute_neighbours
+    from tdsa.experiments.calibration import KNOBS, centre, grid_cells
+
+    grid, rows, _ = grid_results("calibration", results_dir)
+    cells = grid_cells(grid)
+    mid = centre(cells.values())
+    lines = ["| classes | own value of | one-attribute neighbours | classes with a value of "
+             "their own | CE val top-1 | TDSA val top-1 | epochs |",
+             "|---|---|---|---|---|---|---|"]
+    for k in counts:
+        trained = {c.arm: c.variant for c in cells.values() if c.knob("num_classes") == k
+                   and all(c.knob(n) == mid[n] for n in KNOBS if n != "num_classes")}
+        for unique in (None, unique_part):
+            classes = choose_classes(k, unique)
+            neighbours = statistics.fmean(one_attribute_neighbours(classes))
+            own = sum(1 for n in exclusive_values(classes) if n)
+            tops = []
+            for arm in _ARMS:
+                variant = trained.get(arm) if unique is None else None
+                mean, std, values = (column_stats(rows, variant, "final_top1") if variant
+                                     else (math.nan, math.nan, []))
+                tops.append(f"{format_mean_std(mean, std)} ({len(values)})" if values else "—")
+            epochs = (grid.config(trained["ce"], grid.seeds[0]).train.epochs
+                      if unique is None and "ce" in trained else "—")
+            lines.append(f"| {k} | {unique or 'none'} | {neighbours:.2f} | {own} of {k} | "
+                         + " | ".join(tops) + f" | {epochs} |")
+    return "\n".join(lines) + (
+        "\n\n*one-attribute neighbours*: the mean number of classes a class differs from in one "
+        "attribute only; *own value of*: the part given a value no other class has "
+        "(`data.synthetic.unique_part`); *val top-1*: final val top-1 (%) of the calibration "
+        "grid's cell, mean ± std (seeds); — where no cell was trained. "
+        + results_provenance("calibration", results_dir))
 
 
 def demonstration_note(epochs: int, results_dir: str | Path | None = None) -> str:

@@ -134,6 +134,9 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     assert ("At 40 training images per class (the previous default's number) cross-entropy's "
             "final val top-1 is 16.0 ± 1.0% against a final train top-1 74.0 points higher: it "
             "memorises the training set.") in text
+    # the class count: the data's one-attribute neighbours beside the calibration cells
+    assert "| 12 | none | 1.50 | 0 of 12 | 62.0 ± 2.0 (3) | 57.0 ± 2.0 (3) | 16 |" in text
+    assert "| 48 | eye_ring | 1.75 | 48 of 48 | — | — | — |" in text
     # tuning (val): the best eligible candidate of each arm, over the budget and one seed out
     assert "Each arm's setting, chosen on val: " in text
     assert (f"Final val top-1 over seeds 0, 1, within the time budget of {book.epoch_budget()} "

@@ -230,3 +230,16 @@ def test_demonstration_note_sets_a_runs_epochs_against_the_budget_curves_e(
     assert "E = 64 epochs, not converged" in book.demonstration_note(16)
     assert book.demonstration_note(16, tmp_path / "none").startswith(
         "The budget curve's results are not in this copy")
+
+
+def test_class_count_table_sets_the_data_beside_the_calibration_cells(tmp_path: Path) -> None:
+    calibration = {"ce_centre": [60.0, 62.0], "tdsa_centre": [55.0, 57.0], "ce_k48": [70.0],
+                   "tdsa_k48": [40.0]}
+    write_results(load_grid("ablations/calibration"), _runs(calibration),
+                  tmp_path / "calibration", "python -m tdsa ablate ...")
+    lines = book.class_count_table(tmp_path, counts=(12, 48)).splitlines()
+    assert lines[2] == "| 12 | none | 1.50 | 0 of 12 | 61.0 ± 1.4 (2) | 56.0 ± 1.4 (2) | 16 |"
+    assert lines[3].startswith("| 12 | eye_ring | 0.50 | 12 of 12 | — | — | — |")
+    assert lines[4].startswith("| 48 | none | 6.12 | 0 of 48 | 70.0 (1) | 40.0 (1) |")
+    assert lines[5].startswith("| 48 | eye_ring | 1.75 | 48 of 48 | — | — |")
+    assert len([line for line in lines if line.startswith("| ")]) == 5, "2 counts x 2 + header"

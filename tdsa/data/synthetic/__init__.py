@@ -34,7 +34,12 @@ from tdsa.data.synthetic.attributes import (
     check_unique_part,
     part_attribute,
 )
-from tdsa.data.synthetic.classes import choose_classes, value_lists
+from tdsa.data.synthetic.classes import (
+    choose_classes,
+    exclusive_values,
+    one_attribute_neighbours,
+    value_lists,
+)
 from tdsa.data.synthetic.colours import unique_colours
 from tdsa.data.synthetic.metadata import (
     GENERATOR_VERSION,
@@ -73,10 +78,12 @@ __all__ = [
     "check_unique_part",
     "choose_classes",
     "encode_as_saved",
+    "exclusive_values",
     "generate",
     "image_rng",
     "image_source",
     "load_metadata",
+    "one_attribute_neighbours",
     "part_attribute",
     "render_bird",
     "render_image",

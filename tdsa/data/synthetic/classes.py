@@ -54,6 +54,28 @@ def value_lists(classes: list[dict[str, str]]) -> dict[str, list[str]]:
     return values
 
 
+def one_attribute_neighbours(classes: list[dict[str, str]]) -> list[int]:
+    """For each class, how many other classes differ from it in exactly one attribute: the
+    classes that only the evidence of that one part tells apart from it.
+
+    Book: chapter 5, *The class count*.
+    """
+    return [sum(1 for other in classes
+                if sum(attrs[k] != other[k] for k in attrs) == 1) for attrs in classes]
+
+
+def exclusive_values(classes: list[dict[str, str]]) -> list[int]:
+    """For each class, how many of its attribute values no other class has (evidence that
+    belongs to that class alone; :func:`choose_classes` with ``unique_part`` gives each class
+    one).
+
+    Book: chapter 5, *The class count*.
+    """
+    return [sum(1 for k, v in attrs.items()
+                if not any(other[k] == v for other in classes if other is not attrs))
+            for attrs in classes]
+
+
 def check_num_classes(num_classes: Any) -> int:
     """``num_classes`` as an ``int`` when it is 2 up to the number of distinct attribute
     combinations; else a ConfigError that gives the limit."""
