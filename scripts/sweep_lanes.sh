@@ -13,8 +13,9 @@
 # Patterns are shell globs over the grid's variant names ("ce_*"); a word "seeds=0,2" restricts
 # that lane to those seeds. Each lane trains its variants seed-major; given one set of patterns,
 # both lanes walk the same runs and each run is trained by the lane that reaches it first (the
-# other finds its folder locked and moves on), so neither idles while runs remain. A lane whose variants pin bf16 (train.amp=bf16) is refused on a CPU without native
-# bf16, where it would run emulated at a fraction of the speed.
+# other finds its folder locked and moves on), so neither idles while runs remain. A lane whose
+# variants pin bf16 (train.amp=bf16) is refused on a CPU without native bf16, where it would run
+# emulated at a fraction of the speed.
 # Logs: ../sweeplogs/<grid>-{A,B}.log.
 set -euo pipefail
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)

@@ -18,7 +18,6 @@ Book: chapter 4, *Two configs: the loss, and what each arm chose on val*.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
 
     from tdsa.experiments.calibration import Candidate
     from tdsa.experiments.grid import Grid
+    from tdsa.experiments.joint_tuning import Crossing
 
 __all__ = [
     "BOOK_GRIDS",
@@ -878,9 +878,8 @@ def class_count_table(results_dir: str | Path | None = None,
             own = sum(1 for n in exclusive_values(classes) if n)
             tops = []
             for arm in _ARMS:
-                variant = trained.get(arm) if unique is None else None
-                mean, std, values = (column_stats(rows, variant, "final_top1") if variant
-                                     else (math.nan, math.nan, []))
+                variant = trained.get(arm) if unique is None else None  # unique: never trained
+                mean, std, values = column_stats(rows, variant or "", "final_top1")
                 tops.append(f"{format_mean_std(mean, std)} ({len(values)})" if values else "—")
             epochs = (grid.config(trained["ce"], grid.seeds[0]).train.epochs
                       if unique is None and "ce" in trained else "—")
@@ -923,11 +922,11 @@ JOINT_GRID = "tuning_joint"
 settings (``configs/ablations/tuning_joint.yaml``)."""
 
 
-def _crossing_table(crossing: Any, chosen: Candidate | None) -> list[str]:
+def _crossing_table(crossing: Crossing, chosen: Candidate | None) -> list[str]:
     """One arm's crossing as a Markdown table: final val top-1 (mean ± std, seeds) per cell."""
-    lines = [f"| {crossing.row_key.split('.')[-1]} | " + " | ".join("/".join(dict.fromkeys(col))
-                                           for col in crossing.columns) + " |",
-             "|---" * (1 + len(crossing.columns)) + "|"]
+    columns = ["/".join(dict.fromkeys(col)) for col in crossing.columns]  # 0.075/0.75
+    lines = [f"| {crossing.row_key.split('.')[-1]} | " + " | ".join(columns) + " |",
+             "|---" * (1 + len(columns)) + "|"]
     for row in crossing.rows:
         cells = []
         for col in crossing.columns:
@@ -988,7 +987,7 @@ def joint_tuning_status(results_dir: str | Path | None = None) -> str:
     """
     try:
         joint = joint_tuning(results_dir)
-    except (DataError, FileNotFoundError) as error:
+    except (DataError, FileNotFoundError, ValueError) as error:
         return f"The joint tuning's results are not in this copy ({error})."
     arms = []
     for arm, c in joint.chosen.items():
@@ -1023,7 +1022,7 @@ def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
     folder = Path(results_dir) if results_dir is not None else results_path()
     try:
         joint = joint_tuning(folder)
-    except (DataError, FileNotFoundError) as error:
+    except (DataError, FileNotFoundError, ValueError) as error:
         return f"The joint tuning's results are not in this copy ({error})."
     grid = joint.grid
     curves = read_curves(folder / JOINT_GRID) if (folder / JOINT_GRID / "curves.csv").is_file() \
