@@ -1,6 +1,7 @@
 """Which code and which machine made a result: :func:`code_version`, recorded in every run's
 ``summary.json`` and named in the header of every results file, and :func:`cpu_kind`, the CPU
-as results headers, benchmarks and the book's build table name it.
+as results headers, benchmarks and the book's build table name it; :func:`checkout_relative`
+keeps the machine's folders out of the commands a results file records.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from tdsa import __version__
 
-__all__ = ["code_version", "cpu_kind", "cpu_name"]
+__all__ = ["checkout_relative", "code_version", "cpu_kind", "cpu_name"]
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +25,18 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def checkout_relative(path: str) -> str:
+    """``path`` relative to the git checkout (or worktree) that holds it, when it is an absolute
+    path inside one: ``/home/me/tdsa/results/x`` -> ``results/x``; else ``path`` unchanged."""
+    given = Path(path)
+    if not given.is_absolute():
+        return path
+    for folder in given.parents:
+        if (folder / ".git").exists():
+            return given.relative_to(folder).as_posix()
+    return path
 
 
 def code_version() -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tdsa.errors import ConfigError, TdsaError
 from tdsa.experiments.grid import load_grid, recorded_results, run_grid, write_results
+from tdsa.provenance import checkout_relative
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--loc-batch-size must be >= 1, got {args.loc_batch_size}")
     results_path = Path(args.results) if args.results else Path("results") / grid.path.stem
     argv = sys.argv[1:] if sys.argv[1:2] == ["ablate"] else ["ablate", *_argv(args)]
-    command = "python -m tdsa " + shlex.join(a for a in argv if a != "--report-only")
+    command = "python -m tdsa " + shlex.join(checkout_relative(a) for a in argv
+                                             if a != "--report-only")
     if args.report_only:
         command += "` (runs); tables rewritten from the finished runs with `--report-only"
     recorded = recorded_results(grid, results_path)

@@ -131,3 +131,16 @@ def test_counterfactual_must_be_a_boolean(val_root: Path, tmp_path: Path) -> Non
 
     with pytest.raises(ConfigError, match="'counterfactual' must be true or false, got 'yes'"):
         load_grid(_grid(tmp_path, val_root, counterfactual="yes"))
+
+
+def test_the_recorded_command_names_folders_inside_a_checkout_relative_to_it(
+        val_root: Path, tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / ".git").mkdir(parents=True)
+    grid, out = _grid(tmp_path, val_root), checkout / "runs" / "g"
+    results = checkout / "results" / "g"
+    assert main(["ablate", "--grid", str(grid), "--out", str(out), "--results", str(results),
+                 "--no-gradcam"]) == 0
+    command = " ".join(json.loads(results.with_suffix(".json").read_text())["commands"])
+    assert "--out runs/g --results results/g" in command and str(checkout) not in command
+    assert str(grid) in command, "a path outside any checkout is kept as given"

@@ -87,3 +87,18 @@ def test_cpu_kind_names_the_cpu_and_how_it_computes_bf16() -> None:
                                "ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA: fp32)")
     else:
         assert capped.endswith("(no native bf16: fp32)")
+
+
+def test_checkout_relative_keeps_machine_folders_out_of_a_recorded_path(tmp_path: Path) -> None:
+    from tdsa.provenance import checkout_relative
+
+    main, worktree = tmp_path / "main", tmp_path / "sweep-abc"
+    (main / ".git").mkdir(parents=True)
+    worktree.mkdir()
+    (worktree / ".git").write_text("gitdir: ../main/.git/worktrees/sweep-abc\n")  # a worktree
+    assert checkout_relative(str(main / "results" / "tuning_joint")) == "results/tuning_joint"
+    assert checkout_relative(str(worktree / "runs" / "ablate" / "g")) == "runs/ablate/g"
+    assert checkout_relative(str(tmp_path / "elsewhere" / "x")) == str(tmp_path / "elsewhere" /
+                                                                      "x"), "no checkout"
+    assert checkout_relative("runs/ablate/g") == "runs/ablate/g"
+    assert checkout_relative("--only") == "--only"
