@@ -47,11 +47,13 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
 
+    from tdsa.experiments.budget import Budget
     from tdsa.experiments.calibration import Candidate
     from tdsa.experiments.grid import Grid
     from tdsa.experiments.joint_tuning import Crossing
 
 __all__ = [
+    "ARM_NAMES",
     "BOOK_GRIDS",
     "COMPARISON_GRID",
     "FRESH_DRAW_GRID",
@@ -68,6 +70,7 @@ __all__ = [
     "class_count_table",
     "comparison_summary",
     "config_path",
+    "converged_e",
     "data_regime",
     "data_root",
     "dataset_root",
@@ -138,7 +141,9 @@ _TRAINING: dict[str, dict[str, Any]] = {
     "gpu": dict(config="cub_vgg16_{arm}_scratch", epochs=None, batch=None, size=None,
                 synthetic=None),
 }
-_ARMS = ("ce", "tdsa")
+ARM_NAMES = {"ce": "cross-entropy", "tdsa": "TDSA"}
+"""The two arms of every comparison, as the book names them."""
+_ARMS = tuple(ARM_NAMES)
 
 SHORT_EPOCHS = 5
 """Epochs of each of chapter 4's cpu-profile runs where the demonstration is shortened
@@ -742,7 +747,7 @@ def grid_results(name: str, results_dir: str | Path | None = None) -> GridResult
     from tdsa.experiments.evidence import read_header, read_results
     from tdsa.experiments.grid import load_grid
 
-    folder = Path(results_dir) if results_dir is not None else results_path()
+    folder = _results_folder(results_dir)
     path = folder / f"{name}.csv"
     if not (path.is_file() and path.with_suffix(".json").is_file()):
         raise FileNotFoundError(
@@ -769,7 +774,7 @@ def results_provenance(name: str, results_dir: str | Path | None = None) -> str:
 
     from tdsa.experiments.evidence import read_header, read_results
 
-    folder = Path(results_dir) if results_dir is not None else results_path()
+    folder = _results_folder(results_dir)
     try:
         header = read_header(folder / f"{name}.json")
         rows = read_results(folder / f"{name}.csv")
@@ -805,6 +810,22 @@ BUDGET_GRID = "budget"
 :func:`tdsa.experiments.budget.converged_budget` takes the converged budget E."""
 
 
+def _results_folder(results_dir: str | Path | None) -> Path:
+    """``results_dir``, or the committed ``results/`` when None."""
+    return Path(results_dir) if results_dir is not None else results_path()
+
+
+def converged_e(results_dir: str | Path | None = None) -> Budget:
+    """The converged budget E of the committed budget curve (:data:`BUDGET_GRID`) by
+    :func:`tdsa.experiments.budget.converged_budget`; DataError where its results are missing.
+    """
+    from tdsa.experiments.budget import budget_points, converged_budget
+    from tdsa.experiments.evidence import read_results
+
+    folder = _results_folder(results_dir)
+    return converged_budget(budget_points(read_results(folder / f"{BUDGET_GRID}.csv")))
+
+
 def budget_summary(results_dir: str | Path | None = None,
                    compared: str = COMPARISON_GRID) -> str:
     """Markdown, one paragraph: the converged budget E of the committed budget curve
@@ -817,15 +838,13 @@ def budget_summary(results_dir: str | Path | None = None,
     """
     import yaml
 
-    from tdsa.experiments.budget import TOLERANCE, budget_points, converged_budget
-    from tdsa.experiments.evidence import read_results
+    from tdsa.experiments.budget import TOLERANCE
 
-    folder = Path(results_dir) if results_dir is not None else results_path()
+    folder = _results_folder(results_dir)
     try:
-        points = budget_points(read_results(folder / f"{BUDGET_GRID}.csv"))
+        budget = converged_e(folder)
     except DataError as error:
         return f"The budget curve's results are not in this copy ({error})."
-    budget = converged_budget(points)
     changes = ", ".join(f"{arm} {change:+.1f}" for arm, change in sorted(budget.changes.items()))
     if budget.converged:
         text = (f"**E = {budget.epochs} epochs**: doubling it to {2 * budget.epochs} changes no "
@@ -900,12 +919,8 @@ def demonstration_note(epochs: int, results_dir: str | Path | None = None) -> st
 
     Book: chapter 4, *Accuracy: selected on val, reported on test*.
     """
-    from tdsa.experiments.budget import budget_points, converged_budget
-    from tdsa.experiments.evidence import read_results
-
-    folder = Path(results_dir) if results_dir is not None else results_path()
     try:
-        budget = converged_budget(budget_points(read_results(folder / f"{BUDGET_GRID}.csv")))
+        budget = converged_e(results_dir)
     except DataError as error:
         return f"The budget curve's results are not in this copy ({error})."
     e = f"E = {budget.epochs} epochs" + ("" if budget.converged else ", not converged")
@@ -958,22 +973,16 @@ class JointTuning(NamedTuple):
         return len(self.grid.variants) * len(self.grid.seeds)
 
 
-_ARM_NAMES = {"ce": "cross-entropy", "tdsa": "TDSA"}
-
-
 def joint_tuning(results_dir: str | Path | None = None) -> JointTuning:
     """The committed joint tuning (:data:`JOINT_GRID`) read with the budget curve's E
     (FileNotFoundError or DataError where the results files are missing).
 
     Book: chapter 5, *Joint tuning at E*.
     """
-    from tdsa.experiments.budget import budget_points, converged_budget
-    from tdsa.experiments.evidence import read_results
     from tdsa.experiments.joint_tuning import joint_candidates, joint_choice
 
-    folder = Path(results_dir) if results_dir is not None else results_path()
-    grid, rows, _ = grid_results(JOINT_GRID, folder)
-    epochs = converged_budget(budget_points(read_results(folder / f"{BUDGET_GRID}.csv"))).epochs
+    grid, rows, _ = grid_results(JOINT_GRID, results_dir)
+    epochs = converged_e(results_dir).epochs
     cands = joint_candidates(grid, rows, seeds=grid.seeds, epochs=epochs)
     return JointTuning(grid, rows, epochs, cands,
                        {arm: joint_choice(cands, arm) for arm in _ARMS})
@@ -985,6 +994,8 @@ def joint_tuning_status(results_dir: str | Path | None = None) -> str:
 
     Book: chapter 5, *What we measured*.
     """
+    from tdsa.experiments.joint_tuning import inside
+
     try:
         joint = joint_tuning(results_dir)
     except (DataError, FileNotFoundError, ValueError) as error:
@@ -992,14 +1003,12 @@ def joint_tuning_status(results_dir: str | Path | None = None) -> str:
     arms = []
     for arm, c in joint.chosen.items():
         if c is None:
-            inside = [d for d in joint.candidates
-                      if d.arm == arm and d.grid.variants[d.variant].eligible]
-            waiting = sum(1 for d in inside if not d.eligible)
-            total = len(inside)
-            arms.append(f"{_ARM_NAMES[arm]} has no choice yet ({waiting} of {total} settings "
-                        "miss a seed)")
+            cells = inside(joint.candidates, arm)
+            waiting = sum(1 for d in cells if not d.eligible)
+            arms.append(f"{ARM_NAMES[arm]} has no choice yet ({waiting} of {len(cells)} "
+                        "settings miss a seed)")
         else:
-            arms.append(f"{_ARM_NAMES[arm]} chose `{c.variant}` "
+            arms.append(f"{ARM_NAMES[arm]} chose `{c.variant}` "
                         f"({format_mean_std(*c.top1[:2])}%)")
     return (f"Joint tuning at E = {joint.epochs} epochs on val: {joint.finished} of "
             f"{joint.runs} runs finished; " + "; ".join(arms) + ".")
@@ -1019,14 +1028,13 @@ def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
     from tdsa.experiments.grid import read_curves
     from tdsa.experiments.joint_tuning import OUTSIDE, crossing, late_rise
 
-    folder = Path(results_dir) if results_dir is not None else results_path()
+    folder = _results_folder(results_dir)
     try:
         joint = joint_tuning(folder)
     except (DataError, FileNotFoundError, ValueError) as error:
         return f"The joint tuning's results are not in this copy ({error})."
     grid = joint.grid
-    curves = read_curves(folder / JOINT_GRID) if (folder / JOINT_GRID / "curves.csv").is_file() \
-        else {}
+    curves = read_curves(folder / JOINT_GRID, required=False)
     parts = [f"{joint.finished} of {joint.runs} runs finished (seeds "
              f"{', '.join(map(str, grid.seeds))}; validation split, test not read), each at "
              f"{grid.config(next(iter(grid.variants)), grid.seeds[0]).train.epochs} epochs "
@@ -1036,7 +1044,7 @@ def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
         cross = crossing(joint.candidates, arm)
         axes = (f"rows `{cross.row_key}`, columns "
                 + ", ".join(f"`{k}`" for k in cross.column_keys))
-        parts.append(f"**{_ARM_NAMES[arm]}** ({axes}):\n\n"
+        parts.append(f"**{ARM_NAMES[arm]}** ({axes}):\n\n"
                      + "\n".join(_crossing_table(cross, chosen)))
         if chosen is None:
             waiting = [c for c in cross.cells.values() if not c.eligible]
@@ -1082,12 +1090,12 @@ def stall_summary(grid: str = COMPARISON_GRID, results_dir: str | Path | None = 
     from tdsa.experiments.grid import read_curves
     from tdsa.experiments.stalls import curve_deviations, fell_behind, stalled_seeds
 
-    folder = Path(results_dir) if results_dir is not None else results_path()
+    folder = _results_folder(results_dir)
     try:
         found = grid_results(grid, folder)
     except (FileNotFoundError, ValueError) as error:
         return f"The results of `{grid}` are not in this copy ({error})."
-    curves = read_curves(folder / grid) if (folder / grid / "curves.csv").is_file() else {}
+    curves = read_curves(folder / grid, required=False)
     stalls = {v: stalled_seeds(found.rows, v, column, k) for v in found.grid.variants}
     calm = [f"`{v}`" for v, s in stalls.items() if not s]
     parts = [f"`results/{grid}.csv` ({column}, {found.grid.split} split): "

@@ -463,7 +463,7 @@ def recorded_results(grid: Grid, results_path: str | Path) -> dict[tuple[str, in
         if stored.is_file() and _config_text(stored.read_text(encoding="utf-8")) == \
                 _config_text(dump_config(grid.config(name, grid.seeds[0]))):
             current[name] = True
-    curves = read_curves(base) if (base / "curves.csv").is_file() else {}
+    curves = read_curves(base, required=False)
     out: dict[tuple[str, int], RunResult] = {}
     with csv_path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -783,11 +783,15 @@ def markdown_report(grid: Grid, results: Sequence[RunResult], command: str | Seq
     return "\n".join(lines) + "\n"
 
 
-def read_curves(results_path: str | Path) -> dict[tuple[str, int], list[dict[str, float]]]:
+def read_curves(results_path: str | Path, *, required: bool = True
+                ) -> dict[tuple[str, int], list[dict[str, float]]]:
     """The epoch records of a grid's runs, ``results_path/curves.csv`` (``results_path`` is
-    ``results/<grid>`` without a suffix), by ``(variant, seed)``, each in epoch order."""
+    ``results/<grid>`` without a suffix), by ``(variant, seed)``, each in epoch order. A
+    missing file is a DataError, or no curves when not ``required``."""
     path = Path(results_path) / "curves.csv"
     if not path.is_file():
+        if not required:
+            return {}
         raise DataError(f"{path}: no such curves file (written by python -m tdsa ablate)")
     curves: dict[tuple[str, int], list[dict[str, float]]] = {}
     with path.open(newline="", encoding="utf-8") as fh:

@@ -24,8 +24,8 @@ from tdsa.experiments.calibration import Candidate, choose, tuning_candidates
 from tdsa.experiments.evidence import Row
 from tdsa.experiments.grid import Grid
 
-__all__ = ["OUTSIDE", "Crossing", "LateRise", "crossing", "joint_candidates", "joint_choice",
-           "late_rise"]
+__all__ = ["OUTSIDE", "Crossing", "LateRise", "crossing", "inside", "joint_candidates",
+           "joint_choice", "late_rise"]
 
 OUTSIDE = "outside the grid: reported, never chosen"
 """The reason a variant marked ``eligible: false`` in its grid file is not a candidate."""
@@ -45,6 +45,11 @@ def joint_candidates(grid: Grid, rows: Sequence[Row], *, seeds: Sequence[int],
             else dataclasses.replace(c, eligible=False, reason=OUTSIDE) for c in ranked]
 
 
+def inside(candidates: Sequence[Candidate], arm: str) -> list[Candidate]:
+    """The candidates of ``arm`` inside its grid: all but those marked ``eligible: false``."""
+    return [c for c in candidates if c.arm == arm and c.reason != OUTSIDE]
+
+
 def joint_choice(candidates: Sequence[Candidate], arm: str) -> Candidate | None:
     """The setting ``arm`` chooses: the best eligible candidate, once **every** variant of
     its grid (those not marked ``eligible: false``) is eligible; None while any cell still
@@ -53,10 +58,10 @@ def joint_choice(candidates: Sequence[Candidate], arm: str) -> Candidate | None:
 
     Book: chapter 5, *Joint tuning at E*.
     """
-    inside = [c for c in candidates if c.arm == arm and c.reason != OUTSIDE]
-    if not inside:
+    cells = inside(candidates, arm)
+    if not cells:
         raise ValueError(f"no variant of arm {arm!r} in the joint grid")
-    return choose(inside, arm) if all(c.eligible for c in inside) else None
+    return choose(cells, arm) if all(c.eligible for c in cells) else None
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,8 @@ def crossing(candidates: Sequence[Candidate], arm: str) -> Crossing:
 
     Book: chapter 5, *Joint tuning at E*.
     """
-    inside = [c for c in candidates if c.arm == arm and c.reason != OUTSIDE]
-    settings = {c.variant: _overrides(c) for c in inside}
+    cells_of_arm = inside(candidates, arm)
+    settings = {c.variant: _overrides(c) for c in cells_of_arm}
     keys = list(dict.fromkeys(k for s in settings.values() for k in s))
     varying = [k for k in keys if len({s.get(k) for s in settings.values()}) > 1]
     if len(varying) < 2:
@@ -101,7 +106,7 @@ def crossing(candidates: Sequence[Candidate], arm: str) -> Crossing:
                          "settings")
     row_key, column_keys = varying[0], tuple(varying[1:])
     cells: dict[tuple[str, tuple[str, ...]], Candidate] = {}
-    for c in inside:
+    for c in cells_of_arm:
         s = settings[c.variant]
         cell = (s.get(row_key, ""), tuple(s.get(k, "") for k in column_keys))
         if cell in cells:

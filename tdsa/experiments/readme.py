@@ -16,10 +16,10 @@ from tdsa.experiments.book import (
     BUDGET_GRID,
     COMPARISON_GRID,
     FRESH_DRAW_GRID,
+    converged_e,
     lever_pairs,
     results_path,
 )
-from tdsa.experiments.budget import budget_points, converged_budget
 from tdsa.experiments.evidence import (
     Row,
     column_stats,
@@ -80,7 +80,7 @@ def status_facts(results_dir: str | Path | None = None) -> dict[str, str]:
     facts: dict[str, str] = {}
     for grid in (COMPARISON_GRID, FRESH_DRAW_GRID):
         facts.update(_grid_facts(grid, read_results(folder / f"{grid}.csv")))
-    budget = converged_budget(budget_points(read_results(folder / f"{BUDGET_GRID}.csv")))
+    budget = converged_e(folder)
     facts[f"{BUDGET_GRID}: E"] = f"E = {budget.epochs}"
     for arm, change in sorted(budget.changes.items()):
         facts[f"{BUDGET_GRID}: {arm} change over the last doubling"] = f"{change:+.1f}"

@@ -56,10 +56,9 @@ def stalled_seeds(rows: Iterable[Row], variant: str, column: str = "final_top1",
         others = [v for s, v in values.items() if s != seed]
         if len(others) < 3:
             continue
-        mean, std = statistics.fmean(others), statistics.stdev(others)
-        z = (mean - value) / std if std > 0 else (math.inf if value < mean else 0.0)
-        if z > k:
-            stalls.append(Stall(seed, value, mean, std, z))
+        mean, std, z = _z(value, others)
+        if -z > k:
+            stalls.append(Stall(seed, value, mean, std, -z))
     return sorted(stalls, key=lambda s: s.value)
 
 
