@@ -81,8 +81,9 @@ lane_b=$(sed -n 2p <<<"$lanes")
 for lane in A B; do
   variants=$([ $lane = A ] && echo "$lane_a" || echo "$lane_b")
   # shellcheck disable=SC2086  # variant names and seeds are one word each
-  (cd "$tree" && PYTHONPATH="$tree" setsid nohup "$py" -m tdsa ablate --grid "$grid" \
-     --out "runs/ablate/$name" --results "$repo/results/$name" --only $variants \
-     >> "$logs/$name-$lane.log" 2>&1 < /dev/null &)
+  # The redirections cover the whole subshell, so that nothing holds the caller's output open.
+  (cd "$tree" && PYTHONPATH="$tree" exec setsid nohup "$py" -m tdsa ablate --grid "$grid" \
+     --out "runs/ablate/$name" --results "$repo/results/$name" --only $variants) \
+     >> "$logs/$name-$lane.log" 2>&1 < /dev/null &
   echo "lane $lane ($variants) from $tree at $commit: $logs/$name-$lane.log"
 done

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
              loc_batch_size=args.loc_batch_size, gradcam=not args.no_gradcam, log=sys.stdout,
              recorded=recorded)
     # The tables cover every finished run of the grid, not only this call's selection.
-    seeds = sorted({*grid.seeds, *(args.seeds or [])})
+    seeds = sorted({*grid.seed_order(), *(args.seeds or [])})
     results = run_grid(grid, args.out, seeds=seeds, report_only=True, recorded=recorded)
     if not results:
         raise TdsaError(f"no finished runs under {args.out} for grid {grid.path}")

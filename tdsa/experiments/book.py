@@ -969,8 +969,8 @@ class JointTuning(NamedTuple):
 
     @property
     def runs(self) -> int:
-        """Runs of the grid: its variants times its seeds."""
-        return len(self.grid.variants) * len(self.grid.seeds)
+        """Runs of the grid: each variant's seeds, summed."""
+        return self.grid.runs
 
 
 def joint_tuning(results_dir: str | Path | None = None) -> JointTuning:
@@ -1162,7 +1162,7 @@ def data_regime(config: str | Path = "synthetic_tdsa") -> str:
 def grid_regime(name: str, variant: str | None = None) -> str:
     """The regime of the committed grid ``configs/ablations/<name>.yaml`` in words: the epochs
     and training images per class of ``variant``'s runs (by default the grid's first variant)
-    and the grid's number of seeds, e.g. ``"16 epochs, 40 training images per class, 3 seeds"``
+    and its number of seeds, e.g. ``"16 epochs, 40 training images per class, 3 seeds"``
     for the lever sweep (``grid_regime(BOOK_GRIDS[0])``).
 
     Book: chapter 2, *Exercises*; chapter 3, *Exercises*; chapter 7, *Exercises*.
@@ -1170,8 +1170,9 @@ def grid_regime(name: str, variant: str | None = None) -> str:
     from tdsa.experiments.grid import load_grid
 
     grid = load_grid(f"ablations/{name}")
-    cfg = grid.config(variant or next(iter(grid.variants)), grid.seeds[0])
-    seeds = len(grid.seeds)
+    variant = variant or next(iter(grid.variants))
+    cfg = grid.config(variant, grid.seeds[0])
+    seeds = len(grid.variant_seeds(variant))
     return (f"{cfg.train.epochs} epochs, {_generate_args(cfg)['train_per_class']} training "
             f"images per class, {seeds} seed{'s' * (seeds != 1)}")
 

@@ -15,6 +15,7 @@ variants, each with its own overrides::
       tdsa: {description: "full TDSA", overrides: [], baseline: ce, lever: "the loss"}
       ce_tuned: {config: configs/synthetic_ce.yaml, overrides: []}  # another base config
       published: {overrides: [...], eligible: false}  # reported, never chosen from the grid
+      pointer: {overrides: [...], seeds: [0]}  # its own seeds instead of the grid's
 
 Each ``(variant, seed)`` trains with :func:`tdsa.engine.train` into ``OUT/<variant>/seed<k>``
 (``runtime.seed=k``), then the final-epoch weights (``last.pt``) are scored with
@@ -86,7 +87,7 @@ PROVENANCE_KEYS = ("code", "cpu", "precision")
 """The text columns of the results CSV that say what ran each run (:class:`RunResult`)."""
 SPLITS = ("test", "val")
 GRID_KEYS = ("base", "seeds", "overrides", "variants", "note", "split", "counterfactual")
-VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config", "eligible")
+VARIANT_KEYS = ("description", "overrides", "baseline", "lever", "config", "eligible", "seeds")
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -107,6 +108,8 @@ class Variant:
     replaces the grid's ``base`` for this arm (e.g. an arm whose tuned settings are a config
     of their own). ``eligible`` false marks a labelled point outside a tuning grid: trained
     and reported, never chosen (:func:`tdsa.experiments.joint_tuning.joint_candidates`).
+    ``seeds``, when set, replaces the grid's seeds for this arm (a one-seed pointer beside
+    the arms a claim rests on).
     """
 
     name: str
@@ -116,6 +119,7 @@ class Variant:
     lever: str = ""
     config: Path | None = None
     eligible: bool = True
+    seeds: list[int] | None = None
 
 
 @dataclass
@@ -138,6 +142,22 @@ class Grid:
         v = self.variants[variant]
         cfg = load_config(v.config or self.base)
         return apply_overrides(cfg, [*self.overrides, *v.overrides, f"runtime.seed={seed}"])
+
+    def variant_seeds(self, variant: str) -> list[int]:
+        """The seeds ``variant`` runs: its own ``seeds`` where it has them, else the grid's."""
+        own = self.variants[variant].seeds
+        return self.seeds if own is None else own
+
+    def seed_order(self, variants: Sequence[str] | None = None) -> list[int]:
+        """Every seed that ``variants`` (default: all) run: the grid's seeds in their order,
+        then the variants' own, ascending."""
+        used = {s for v in (variants or self.variants) for s in self.variant_seeds(v)}
+        return [s for s in dict.fromkeys([*self.seeds, *sorted(used)]) if s in used]
+
+    @property
+    def runs(self) -> int:
+        """How many ``(variant, seed)`` runs the grid has."""
+        return sum(len(self.variant_seeds(v)) for v in self.variants)
 
 
 @dataclass
@@ -207,10 +227,10 @@ def _grid_base(path: Path, base_given: Any, key: str = "base") -> Path:
     return base
 
 
-def _grid_seeds(path: Path, seeds: Any) -> list[int]:
-    if (not isinstance(seeds, list) or not seeds
+def _grid_seeds(path: Path, seeds: Any, key: str = "seeds") -> list[int]:
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise ConfigError(f"{path}: 'seeds' must be a non-empty list of integers >= 0, "
+        raise ConfigError(f"{path}: '{key}' must be a non-empty list of distinct integers >= 0, "
                           f"got {seeds!r}")
     return list(seeds)
 
@@ -236,13 +256,16 @@ def _grid_variants(path: Path, variants_raw: Any) -> dict[str, Variant]:
             raise ConfigError(f"{path}: variants.{name}.eligible must be true or false, "
                               f"got {eligible!r}")
         config = spec.get("config")
+        seeds = spec.get("seeds")
         variants[name] = Variant(name, str(spec.get("description", "")),
                                  _string_list(spec.get("overrides"),
                                               f"{path}: variants.{name}.overrides"),
                                  str(spec.get("baseline") or ""), str(spec.get("lever") or ""),
                                  None if config is None
                                  else _grid_base(path, config, f"variants.{name}.config"),
-                                 eligible)
+                                 eligible,
+                                 None if seeds is None
+                                 else _grid_seeds(path, seeds, f"variants.{name}.seeds"))
     return variants
 
 
@@ -486,7 +509,8 @@ def run_grid(grid: Grid, out: str | Path, *, seeds: Sequence[int] | None = None,
              recorded: Mapping[tuple[str, int], RunResult] | None = None) -> list[RunResult]:
     """Every ``(variant, seed)`` of the grid (restricted by ``only``/``seeds``), seed-major
     (all variants of seed 0 first), so a sweep stopped early still compares the arms; runs
-    without a folder come from ``recorded`` when it holds them.
+    without a folder come from ``recorded`` when it holds them. ``seeds`` may name seeds
+    outside the grid's; a variant with seeds of its own runs only those (of ``seeds``).
     """
     out = Path(out)
     names = list(only) if only else list(grid.variants)
@@ -495,8 +519,12 @@ def run_grid(grid: Grid, out: str | Path, *, seeds: Sequence[int] | None = None,
         raise ConfigError(f"{grid.path}: no variant(s) {', '.join(map(repr, missing))}; "
                           f"variants: {', '.join(grid.variants)}")
     results: list[RunResult] = []
-    for seed in (list(seeds) if seeds else grid.seeds):
+    order = list(seeds) if seeds else grid.seed_order(names)
+    for seed in order:
         for name in names:
+            own = grid.variants[name].seeds is not None
+            if (own or not seeds) and seed not in grid.variant_seeds(name):
+                continue
             t0 = time.perf_counter()
             res = run_one(grid, name, seed, out, loc_batch_size=loc_batch_size,
                           gradcam=gradcam, train_missing=not report_only, recorded=recorded)

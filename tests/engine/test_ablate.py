@@ -14,7 +14,7 @@ from tdsa.cli import main
 from tdsa.config import dump_config, load_config
 from tdsa.engine.trainer import NonFiniteLossError
 from tdsa.errors import ConfigError
-from tdsa.experiments.grid import RunResult, load_grid, markdown_report
+from tdsa.experiments.grid import RunResult, load_grid, markdown_report, run_grid
 
 from .conftest import tiny_config
 
@@ -166,6 +166,9 @@ def test_run_stopped_early_stops_the_sweep_and_the_same_command_resumes(tiny_roo
     ({"base": "BASE", "variant": {}}, "unknown key\\(s\\) 'variant'"),
     ({"base": "BASE", "variants": {"a": {"config": "gone.yaml"}}},
      "variants.a.config config 'gone.yaml' not found"),
+    ({"base": "BASE", "variants": {"a": {"seeds": [1, 1]}}},
+     "'variants.a.seeds' must be a non-empty list of distinct integers"),
+    ({"base": "BASE", "variants": {"a": {"seeds": 0}}}, "'variants.a.seeds' must be"),
 ])
 def test_bad_grid_is_one_clear_error(tmp_path, grid, message):
     base = tmp_path / "base.yaml"
@@ -191,6 +194,30 @@ def test_a_variant_config_replaces_the_base_for_that_arm_only(tmp_path):
     page = markdown_report(grid, [RunResult("b", 0, "ok", {"final_top1": 1.0})],
                                   "cmd")
     assert f"config `{tmp_path / 'other.yaml'}`" in page
+
+
+def test_a_variant_with_seeds_of_its_own_runs_only_those(tmp_path, monkeypatch):
+    (tmp_path / "base.yaml").write_text("train: {epochs: 1}\n")
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "seeds": [2, 0, 1], "variants": {
+        "arm": {}, "pointer": {"seeds": [0]}, "late": {"seeds": [1, 7]}}}))
+    grid = load_grid(path)
+    assert grid.variant_seeds("arm") == [2, 0, 1] and grid.variant_seeds("pointer") == [0]
+    assert grid.seed_order() == [2, 0, 1, 7] and grid.seed_order(["pointer"]) == [0]
+    assert grid.runs == 3 + 1 + 2
+    calls = []
+
+    def run_one(grid, name, seed, out, **kwargs):
+        calls.append((name, seed))
+        return RunResult(name, seed, "ok", {"final_top1": 1.0, "best_top1": 1.0})
+
+    monkeypatch.setattr("tdsa.experiments.grid.run_one", run_one)
+    run_grid(grid, tmp_path / "runs")
+    assert calls == [("arm", 2), ("arm", 0), ("pointer", 0), ("arm", 1), ("late", 1),
+                     ("late", 7)]
+    calls.clear()
+    run_grid(grid, tmp_path / "runs", seeds=[1, 0], only=["pointer", "late"])
+    assert calls == [("late", 1), ("pointer", 0)]
 
 
 def test_unknown_only_variant_and_missing_grid_exit_2(tmp_path, capsys):
