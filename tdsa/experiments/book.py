@@ -56,16 +56,20 @@ __all__ = [
     "ARM_NAMES",
     "BOOK_GRIDS",
     "COMPARISON_GRID",
+    "FOLLOW_UP_GRIDS",
     "FRESH_DRAW_GRID",
     "JOINT_GRID",
     "PROFILES",
     "RUNS",
+    "RUN_SETTINGS",
     "SYNTHETIC_SETS",
     "VERDICT_COLOURS",
     "GridResults",
     "JointTuning",
     "RunPlan",
     "check_profile",
+    "choice_carried",
+    "choice_differences",
     "claim_summary",
     "class_count_table",
     "comparison_summary",
@@ -91,6 +95,7 @@ __all__ = [
     "on_colab",
     "plot_lever_differences",
     "plot_paired_seeds",
+    "recipe_differences",
     "repo_root",
     "resolve_runs_root",
     "results_path",
@@ -1074,6 +1079,77 @@ def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
                else "no run finished yet") for c in outside) + ".")
     parts.append(results_provenance(JOINT_GRID, folder))
     return "\n\n".join(parts)
+
+
+RUN_SETTINGS = ("runtime.", "data.root", "train.eval_test")
+"""Config keys (or key prefixes) that say where a run reads and writes, how it runs on the
+machine and whether it reads test along the way: left out when asking whether two runs train
+the same recipe (:func:`recipe_differences`)."""
+
+FOLLOW_UP_GRIDS = (COMPARISON_GRID, FRESH_DRAW_GRID)
+"""The test grids that train each arm at its joint choice (issue 22, step 3)."""
+
+
+def recipe_differences(chosen: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """The settings, but :data:`RUN_SETTINGS`, in which ``cfg`` differs from ``chosen``, as
+    ``{key: (chosen's value, cfg's value)}`` (None where a config lacks the key).
+
+    Book: chapter 5, *Joint tuning at E*.
+    """
+    a, b = flat_config(chosen), flat_config(cfg)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
+            if not k.startswith(RUN_SETTINGS) and a.get(k) != b.get(k)}
+
+
+def choice_differences(grid: str | Path, results_dir: str | Path | None = None
+                       ) -> dict[str, dict[str, tuple[Any, Any]]] | None:
+    """For each variant of ``grid`` (a grid file, or the name of a shipped grid such as
+    ``"comparison"``), the settings in which its runs differ from the joint choice of its arm
+    (:func:`recipe_differences` against the chosen variant's config): empty where the variant
+    trains the choice. None while either arm of the joint tuning has no choice.
+
+    Book: chapter 5, *Joint tuning at E*.
+    """
+    from tdsa.experiments.calibration import grid_cells
+    from tdsa.experiments.grid import load_grid
+
+    joint = joint_tuning(results_dir)
+    if any(c is None for c in joint.chosen.values()):
+        return None
+    target = load_grid(grid if Path(grid).suffix else f"ablations/{grid}")
+    out = {}
+    for name, cell in grid_cells(target).items():
+        chosen = joint.chosen[cell.arm]
+        assert chosen is not None
+        out[name] = recipe_differences(joint.grid.config(chosen.variant, joint.grid.seeds[0]),
+                                       target.config(name, target.seeds[0]))
+    return out
+
+
+def choice_carried(grids: Sequence[str] = FOLLOW_UP_GRIDS,
+                   results_dir: str | Path | None = None) -> str:
+    """Markdown: whether each arm of the test ``grids`` trains its arm's joint choice, and in
+    which settings it differs where it does not (:func:`choice_differences`); one sentence
+    while the joint tuning has not chosen both arms.
+
+    Book: chapter 5, *Joint tuning at E*.
+    """
+    try:
+        found = {g: choice_differences(g, results_dir) for g in grids}
+    except (DataError, FileNotFoundError, ValueError) as error:
+        return f"The joint tuning's results are not in this copy ({error})."
+    if any(d is None for d in found.values()):
+        return ("Whether the test grids train each arm's joint choice is checked once both "
+                "arms have one.")
+    lines = []
+    for g, diffs in found.items():
+        assert diffs is not None
+        for variant, d in diffs.items():
+            said = ("trains its arm's joint choice" if not d else "differs from its arm's "
+                    "joint choice in " + ", ".join(f"`{k}` ({a!r} chosen, {b!r} here)"
+                                                   for k, (a, b) in d.items()))
+            lines.append(f"- `{variant}` of `configs/ablations/{g}.yaml` {said}.")
+    return "\n".join(lines)
 
 
 def stall_summary(grid: str = COMPARISON_GRID, results_dir: str | Path | None = None, *,

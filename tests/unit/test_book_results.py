@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tdsa.config import dump_config, load_config
 from tdsa.experiments import book
@@ -177,6 +178,58 @@ def test_joint_tuning_status_says_what_each_arm_chose(tmp_path: Path) -> None:
         "Joint tuning at E = 64 epochs on val: 14 of 26 runs finished; cross-entropy chose "
         "`ce_lr1e-3_wd0.05` (85.0 ± 1.4%); TDSA has no choice yet (5 of 6 settings miss a "
         "seed).")
+
+
+def test_choice_differences_names_what_a_test_grid_changes_of_each_arms_choice(
+        tmp_path: Path) -> None:
+    for suffix in (".csv", ".json"):
+        shutil.copy(REPO / "results" / f"budget{suffix}", tmp_path / f"budget{suffix}")
+    joint = load_grid("ablations/tuning_joint")
+    top1 = {v: [80.0, 82.0] for v in joint.variants}
+    top1 |= {"ce_lr4e-3_wd0.2": [90.0, 92.0], "tdsa_lr2e-3_w0.15": [88.0, 86.0]}
+    grid_file = tmp_path / "follow_up.yaml"
+    with pytest.raises(FileNotFoundError, match="no ablation results in"):
+        book.choice_differences(grid_file, tmp_path)
+    write_results(joint, _joint_runs({**top1, "tdsa_lr1e-3_w0.15": [70.0]}, 0.0),
+                  tmp_path / "tuning_joint", "python -m tdsa ablate")
+    assert book.choice_differences(grid_file, tmp_path) is None, "TDSA has no choice yet"
+    assert book.choice_carried(results_dir=tmp_path).startswith("Whether the test grids")
+    write_results(joint, _joint_runs(top1, 0.0), tmp_path / "tuning_joint",
+                  "python -m tdsa ablate --grid configs/ablations/tuning_joint.yaml")
+    tdsa = joint.variants["tdsa_lr2e-3_w0.15"].overrides
+    grid_file.write_text(yaml.safe_dump({
+        "base": "configs/synthetic_tdsa.yaml", "seeds": [0, 1, 2], "split": "test",
+        "overrides": [o for o in joint.overrides if o != "train.eval_test=never"]
+        + ["data.root=data/elsewhere", "runtime.threads=2"],
+        "variants": {
+            "ce": {"config": "configs/synthetic_ce.yaml",
+                   "overrides": joint.variants["ce_lr4e-3_wd0.2"].overrides},
+            "tdsa": {"overrides": tdsa},
+            "mc_high": {"overrides": [*tdsa, "loss.alpha_mid=0", "loss.beta_mid=0"]},
+            "short": {"overrides": [*tdsa, "train.epochs=16"]}}}), encoding="utf-8")
+    assert book.choice_differences(grid_file, tmp_path) == {
+        "ce": {}, "tdsa": {},  # the data root, threads and test reading are not the recipe
+        "mc_high": {"loss.alpha_mid": (0.15, 0.0), "loss.beta_mid": (1.5, 0.0)},
+        "short": {"train.epochs": (64, 16)}}
+    committed = book.choice_differences("comparison", tmp_path)
+    assert committed is not None and committed["ce"]["train.epochs"] == (64, 16)
+    assert committed["ce"]["optim.lr"] == (0.004, 0.002)
+    text = book.choice_carried((str(grid_file),), tmp_path)
+    assert "- `ce` of " in text and "trains its arm's joint choice." in text
+    assert "`loss.alpha_mid` (0.15 chosen, 0.0 here)" in text
+
+
+def test_the_committed_test_grids_train_each_arms_joint_choice() -> None:
+    found = {g: book.choice_differences(g) for g in book.FOLLOW_UP_GRIDS}
+    if any(d is None for d in found.values()):
+        pytest.skip("the committed joint tuning has not chosen both arms yet")
+    levers = {"mc_high": {"loss.alpha_mid", "loss.beta_mid"}, "no_gate": {"loss.top_down"}}
+    for grid, diffs in found.items():
+        assert diffs is not None
+        for variant, d in diffs.items():
+            allowed = levers.get(variant, set()) | (
+                {"data.synthetic.seed"} if grid == book.FRESH_DRAW_GRID else set())
+            assert set(d) <= allowed, f"{grid}.{variant} does not train its arm's choice: {d}"
 
 
 def test_stall_summary_reads_why_from_the_curves_the_grid_kept(tmp_path: Path) -> None:
