@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from tdsa.experiments.budget import Budget
     from tdsa.experiments.calibration import Candidate
     from tdsa.experiments.grid import Grid
-    from tdsa.experiments.joint_tuning import Crossing
+    from tdsa.experiments.joint_tuning import Crossing, LateRise
 
 __all__ = [
     "ARM_NAMES",
@@ -1019,6 +1019,32 @@ def joint_tuning_status(results_dir: str | Path | None = None) -> str:
             f"{joint.runs} runs finished; " + "; ".join(arms) + ".")
 
 
+def _late_rise_in_the_comparison(arm: str, folder: Path, joint: JointTuning
+                                 ) -> tuple[LateRise, str]:
+    """The late rise of the comparison's runs of ``arm`` where they train its joint choice
+    (for a chosen cell whose own runs kept no curve), and the variant they are (``""``, with
+    no seed, where none does)."""
+    from tdsa.experiments.calibration import grid_cells
+    from tdsa.experiments.grid import read_curves
+    from tdsa.experiments.joint_tuning import LateRise, late_rise
+
+    nothing = LateRise("val_top1", 1, {}), ""
+    if any(c is None for c in joint.chosen.values()):
+        return nothing
+    try:
+        grid, _, _ = grid_results(COMPARISON_GRID, folder)
+    except FileNotFoundError:
+        return nothing
+    diffs = choice_differences(COMPARISON_GRID, folder) or {}
+    for name, cell in grid_cells(grid).items():
+        if cell.arm == arm and not diffs.get(name, True):
+            rise = late_rise(read_curves(folder / COMPARISON_GRID, required=False), name,
+                             grid.variant_seeds(name))
+            if rise.per_seed:
+                return rise, name
+    return nothing
+
+
 def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
     """Markdown: for each arm of the joint tuning (:func:`joint_tuning`), the crossing of its
     grid with final val top-1 per cell (mean ± std, seeds finished), its choice by
@@ -1057,12 +1083,18 @@ def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
                          "a seed, and the rule (the best mean final val top-1) waits for every "
                          "cell, since an early choice could flip.")
             continue
-        rise = late_rise(curves, chosen.variant, grid.seeds)
+        rise, other = late_rise(curves, chosen.variant, grid.seeds), ""
+        if not rise.per_seed:
+            rise, other = _late_rise_in_the_comparison(arm, folder, joint)
         if not rise.per_seed:
             still = ("its runs recorded no epoch curve (they trained before runs kept one), "
                      "so whether it still rises at E is not measured")
         else:
-            still = (f"over its last {rise.window} epochs its val top-1 moved by "
+            subject = (f"over its last {rise.window} epochs its val top-1" if not other else
+                       "its own runs kept no epoch curve; over the last "
+                       f"{rise.window} epochs of the comparison's `{other}` runs (the same "
+                       "recipe) their val top-1")
+            still = (f"{subject} moved by "
                      f"{rise.mean:+.1f} points (mean over {len(rise.per_seed)} seeds) against "
                      f"the {rise.window} before: "
                      + (f"more than {TOLERANCE:g} point, so it **still rises at E**"

@@ -4,6 +4,7 @@ budget, the tuning candidates on val and the measured effect of an exercise."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 import statistics
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from tdsa.config import dump_config, load_config
 from tdsa.experiments import book
+from tdsa.experiments import grid as grid_module
 from tdsa.experiments.evidence import read_header, read_results
 from tdsa.experiments.grid import RunResult, load_grid, write_results
 
@@ -217,6 +219,41 @@ def test_choice_differences_names_what_a_test_grid_changes_of_each_arms_choice(
     text = book.choice_carried((str(grid_file),), tmp_path)
     assert "- `ce` of " in text and "trains its arm's joint choice." in text
     assert "`loss.alpha_mid` (0.15 chosen, 0.0 here)" in text
+
+
+def test_a_chosen_cell_without_curves_is_read_from_the_comparison_of_its_recipe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for suffix in (".csv", ".json"):
+        shutil.copy(REPO / "results" / f"budget{suffix}", tmp_path / f"budget{suffix}")
+    joint = load_grid("ablations/tuning_joint")
+    top1 = {v: [80.0, 82.0] for v in joint.variants}
+    top1 |= {"ce_lr4e-3_wd0.2": [90.0, 92.0], "tdsa_lr2e-3_w0.15": [88.0, 86.0]}
+    runs = [dataclasses.replace(r, curve=[]) if r.variant == "ce_lr4e-3_wd0.2" else r
+            for r in _joint_runs(top1, 0.1)]
+    write_results(joint, runs, tmp_path / "tuning_joint", "python -m tdsa ablate")
+    comparison = tmp_path / "comparison.yaml"
+    comparison.write_text(yaml.safe_dump({
+        "base": "configs/synthetic_tdsa.yaml", "seeds": [0, 1, 2], "split": "test",
+        "overrides": [o for o in joint.overrides if o != "train.eval_test=never"],
+        "variants": {"ce": {"config": "configs/synthetic_ce.yaml",
+                            "overrides": joint.variants["ce_lr4e-3_wd0.2"].overrides},
+                     "tdsa": {"overrides": joint.variants["tdsa_lr1e-3_w0.15"].overrides}}}),
+        encoding="utf-8")
+    real = grid_module.resolve_config
+    monkeypatch.setattr(grid_module, "resolve_config", lambda ref: comparison
+                        if str(ref) == "ablations/comparison" else real(ref))
+    write_results(load_grid("ablations/comparison"),
+                  _joint_runs({"ce": [70.0, 72.0, 74.0], "tdsa": [60.0, 61.0, 62.0]}, 0.5),
+                  tmp_path / "comparison", "python -m tdsa ablate")
+    text = book.joint_tuning_summary(tmp_path)
+    assert ("Chosen: `ce_lr4e-3_wd0.2` (cross-entropy, lr 4e-3, weight decay 0.2), 91.0 ± 1.4% "
+            "over 2 seeds; its own runs kept no epoch curve; over the last 8 epochs of the "
+            "comparison's `ce` runs (the same recipe) their val top-1 moved by +4.0 points "
+            "(mean over 3 seeds) against the 8 before: more than 1 point, so it **still rises "
+            "at E**.") in text
+    assert ("Chosen: `tdsa_lr2e-3_w0.15` (TDSA, lr 2e-3, auxiliary weights 0.15/1.5), "
+            "87.0 ± 1.4% over 2 seeds; over its last 8 epochs its val top-1 moved by +0.8 "
+            "points") in text, "its own curves; the comparison's tdsa trains another cell"
 
 
 def test_the_committed_test_grids_train_each_arms_joint_choice() -> None:
