@@ -1022,8 +1022,8 @@ def joint_tuning_status(results_dir: str | Path | None = None) -> str:
 def _late_rise_in_the_comparison(arm: str, folder: Path, joint: JointTuning
                                  ) -> tuple[LateRise, str]:
     """The late rise of the comparison's runs of ``arm`` where they train its joint choice
-    (for a chosen cell whose own runs kept no curve), and the variant they are (``""``, with
-    no seed, where none does)."""
+    (for a chosen cell whose own runs kept no curve), with the name of that variant; an empty
+    rise and ``""`` where no variant trains it or its runs kept no curve."""
     from tdsa.experiments.calibration import grid_cells
     from tdsa.experiments.grid import read_curves
     from tdsa.experiments.joint_tuning import LateRise, late_rise

@@ -228,8 +228,9 @@ def _grid_base(path: Path, base_given: Any, key: str = "base") -> Path:
 
 
 def _grid_seeds(path: Path, seeds: Any, key: str = "seeds") -> list[int]:
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
         raise ConfigError(f"{path}: '{key}' must be a non-empty list of distinct integers >= 0, "
                           f"got {seeds!r}")
     return list(seeds)

@@ -169,6 +169,7 @@ def test_run_stopped_early_stops_the_sweep_and_the_same_command_resumes(tiny_roo
     ({"base": "BASE", "variants": {"a": {"seeds": [1, 1]}}},
      "'variants.a.seeds' must be a non-empty list of distinct integers"),
     ({"base": "BASE", "variants": {"a": {"seeds": 0}}}, "'variants.a.seeds' must be"),
+    ({"base": "BASE", "variants": {"a": {"seeds": [[0]]}}}, "'variants.a.seeds' must be"),
 ])
 def test_bad_grid_is_one_clear_error(tmp_path, grid, message):
     base = tmp_path / "base.yaml"
