@@ -1100,9 +1100,11 @@ def joint_tuning_summary(results_dir: str | Path | None = None) -> str:
                      + (f"more than {TOLERANCE:g} point, so it **still rises at E**"
                         if rise.mean > TOLERANCE else
                         f"within {TOLERANCE:g} point, flat at E"))
+        edges = cross.edges(chosen)
         parts.append(f"Chosen: `{chosen.variant}` ({chosen.describe()}), "
                      f"{format_mean_std(*chosen.top1[:2])}% over {chosen.top1[2]} seeds; "
-                     f"{still}.")
+                     f"{still}." + (f" It lies at an end of its grid: {' and '.join(edges)}; "
+                                    "no value beyond was tried." if edges else ""))
     outside = [c for c in joint.candidates if c.reason == OUTSIDE]
     if outside:
         parts.append("Outside the grid, never chosen: " + "; ".join(

@@ -77,6 +77,23 @@ class Crossing:
     columns: tuple[tuple[str, ...], ...]
     cells: Mapping[tuple[str, tuple[str, ...]], Candidate]
 
+    def edges(self, candidate: Candidate) -> list[str]:
+        """Where ``candidate`` sits at an end of an axis of the crossing, in words, e.g.
+        ``["the largest `optim.lr` tried (0.004)"]``: a value beyond it was not tried.
+
+        Book: chapter 5, *Joint tuning at E*.
+        """
+        (row, column), = (k for k, c in self.cells.items() if c is candidate)
+        axes = [(f"`{self.row_key}`", row, self.rows),
+                (", ".join(f"`{k}`" for k in self.column_keys), "/".join(dict.fromkeys(column)),
+                 tuple("/".join(dict.fromkeys(c)) for c in self.columns))]
+        out = []
+        for key, value, values in axes:
+            if len(values) > 1 and value in (values[0], values[-1]):
+                end = "largest" if value == values[-1] else "smallest"
+                out.append(f"the {end} {key} tried ({value})")
+        return out
+
 
 def _overrides(candidate: Candidate) -> dict[str, str]:
     pairs = (o.split("=", 1) for o in candidate.grid.variants[candidate.variant].overrides)

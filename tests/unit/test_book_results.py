@@ -153,7 +153,9 @@ def test_joint_tuning_summary_chooses_an_arm_once_every_cell_finished(
                            "read), each at 64 epochs (E = 64).")
     assert "| 0.004 | 81.0 ± 1.4 (2) | **91.0 ± 1.4 (2)** |" in text, "CE's chosen cell"
     assert ("Chosen: `ce_lr4e-3_wd0.2` (cross-entropy, lr 4e-3, weight decay 0.2), 91.0 ± 1.4% "
-            f"over 2 seeds; over its last 8 epochs its val top-1 {words}.") in text
+            f"over 2 seeds; over its last 8 epochs its val top-1 {words}. It lies at an end of "
+            "its grid: the largest `optim.lr` tried (0.004) and the largest "
+            "`optim.weight_decay` tried (0.2); no value beyond was tried.") in text
     assert "| 0.004 | 81.0 ± 1.4 (2) | 95.0 (1) |" in text, "one seed: no std"
     assert "No choice yet: 1 of 6 settings miss a seed" in text, "TDSA waits for its last cell"
     assert "Chosen: `tdsa" not in text and "**" not in text.split("**TDSA**")[1].split(
@@ -254,6 +256,9 @@ def test_a_chosen_cell_without_curves_is_read_from_the_comparison_of_its_recipe(
     assert ("Chosen: `tdsa_lr2e-3_w0.15` (TDSA, lr 2e-3, auxiliary weights 0.15/1.5), "
             "87.0 ± 1.4% over 2 seeds; over its last 8 epochs its val top-1 moved by +0.8 "
             "points") in text, "its own curves; the comparison's tdsa trains another cell"
+    assert ("flat at E. It lies at an end of its grid: the largest `loss.alpha_mid`, "
+            "`loss.beta_mid`, `loss.alpha_high`, `loss.beta_high` tried (0.15/1.5); no value "
+            "beyond was tried.") in text, "lr 2e-3 is inside the grid's learning rates"
 
 
 def test_the_committed_test_grids_train_each_arms_joint_choice() -> None:

@@ -86,10 +86,14 @@ def test_the_crossing_is_read_from_the_overrides(tmp_path: Path) -> None:
     assert (ce.row_key, ce.column_keys) == ("optim.lr", ("optim.weight_decay",))
     assert ce.rows == ("0.001", "0.002") and ce.columns == (("0.05",), ("0.2",))
     assert ce.cells[("0.002", ("0.05",))].variant == "ce_lr0.002_wd0.05"
+    assert ce.edges(ce.cells[("0.002", ("0.05",))]) == [
+        "the largest `optim.lr` tried (0.002)", "the smallest `optim.weight_decay` tried (0.05)"]
     tdsa = crossing(cands, "tdsa")
     assert tdsa.column_keys == ("loss.alpha_mid", "loss.alpha_high"), "they move together"
     assert tdsa.columns == (("0.1", "0.1"), ("0.2", "0.2")), "the published point is outside"
     assert len(tdsa.cells) == 4
+    assert tdsa.edges(tdsa.cells[("0.001", ("0.2", "0.2"))])[1] == (
+        "the largest `loss.alpha_mid`, `loss.alpha_high` tried (0.2)"), "one value per column"
 
 
 def test_a_grid_that_does_not_cross_its_settings_is_refused(tmp_path: Path) -> None:
