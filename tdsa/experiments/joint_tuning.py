@@ -83,7 +83,7 @@ class Crossing:
 
         Book: chapter 5, *Joint tuning at E*.
         """
-        (row, column), = (k for k, c in self.cells.items() if c is candidate)
+        (row, column), = (k for k, c in self.cells.items() if c.variant == candidate.variant)
         axes = [(f"`{self.row_key}`", row, self.rows),
                 (", ".join(f"`{k}`" for k in self.column_keys), "/".join(dict.fromkeys(column)),
                  tuple("/".join(dict.fromkeys(c)) for c in self.columns))]
