@@ -153,13 +153,17 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
             "val top-1 within 1 point (from 32 to 64 epochs: ce +0.5, tdsa +6.0 points)") in text
     assert "The committed comparison (`results/comparison`) trained 16 epochs, below E" in text
     # the joint tuning (val): a choice only where every cell of an arm's grid has both seeds
-    assert "25 of 26 runs finished (seeds 0, 1; validation split, test not read)" in text
+    assert "27 of 28 runs finished (seeds 0, 1; validation split, test not read)" in text
     assert "| 0.004 | **89.0 ± 1.4 (2)** | 71.0 ± 1.4 (2) |" in text, "CE's chosen cell"
     assert ("Chosen: `ce_lr4e-3_wd0.05` (cross-entropy, lr 4e-3, weight decay 0.05), 89.0 ± 1.4% "
             "over 2 seeds; its runs recorded no epoch curve") in text
+    assert ("It lies at an end of its grid: the largest `optim.lr` tried (0.004) and the smallest "
+            "`optim.weight_decay` tried (0.05); no value beyond was tried.") in text
     assert "| 0.002 | 71.0 ± 1.4 (2) | 95.0 (1) |" in text
     assert "No choice yet: 1 of 6 settings miss a seed" in text
-    assert ("Joint tuning at E = 64 epochs on val: 25 of 26 runs finished; cross-entropy chose "
+    assert ("Whether the test grids train each arm's joint choice is checked once both arms have "
+            "one.") in text, "TDSA has no choice yet"
+    assert ("Joint tuning at E = 64 epochs on val: 27 of 28 runs finished; cross-entropy chose "
             "`ce_lr4e-3_wd0.05` (89.0 ± 1.4%); TDSA has no choice yet (1 of 6 settings miss a "
             "seed).") in text, "the bullet of the chapter's summary"
     # the comparison (test), paired by seed, and the band of cross-entropy on test
@@ -194,7 +198,7 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
                         for o in c.get("outputs", []))
     assert "  failed: tdsa seed 3" in streams, "failed runs are shown"
     assert "results/comparison.csv (test split): 12 runs finished of 20" in streams
-    assert "results/tuning_joint.csv (val split): 25 runs finished of 26" in streams
+    assert "results/tuning_joint.csv (val split): 27 runs finished of 28" in streams
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 4, "calibration, budget, comparison and previous-default figures"

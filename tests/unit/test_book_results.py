@@ -149,7 +149,7 @@ def test_joint_tuning_summary_chooses_an_arm_once_every_cell_finished(
     write_results(grid, _joint_runs(top1, rise), tmp_path / "tuning_joint",
                   "python -m tdsa ablate --grid configs/ablations/tuning_joint.yaml")
     text = book.joint_tuning_summary(tmp_path)
-    assert text.startswith("25 of 26 runs finished (seeds 0, 1; validation split, test not "
+    assert text.startswith("27 of 28 runs finished (seeds 0, 1; validation split, test not "
                            "read), each at 64 epochs (E = 64).")
     assert "| 0.004 | 81.0 ± 1.4 (2) | **91.0 ± 1.4 (2)** |" in text, "CE's chosen cell"
     assert ("Chosen: `ce_lr4e-3_wd0.2` (cross-entropy, lr 4e-3, weight decay 0.2), 91.0 ± 1.4% "
@@ -179,7 +179,7 @@ def test_joint_tuning_status_says_what_each_arm_chose(tmp_path: Path) -> None:
     write_results(grid, _joint_runs(top1, 0.0), tmp_path / "tuning_joint",
                   "python -m tdsa ablate --grid configs/ablations/tuning_joint.yaml")
     assert book.joint_tuning_status(tmp_path) == (
-        "Joint tuning at E = 64 epochs on val: 14 of 26 runs finished; cross-entropy chose "
+        "Joint tuning at E = 64 epochs on val: 14 of 28 runs finished; cross-entropy chose "
         "`ce_lr1e-3_wd0.05` (85.0 ± 1.4%); TDSA has no choice yet (5 of 6 settings miss a "
         "seed).")
 

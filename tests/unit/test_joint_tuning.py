@@ -145,4 +145,4 @@ def test_the_eligible_key_of_a_grid_file(tmp_path: Path) -> None:
         load_grid(path)
     shipped = load_grid("configs/ablations/tuning_joint.yaml")
     assert [v for v, spec in shipped.variants.items() if not spec.eligible] == \
-        ["tdsa_published"]
+        ["tdsa_published", "tdsa_published_bf16"]
