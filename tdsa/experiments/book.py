@@ -1035,7 +1035,7 @@ def _late_rise_in_the_comparison(arm: str, folder: Path, joint: JointTuning
         grid, _, _ = grid_results(COMPARISON_GRID, folder)
     except FileNotFoundError:
         return nothing
-    diffs = choice_differences(COMPARISON_GRID, folder) or {}
+    diffs = _differences_from_choice(joint, grid)
     for name, cell in grid_cells(grid).items():
         if cell.arm == arm and not diffs.get(name, True):
             rise = late_rise(read_curves(folder / COMPARISON_GRID, required=False), name,
@@ -1144,13 +1144,20 @@ def choice_differences(grid: str | Path, results_dir: str | Path | None = None
 
     Book: chapter 5, *Joint tuning at E*.
     """
-    from tdsa.experiments.calibration import grid_cells
     from tdsa.experiments.grid import load_grid
 
     joint = joint_tuning(results_dir)
     if any(c is None for c in joint.chosen.values()):
         return None
-    target = load_grid(grid if Path(grid).suffix else f"ablations/{grid}")
+    return _differences_from_choice(
+        joint, load_grid(grid if Path(grid).suffix else f"ablations/{grid}"))
+
+
+def _differences_from_choice(joint: JointTuning, target: Grid
+                             ) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """:func:`choice_differences` of ``target`` once both arms of ``joint`` chose."""
+    from tdsa.experiments.calibration import grid_cells
+
     out = {}
     for name, cell in grid_cells(target).items():
         chosen = joint.chosen[cell.arm]
