@@ -160,17 +160,27 @@ def test_reference_recipe_is_exact() -> None:
     assert ce.model == cfg.model and ce.optim == cfg.optim and ce.schedule == cfg.schedule
 
 
-def test_the_comparison_grids_arms_are_the_shipped_book_configs() -> None:
+def test_the_comparison_grids_arms_are_the_shipped_book_configs_at_the_joint_choice() -> None:
     """configs/ablations/comparison.yaml trains each arm as the shipped config of that name
-    (up to the grid's run-time overrides): chapter 4 trains the same CE and TDSA, and
-    synthetic_mc_high is the grid's MC-Loss arm."""
+    (synthetic_mc_high is the grid's MC-Loss arm) but for the settings of issue 22: the
+    budget E, the precision its runs pin, and what the joint tuning chose (learning rate,
+    weight decay, auxiliary weights and their ramp). Chapter 4 trains the shipped configs as a
+    demonstration at the book's 16 epochs."""
+    from tdsa.experiments.book import flat_config
     from tdsa.experiments.grid import load_grid
 
+    issue22 = {"train.epochs", "schedule.warmup_epochs", "train.amp", "train.channels_last",
+               "optim.lr", "optim.weight_decay", "loss.alpha_mid", "loss.beta_mid",
+               "loss.alpha_high", "loss.beta_high", "loss.ramp_epochs"}
     grid = load_grid("ablations/comparison")
     for variant, name in (("ce", "synthetic_ce"), ("tdsa", "synthetic_tdsa"),
                           ("mc_high", "synthetic_mc_high")):
-        ran, shipped = grid.config(variant, 0).to_dict(), load_config(name).to_dict()
-        ran.pop("runtime"), shipped.pop("runtime")
-        assert ran == shipped, f"the grid's {variant} is not configs/{name}.yaml"
+        ran, shipped = flat_config(grid.config(variant, 0)), flat_config(load_config(name))
+        differ = {k for k in ran.keys() | shipped.keys()
+                  if not k.startswith("runtime.") and ran.get(k) != shipped.get(k)}
+        assert differ <= issue22, f"the grid's {variant} is not configs/{name}.yaml: {differ}"
+        assert (ran["train.epochs"], shipped["train.epochs"]) == (64, 16)
+    mc_high = grid.config("mc_high", 0).loss
+    assert mc_high.alpha_mid == mc_high.beta_mid == 0 and mc_high.alpha_high > 0
     no_gate = grid.config("no_gate", 0)
     assert no_gate.loss.top_down is False and no_gate.loss.alpha_mid > 0

@@ -151,7 +151,7 @@ def test_chapter_reads_the_results_and_states_them(tmp_path: Path) -> None:
     # the budget (val): E by the rule, the doubling that decided it, the comparison's epochs
     assert ("**E = 64 epochs, not converged**: no doubling measured keeps every arm's mean final "
             "val top-1 within 1 point (from 32 to 64 epochs: ce +0.5, tdsa +6.0 points)") in text
-    assert "The committed comparison (`results/comparison`) trained 16 epochs, below E" in text
+    assert "The committed comparison (`results/comparison`) trained 64 epochs, at E." in text
     # the joint tuning (val): a choice only where every cell of an arm's grid has both seeds
     assert "27 of 28 runs finished (seeds 0, 1; validation split, test not read)" in text
     assert "| 0.004 | **89.0 ± 1.4 (2)** | 71.0 ± 1.4 (2) |" in text, "CE's chosen cell"

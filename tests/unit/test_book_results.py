@@ -216,8 +216,8 @@ def test_choice_differences_names_what_a_test_grid_changes_of_each_arms_choice(
         "mc_high": {"loss.alpha_mid": (0.15, 0.0), "loss.beta_mid": (1.5, 0.0)},
         "short": {"train.epochs": (64, 16)}}
     committed = book.choice_differences("comparison", tmp_path)
-    assert committed is not None and committed["ce"]["train.epochs"] == (64, 16)
-    assert committed["ce"]["optim.lr"] == (0.004, 0.002)
+    assert committed is not None and committed["ce"] == {}, "the committed grid trains CE's"
+    assert committed["tdsa"]["optim.lr"] == (0.002, 0.004), "this test's TDSA choice is lr 2e-3"
     text = book.choice_carried((str(grid_file),), tmp_path)
     assert "- `ce` of " in text and "trains its arm's joint choice." in text
     assert "`loss.alpha_mid` (0.15 chosen, 0.0 here)" in text
