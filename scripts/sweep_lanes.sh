@@ -10,6 +10,9 @@
 #   scripts/sweep_lanes.sh GRID "PATTERNS OF LANE A" "PATTERNS OF LANE B"   a queue per lane
 #   scripts/sweep_lanes.sh --report GRID                                      write the results
 #
+# SWEEP_COMMIT=<commit> pins the worktree at that commit instead of HEAD: a later session whose
+# HEAD has moved on continues a grid in the worktree its runs started in (a run resumes only with
+# the config it started with, whose data.root names that worktree).
 # Patterns are shell globs over the grid's variant names ("ce_*"); a word "seeds=0,2" restricts
 # that lane to those seeds. Each lane trains its variants seed-major; given one set of patterns,
 # both lanes walk the same runs and each run is trained by the lane that reaches it first (the
@@ -37,7 +40,7 @@ grid=$1
 spec_a=$2
 spec_b=${3:-$2}
 name=$(basename "$grid" .yaml)
-commit=$(git -C "$repo" rev-parse --short HEAD)
+commit=$(git -C "$repo" rev-parse --short "${SWEEP_COMMIT:-HEAD}")
 tree="$repo/../sweep-$commit"
 logs="$repo/../sweeplogs"
 mkdir -p "$logs"
